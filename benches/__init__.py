@@ -1,0 +1,1 @@
+"""axo's benchmark subjects; run them with ``axo bench`` or ``python -m benches``."""
