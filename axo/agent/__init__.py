@@ -1,0 +1,1 @@
+"""One agent's work: packing its context and running its turn."""

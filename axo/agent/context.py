@@ -1,0 +1,120 @@
+"""Pack an agent's context — identity, run input, upstream outputs — inside a token budget.
+
+This module knows how to build the messages of an agent's first request and how to estimate
+tokens conservatively. It records what was included, truncated or dropped; it does no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+
+import msgspec
+
+from axo.llm.base import ChatMessage
+from axo.messages import AgentSpec, Upstream
+
+CHARS_PER_TOKEN = 3.0  # conservative: real tokenizers average ~4 characters per token
+MESSAGE_OVERHEAD = 4  # role markers and separators per message
+
+
+def estimate_tokens(text: str | None) -> int:
+    """A conservative token count for ``text`` (over-estimates rather than under)."""
+    return math.ceil(len(text) / CHARS_PER_TOKEN) if text else 0
+
+
+def estimate_messages(messages: tuple[ChatMessage, ...]) -> int:
+    total = 0
+    for m in messages:
+        total += MESSAGE_OVERHEAD + estimate_tokens(m.content)
+        for call in m.tool_calls:
+            total += estimate_tokens(call.name) + estimate_tokens(call.arguments)
+    return total
+
+
+class PackReport(msgspec.Struct, frozen=True, kw_only=True):
+    """What the pack did: parts included whole, truncated (with kept/total tokens), dropped."""
+
+    budget: int
+    estimate: int
+    included: tuple[str, ...] = ()
+    truncated: tuple[tuple[str, int, int], ...] = ()
+    dropped: tuple[str, ...] = ()
+
+
+def identity(spec: AgentSpec) -> str:
+    head = f"You are {spec.name}."
+    return f"{head}\n{spec.system_prompt.strip()}" if spec.system_prompt.strip() else head
+
+
+def _cut(text: str, tokens: int) -> str:
+    keep = max(0, int(tokens * CHARS_PER_TOKEN))
+    return text if len(text) <= keep else text[:keep].rstrip() + " […truncated]"
+
+
+def pack(spec: AgentSpec, run_input: str, upstream: tuple[Upstream, ...],
+         *, reserve: int = 0) -> tuple[tuple[ChatMessage, ...], PackReport]:
+    """Build the system and user messages for an agent's first request.
+
+    The identity and the run's input are kept whole where they fit; upstream outputs share
+    what remains equally (a short output gives its unused share to the others). ``reserve``
+    tokens are kept free for the completion and tools.
+    """
+    budget = max(64, spec.context_tokens - reserve)
+    system = identity(spec)
+    used = estimate_tokens(system) + 2 * MESSAGE_OVERHEAD
+    included: list[str] = ["identity"]
+    truncated: list[tuple[str, int, int]] = []
+    dropped: list[str] = []
+
+    input_text = run_input
+    header = "## Task input\n" if upstream else ""
+    need = estimate_tokens(header + input_text)
+    room = budget - used
+    if need > room * (0.5 if upstream else 1.0):
+        share = max(0, int(room * (0.5 if upstream else 1.0)) - estimate_tokens(header))
+        truncated.append(("input", share, need))
+        input_text = _cut(input_text, share)
+    else:
+        included.append("input")
+    parts = [header + input_text] if input_text else []
+    used += estimate_tokens(parts[0]) if parts else 0
+
+    if upstream:
+        parts.append("## Outputs from the agents you depend on")
+        used += estimate_tokens(parts[-1])
+        room = budget - used
+        heads = [f"### {u.name} ({u.agent})\n" for u in upstream]
+        sizes = [estimate_tokens(u.output) for u in upstream]
+        head_cost = sum(estimate_tokens(h) for h in heads)
+        avail = max(0, room - head_cost)
+        grants = _fair_shares(sizes, avail)
+        for u, h, size, grant in zip(upstream, heads, sizes, grants, strict=True):
+            label = f"upstream:{u.agent}"
+            if grant <= 0 and size > 0:
+                dropped.append(label)
+                continue
+            if grant < size:
+                truncated.append((label, grant, size))
+                parts.append(h + _cut(u.output, grant))
+            else:
+                included.append(label)
+                parts.append(h + u.output)
+    user = "\n\n".join(parts) if parts else "(no input)"
+    messages = (ChatMessage(role="system", content=system),
+                ChatMessage(role="user", content=user))
+    report = PackReport(budget=budget, estimate=estimate_messages(messages),
+                        included=tuple(included), truncated=tuple(truncated),
+                        dropped=tuple(dropped))
+    return messages, report
+
+
+def _fair_shares(sizes: list[int], avail: int) -> list[int]:
+    """Water-filling: each part gets min(size, equal share); leftovers go to the larger ones."""
+    grants = [0] * len(sizes)
+    order = sorted(range(len(sizes)), key=sizes.__getitem__)
+    left = avail
+    for k, i in enumerate(order):
+        share = left // (len(sizes) - k)
+        grants[i] = min(sizes[i], share)
+        left -= grants[i]
+    return grants

@@ -1,0 +1,63 @@
+"""The Python entry points: ``run`` and ``run_async``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import uvloop
+
+from axo.errors import UsageError
+from axo.llm.base import Provider
+from axo.result import RunResult
+from axo.runtime.host import EventHandler, Host
+from axo.runtime.system import MODES, Mode
+from axo.workflow import Workflow, load_workflow
+
+
+async def run_async(workflow: Workflow | str | os.PathLike[str], input: str = "", *,
+                    runtime: Mode = "local", providers: dict[str, Provider] | None = None,
+                    on_event: EventHandler | None = None, timeout: float | None = None,
+                    workflow_id: str | None = None, admin_port: int | None = None) -> RunResult:
+    """Run a workflow inside an already running event loop. See ``run``."""
+    if not isinstance(workflow, Workflow):
+        workflow = load_workflow(workflow, workflow_id)
+    if runtime not in MODES:
+        raise UsageError(f"unknown runtime '{runtime}'; use one of: {', '.join(MODES)}")
+    timeout = timeout if timeout is not None else workflow.config.run.timeout
+    with Host(runtime, admin_port=admin_port) as host:
+        return await host.run(workflow, input, providers=providers, on_event=on_event,
+                              timeout=timeout)
+
+
+def run(workflow: Workflow | str | os.PathLike[str], input: str = "", *,
+        runtime: Mode = "local", providers: dict[str, Provider] | None = None,
+        on_event: EventHandler | None = None, timeout: float | None = None,
+        workflow_id: str | None = None, admin_port: int | None = None) -> RunResult:
+    """Run a workflow to the end and return its result.
+
+    Args:
+        workflow: a ``Workflow`` from ``load_workflow``, or a path to a workflow file.
+        input: the run's input, given to the entry agents.
+        runtime: ``local`` (one process) or ``multiproc`` (one process per agent).
+        providers: provider objects by name, replacing those the file configures.
+        on_event: called with each run event and the run's tracker (for progress views).
+        timeout: seconds before the run is cancelled (its result says so).
+        workflow_id: which named workflow of the file to run.
+
+    Returns:
+        The ``RunResult``; an agent's failure is a status in it, not an exception.
+
+    Raises:
+        ConfigError, UsageError: bad input, before anything runs.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise UsageError("axo.run() was called inside a running event loop; "
+                         "use 'await axo.run_async(...)' there")
+    return uvloop.run(run_async(workflow, input, runtime=runtime, providers=providers,
+                                on_event=on_event, timeout=timeout, workflow_id=workflow_id,
+                                admin_port=admin_port))

@@ -1,0 +1,222 @@
+"""EventLattice: which agents fire, decided by pheromone signals from completed dependencies.
+
+The lattice knows agents only as indices 0..n-1 and dependencies as index lists. It does not
+know about actors, LLMs or time beyond an injected clock. Semantics (see DESIGN.md):
+
+- entry agents (no dependencies) fire on ``start()``;
+- completing U adds 0.5 to the signal of each agent that depends on U, and only those;
+- an agent with N dependencies fires when its signal reaches its threshold (default 0.5 × N,
+  i.e. when every dependency has completed), at most once per run;
+- with ``decay`` (per second, > 0) a signal evaporates as ``s · exp(-decay · Δt)`` between
+  deposits, read from the injected clock;
+- a failure marks every transitive dependent that has not fired as skipped, at once;
+- the run is over when nothing is running: no completion can arrive any more, so agents still
+  waiting can never fire and are reported as skipped.
+
+Signals and thresholds are numpy arrays; dependents are stored in CSR form (``indptr`` /
+``indices``), so completing a batch of agents is one ``np.add.at`` over their dependents.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from enum import IntEnum
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+SIGNAL = 0.5
+
+
+class State(IntEnum):
+    WAITING = 0
+    RUNNING = 1
+    DONE = 2
+    FAILED = 3
+    SKIPPED = 4
+
+
+class LatticeError(RuntimeError):
+    """The lattice was driven in a way its semantics forbid (a bug in the caller)."""
+
+
+class EventLattice:
+    """Activation state of one run.
+
+    Args:
+        dependencies: for each agent index, the indices it depends on.
+        thresholds: per-agent signal needed to fire; None entries (or None) mean 0.5 × N.
+        decay: per-agent evaporation rate per second (None: no decay anywhere).
+        clock: monotonic seconds; injected so tests never sleep.
+        max_activations: cycle guard; default 3 × number of agents.
+    """
+
+    def __init__(
+        self,
+        dependencies: Sequence[Sequence[int]],
+        *,
+        thresholds: Sequence[float | None] | None = None,
+        decay: Sequence[float] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        max_activations: int | None = None,
+    ) -> None:
+        n = len(dependencies)
+        self.n = n
+        self._clock = clock
+        n_deps = np.fromiter((len(d) for d in dependencies), dtype=np.int64, count=n)
+        self.n_deps = n_deps
+        self.threshold = SIGNAL * n_deps.astype(np.float64)
+        if thresholds is not None:
+            for i, t in enumerate(thresholds):
+                if t is not None:
+                    self.threshold[i] = t
+        # CSR of dependents: for each u, the agents that depend on u
+        counts = np.zeros(n + 1, dtype=np.int64)
+        for deps in dependencies:
+            for u in deps:
+                if not 0 <= u < n:
+                    raise ValueError(f"dependency index {u} out of range 0..{n - 1}")
+                counts[u + 1] += 1
+        self.indptr = np.cumsum(counts)
+        self.indices = np.empty(int(self.indptr[-1]), dtype=np.int64)
+        fill = self.indptr[:-1].copy()
+        for v, deps in enumerate(dependencies):
+            for u in deps:
+                self.indices[fill[u]] = v
+                fill[u] += 1
+        self.signal = np.zeros(n, dtype=np.float64)
+        self.state = np.zeros(n, dtype=np.int8)
+        self.decay = np.zeros(n) if decay is None else np.asarray(decay, dtype=np.float64)
+        self._has_decay = bool(np.any(self.decay > 0))
+        self._stamp = np.zeros(n, dtype=np.float64)
+        self.max_activations = 3 * n if max_activations is None else max_activations
+        self.activations = 0
+        self._running = 0
+        self._started = False
+        self._stats = {"completions": 0, "failures": 0, "signal_updates": 0, "skipped": 0,
+                       "batches": 0}
+
+    # ------------------------------------------------------------------ driving
+
+    def start(self) -> list[int]:
+        """Fire the entry agents (no dependencies); call once per run."""
+        if self._started:
+            raise LatticeError("start() called twice on one lattice; use one lattice per run")
+        self._started = True
+        entries = np.flatnonzero((self.n_deps == 0) & (self.state == State.WAITING))
+        return self._fire(entries)
+
+    def complete(self, agent: int) -> list[int]:
+        """Record that ``agent`` completed; return the agents that fire because of it."""
+        return self.complete_many((agent,))
+
+    def complete_many(self, agents: Iterable[int]) -> list[int]:
+        """Record a batch of completions with one vector update; return who fires."""
+        ids = np.fromiter(agents, dtype=np.int64)
+        if ids.size == 0:
+            return []
+        bad = ids[self.state[ids] != State.RUNNING]
+        if bad.size:
+            raise LatticeError(f"agent {int(bad[0])} completed but was not running "
+                               f"(state {State(int(self.state[bad[0]])).name})")
+        self.state[ids] = State.DONE
+        self._running -= ids.size
+        self._stats["completions"] += int(ids.size)
+        self._stats["batches"] += 1
+        if ids.size == 1:
+            u = int(ids[0])
+            targets = self.indices[self.indptr[u]:self.indptr[u + 1]]
+        else:
+            targets = np.concatenate(
+                [self.indices[self.indptr[u]:self.indptr[u + 1]] for u in ids.tolist()])
+        if targets.size == 0:
+            return []
+        if self._has_decay:
+            self._evaporate(np.unique(targets))
+        np.add.at(self.signal, targets, SIGNAL)
+        self._stats["signal_updates"] += int(targets.size)
+        cand = np.unique(targets) if ids.size > 1 else targets
+        ready = cand[(self.state[cand] == State.WAITING)
+                     & (self.signal[cand] >= self.threshold[cand])]
+        return self._fire(ready)
+
+    def fail(self, agent: int) -> list[int]:
+        """Record that ``agent`` failed; skip every transitive dependent; return them."""
+        if self.state[agent] != State.RUNNING:
+            raise LatticeError(f"agent {agent} failed but was not running "
+                               f"(state {State(int(self.state[agent])).name})")
+        self.state[agent] = State.FAILED
+        self._running -= 1
+        self._stats["failures"] += 1
+        skipped: list[int] = []
+        stack = [agent]
+        while stack:
+            u = stack.pop()
+            for v in self.indices[self.indptr[u]:self.indptr[u + 1]].tolist():
+                if self.state[v] == State.WAITING:
+                    self.state[v] = State.SKIPPED
+                    skipped.append(v)
+                    stack.append(v)
+        self._stats["skipped"] += len(skipped)
+        return sorted(skipped)
+
+    def finish(self) -> list[int]:
+        """Once nothing runs, mark agents that never fired as skipped and return them."""
+        if self._running:
+            raise LatticeError(f"finish() while {self._running} agents are running")
+        rest = np.flatnonzero(self.state == State.WAITING)
+        self.state[rest] = State.SKIPPED
+        self._stats["skipped"] += int(rest.size)
+        return rest.tolist()
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def running(self) -> int:
+        return self._running
+
+    @property
+    def finished(self) -> bool:
+        """True once started and no agent is running (so none can fire any more)."""
+        return self._started and self._running == 0
+
+    def status(self, agent: int) -> State:
+        return State(int(self.state[agent]))
+
+    def dependents(self, agent: int) -> list[int]:
+        return self.indices[self.indptr[agent]:self.indptr[agent + 1]].tolist()
+
+    def statistics(self) -> dict[str, Any]:
+        counts = np.bincount(self.state, minlength=len(State))
+        return {
+            "agents": self.n,
+            "edges": int(self.indices.size),
+            "activations": self.activations,
+            **self._stats,
+            **{s.name.lower(): int(counts[s]) for s in State},
+        }
+
+    # ------------------------------------------------------------------ internals
+
+    def _fire(self, ready: npt.NDArray[np.int64]) -> list[int]:
+        if ready.size == 0:
+            return []
+        self.activations += int(ready.size)
+        if self.activations > self.max_activations:
+            raise LatticeError(f"cycle guard: {self.activations} activations exceed "
+                               f"{self.max_activations} (3 × agents)")
+        self.state[ready] = State.RUNNING
+        self._running += int(ready.size)
+        return ready.tolist()
+
+    def _evaporate(self, targets: npt.NDArray[np.int64]) -> None:
+        now = self._clock()
+        rate = self.decay[targets]
+        dt = now - self._stamp[targets]
+        has = (rate > 0) & (self.signal[targets] > 0)
+        self.signal[targets] = np.where(has, self.signal[targets] * np.exp(-rate * dt),
+                                        self.signal[targets])
+        self._stamp[targets] = now
+

@@ -1,0 +1,221 @@
+"""An OpenAI-compatible chat-completions client: llama.cpp server, vLLM, Ollama, LM Studio,
+OpenRouter, OpenAI.
+
+It knows the wire format, timeouts and retries (exponential backoff with jitter on connection
+errors, timeouts, 429 and 5xx, honouring ``Retry-After``). It takes an injected httpx
+transport for tests that need one, and never logs the API key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import msgspec
+
+from axo.errors import ProviderError
+from axo.llm.base import ChatMessage, ChatRequest, ChatResponse, ToolCall, Usage
+
+RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+
+def message_to_wire(m: ChatMessage) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.tool_calls:
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function",
+             "function": {"name": c.name, "arguments": c.arguments}}
+            for c in m.tool_calls
+        ]
+    if m.tool_call_id is not None:
+        out["tool_call_id"] = m.tool_call_id
+    if m.name is not None:
+        out["name"] = m.name
+    return out
+
+
+def request_to_wire(req: ChatRequest) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": req.model,
+                            "messages": [message_to_wire(m) for m in req.messages]}
+    if req.tools:
+        body["tools"] = [{"type": "function", "function": {
+            "name": t.name, "description": t.description, "parameters": t.parameters}}
+            for t in req.tools]
+    if req.tool_choice is not None:
+        body["tool_choice"] = (req.tool_choice if req.tool_choice in ("auto", "none", "required")
+                               else {"type": "function", "function": {"name": req.tool_choice}})
+    for key in ("max_tokens", "temperature", "top_p", "seed"):
+        value = getattr(req, key)
+        if value is not None:
+            body[key] = value
+    if req.stop:
+        body["stop"] = list(req.stop)
+    if req.response_format is not None:
+        body["response_format"] = {"type": "json_schema", "json_schema": {
+            "name": "answer", "schema": req.response_format, "strict": True}}
+    return body
+
+
+def response_from_wire(data: dict[str, Any]) -> ChatResponse:
+    try:
+        choice = data["choices"][0]
+        msg = choice.get("message") or {}
+    except (KeyError, IndexError, TypeError):
+        raise ProviderError(f"malformed response: no choices in {str(data)[:200]}") from None
+    calls = tuple(
+        ToolCall(id=c.get("id") or f"call_{i}", name=c["function"]["name"],
+                 arguments=c["function"].get("arguments") or "{}")
+        for i, c in enumerate(msg.get("tool_calls") or ())
+    )
+    usage = data.get("usage") or {}
+    timings = data.get("timings") or {}
+    server_ms = (timings.get("prompt_ms") or 0) + (timings.get("predicted_ms") or 0)
+    return ChatResponse(
+        content=msg.get("content"),
+        tool_calls=calls,
+        usage=Usage(prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                    completion_tokens=int(usage.get("completion_tokens") or 0)),
+        finish_reason=choice.get("finish_reason"),
+        model=str(data.get("model") or ""),
+        server_s=server_ms / 1000 if server_ms else None,
+    )
+
+
+def retry_after(resp: httpx.Response) -> float | None:
+    value = resp.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+class OpenAICompatible:
+    """Async client for one OpenAI-compatible endpoint.
+
+    Args:
+        name: the provider's name in the workflow (used in error messages).
+        base_url: e.g. ``http://127.0.0.1:8080/v1``.
+        api_key: sent as a bearer token; never logged.
+        timeout: seconds for one whole request (read included).
+        max_retries: retries after the first attempt for retryable failures.
+        backoff: base delay in seconds; attempt k waits ``backoff · 2^k`` (± 25 % jitter),
+            or what ``Retry-After`` says.
+        transport: an httpx transport to use instead of the network (tests).
+        prepare: a hook that rewrites a request for a quirky server (local models).
+        postprocess: a hook that rewrites a response (e.g. tool calls sent as text).
+    """
+
+    def __init__(self, name: str, base_url: str, *, api_key: str | None = None,
+                 default_model: str | None = None, timeout: float = 60.0,
+                 connect_timeout: float = 10.0, max_retries: int = 3, backoff: float = 0.5,
+                 headers: dict[str, str] | None = None,
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 prepare: Callable[[ChatRequest], ChatRequest] | None = None,
+                 postprocess: Callable[[ChatRequest, ChatResponse], ChatResponse] | None = None,
+                 sleep: Callable[[float], Any] = asyncio.sleep) -> None:
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self.default_model = default_model
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self._prepare = prepare
+        self._postprocess = postprocess
+        self._sleep = sleep
+        hdrs = dict(headers or {})
+        if api_key:
+            hdrs["Authorization"] = f"Bearer {api_key}"
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url, headers=hdrs, transport=transport,
+            timeout=httpx.Timeout(timeout, connect=min(connect_timeout, timeout)),
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+        )
+        self.calls = 0
+        self.retries = 0
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        if not request.model and self.default_model:
+            request = _with_model(request, self.default_model)
+        if self._prepare is not None:
+            request = self._prepare(request)
+        body = json.dumps(request_to_wire(request)).encode()
+        start = time.perf_counter()
+        attempt = 0
+        while True:
+            attempt += 1
+            self.calls += 1
+            delay: float | None = None
+            try:
+                resp = await self._client.post(
+                    "/chat/completions", content=body,
+                    headers={"Content-Type": "application/json"})
+            except httpx.TimeoutException:
+                failure = ProviderError(
+                    f"{self.name}: no answer within {self.timeout:g}s "
+                    f"(attempt {attempt} of {self.max_retries + 1})", retryable=True)
+            except httpx.TransportError as exc:
+                failure = ProviderError(
+                    f"{self.name}: connection failed ({type(exc).__name__}: {exc}) "
+                    f"(attempt {attempt} of {self.max_retries + 1})", retryable=True)
+            else:
+                if resp.status_code == 200:
+                    try:
+                        data = resp.json()
+                    except ValueError:
+                        raise ProviderError(f"{self.name}: answer is not JSON: "
+                                            f"{resp.text[:200]!r}") from None
+                    out = response_from_wire(data)
+                    out = _timed(out, time.perf_counter() - start, attempt)
+                    if self._postprocess is not None:
+                        out = self._postprocess(request, out)
+                    return out
+                detail = _error_detail(resp)
+                retryable = resp.status_code in RETRY_STATUSES
+                failure = ProviderError(
+                    f"{self.name}: HTTP {resp.status_code} {detail} "
+                    f"(attempt {attempt} of {self.max_retries + 1})",
+                    retryable=retryable, status=resp.status_code)
+                delay = retry_after(resp)
+            if not failure.retryable or attempt > self.max_retries:
+                if failure.retryable and self.max_retries:
+                    raise ProviderError(f"{failure} — giving up after {attempt} attempts",
+                                        retryable=False, status=failure.status)
+                raise failure
+            self.retries += 1
+            if delay is None:
+                delay = self.backoff * (2 ** (attempt - 1)) * random.uniform(0.75, 1.25)
+            await self._sleep(delay)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def statistics(self) -> dict[str, Any]:
+        return {"calls": self.calls, "retries": self.retries}
+
+
+def _with_model(req: ChatRequest, model: str) -> ChatRequest:
+    return msgspec.structs.replace(req, model=model)
+
+
+def _timed(resp: ChatResponse, elapsed: float, attempts: int) -> ChatResponse:
+    return msgspec.structs.replace(resp, elapsed_s=elapsed, attempts=attempts)
+
+
+def _error_detail(resp: httpx.Response) -> str:
+    try:
+        data = resp.json()
+        err = data.get("error") if isinstance(data, dict) else None
+        if isinstance(err, dict):
+            return str(err.get("message") or err)[:300]
+        if err:
+            return str(err)[:300]
+        return str(data)[:300]
+    except ValueError:
+        return resp.text[:300]

@@ -1,0 +1,85 @@
+"""Build the providers a workflow's agents use, start them together, close them together.
+
+This module maps provider configs to provider objects (OpenAI-compatible, Anthropic, local
+llama.cpp). In-process ``function`` providers have no object here: agent actors call them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from axo.config import AnthropicProvider, FunctionProvider, LocalProvider, OpenAIProvider
+from axo.errors import UsageError
+from axo.llm.base import Provider
+from axo.llm.openai import OpenAICompatible
+from axo.workflow import Workflow
+
+
+class ProviderSet:
+    """The providers of one host, by name; started on ``open`` and closed on ``aclose``.
+
+    Args:
+        workflow: where provider configs come from.
+        overrides: provider objects to use instead of building them (tests, embedding apps).
+    """
+
+    def __init__(self, workflow: Workflow, overrides: Mapping[str, Provider] | None = None,
+                 *, state_dir: str | None = None) -> None:
+        self.workflow = workflow
+        self._providers: dict[str, Provider] = dict(overrides or {})
+        self._owned: list[Any] = []
+        self._state_dir = state_dir
+
+    def needed(self) -> list[str]:
+        names: list[str] = []
+        for a in self.workflow.agents:
+            name = self.workflow.provider_name(a)
+            cfg = self.workflow.provider_config(name)
+            if not isinstance(cfg, FunctionProvider) and name not in names:
+                names.append(name)
+        return names
+
+    async def open(self, names: Iterable[str] | None = None) -> None:
+        """Create (and for local models, start) every provider in ``names``, in parallel."""
+        todo = [n for n in (self.needed() if names is None else names)
+                if n not in self._providers]
+        built = await asyncio.gather(*(self._build(n) for n in todo), return_exceptions=True)
+        errors = [b for b in built if isinstance(b, BaseException)]
+        for name, b in zip(todo, built, strict=True):
+            if not isinstance(b, BaseException):
+                self._providers[name] = b
+                self._owned.append(b)
+        if errors:
+            raise errors[0]
+
+    def get(self, name: str) -> Provider:
+        try:
+            return self._providers[name]
+        except KeyError:
+            raise UsageError(f"provider '{name}' was not opened") from None
+
+    async def _build(self, name: str) -> Provider:
+        cfg = self.workflow.provider_config(name)
+        if isinstance(cfg, OpenAIProvider):
+            return OpenAICompatible(
+                name, cfg.base_url, api_key=cfg.api_key, default_model=cfg.model,
+                timeout=cfg.timeout, connect_timeout=cfg.connect_timeout,
+                max_retries=cfg.max_retries, backoff=cfg.backoff, headers=cfg.headers)
+        if isinstance(cfg, LocalProvider):
+            from axo.llm.embedded import start_local
+
+            return await start_local(name, cfg, state_dir=self._state_dir)
+        if isinstance(cfg, AnthropicProvider):
+            from axo.llm.anthropic import AnthropicMessages
+
+            return AnthropicMessages(
+                name, cfg.base_url, api_key=cfg.api_key, default_model=cfg.model,
+                timeout=cfg.timeout, connect_timeout=cfg.connect_timeout,
+                max_retries=cfg.max_retries, backoff=cfg.backoff, version=cfg.version)
+        raise UsageError(f"provider '{name}' of type {cfg.type} has no host-side client")
+
+    async def aclose(self) -> None:
+        owned, self._owned = self._owned, []
+        await asyncio.gather(*(p.aclose() for p in owned), return_exceptions=True)

@@ -1,0 +1,169 @@
+"""The actor protocol and the run's events: frozen, tagged msgspec Structs.
+
+This module is data only. Every message between the host process and the actors, and every
+event a run emits, is defined here; a receiver handles the closed union with ``match`` and
+ends in ``assert_never``. Addresses of actors are opaque objects (``Any``) owned by the runtime.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from axo.llm.base import ChatRequest, ChatResponse, Usage
+
+
+class _Msg(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    pass
+
+
+# ---------------------------------------------------------------- the agent's description
+
+
+class AgentSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """What an agent actor needs to know about its agent (no secrets, no providers)."""
+
+    id: str
+    name: str
+    system_prompt: str = ""
+    model: str = ""
+    provider: str = ""
+    function: str | None = None  # "module:callable" for in-process providers
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    context_tokens: int = 3072
+    max_iterations: int = 10
+    tools: tuple[str, ...] = ()
+
+
+class Upstream(msgspec.Struct, frozen=True, kw_only=True):
+    """The output of one completed dependency, labelled by agent."""
+
+    agent: str
+    name: str
+    output: str
+
+
+# ---------------------------------------------------------------- host → actors
+
+
+class Configure(_Msg, frozen=True, kw_only=True):
+    """Give a fresh agent actor its agent and the address to report to."""
+
+    run_id: str
+    spec: AgentSpec
+    run: Any
+    host: Any
+
+
+class StartRun(_Msg, frozen=True, kw_only=True):
+    """Start one run: its agents (by index), their dependencies and the run's input."""
+
+    run_id: str
+    agents: tuple[AgentSpec, ...]
+    dependencies: tuple[tuple[int, ...], ...]
+    thresholds: tuple[float | None, ...]
+    decay: tuple[float, ...]
+    input: str
+    host: Any
+
+
+class LLMReply(_Msg, frozen=True, kw_only=True):
+    """The host's answer to an ``LLMCall``: a response, or an error."""
+
+    corr: str
+    response: ChatResponse | None = None
+    error: str | None = None
+
+
+class CancelRun(_Msg, frozen=True, kw_only=True):
+    run_id: str
+    reason: str
+
+
+# ---------------------------------------------------------------- actors → actors / host
+
+
+class Activate(_Msg, frozen=True, kw_only=True):
+    """The lattice fired this agent: run one turn on the input and upstream outputs."""
+
+    run_id: str
+    agent: int
+    input: str
+    upstream: tuple[Upstream, ...]
+
+
+class LLMCall(_Msg, frozen=True, kw_only=True):
+    """An agent asks the host to perform an LLM call (actors do no I/O themselves)."""
+
+    corr: str
+    run_id: str
+    agent: str
+    provider: str
+    request: ChatRequest
+    reply_to: Any
+
+
+class TaskCompleted(_Msg, frozen=True, kw_only=True):
+    run_id: str
+    agent: int
+    output: str
+    usage: Usage
+    llm_calls: int
+    started_at: float
+    finished_at: float
+
+
+class AgentFailed(_Msg, frozen=True, kw_only=True):
+    run_id: str
+    agent: int
+    reason: str
+    kind: str
+    usage: Usage = Usage()
+    started_at: float = 0.0
+    finished_at: float = 0.0
+
+
+# ---------------------------------------------------------------- events (run → host)
+
+AgentStatus = Literal["waiting", "running", "done", "failed", "skipped"]
+
+
+class AgentStarted(_Msg, frozen=True, kw_only=True):
+    run_id: str
+    agent: str
+    at: float
+
+
+class AgentDone(_Msg, frozen=True, kw_only=True):
+    run_id: str
+    agent: str
+    status: AgentStatus
+    output: str | None
+    reason: str | None
+    usage: Usage
+    llm_calls: int
+    started_at: float
+    finished_at: float
+
+
+class AgentSkipped(_Msg, frozen=True, kw_only=True):
+    run_id: str
+    agent: str
+    reason: str
+
+
+class RunFinished(_Msg, frozen=True, kw_only=True):
+    run_id: str
+    status: Literal["succeeded", "failed"]
+    lattice: dict[str, int]
+
+
+RunEvent = AgentStarted | AgentDone | AgentSkipped | RunFinished
+ToRunActor = StartRun | TaskCompleted | AgentFailed | CancelRun
+ToAgentActor = Configure | Activate | LLMReply
+ToHost = LLMCall | AgentStarted | AgentDone | AgentSkipped | RunFinished

@@ -1,0 +1,159 @@
+"""What a run returns: every agent's status, output, usage and timing, and the sinks' outputs.
+
+Data only (msgspec Structs, so ``--json`` is one encode). ``RunTracker`` folds the run's
+events into this shape as they arrive; the live view and the final result read the same state.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+import msgspec
+
+from axo.llm.base import Usage
+from axo.messages import AgentDone, AgentSkipped, AgentStarted, AgentStatus, RunEvent, RunFinished
+
+
+class AgentResult(msgspec.Struct, kw_only=True):
+    id: str
+    name: str
+    status: AgentStatus = "waiting"
+    output: str | None = None
+    reason: str | None = None
+    usage: Usage = Usage()
+    llm_calls: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def seconds(self) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.finished_at if self.finished_at is not None else time.time()
+        return max(0.0, end - self.started_at)
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        s = self.seconds
+        if not s or self.status != "done" or not self.usage.completion_tokens:
+            return None
+        return self.usage.completion_tokens / s
+
+
+RunStatus = Literal["running", "succeeded", "failed"]
+
+
+class RunResult(msgspec.Struct, kw_only=True):
+    """The result of one run.
+
+    Attributes:
+        outputs: the sink agents' outputs (agents with no dependents), in declaration order;
+            a sink that did not finish has no entry.
+    """
+
+    run_id: str
+    workflow: str | None
+    file: str
+    runtime: str
+    status: RunStatus
+    input: str
+    agents: list[AgentResult]
+    sinks: list[str]
+    outputs: dict[str, str]
+    usage: Usage
+    started_at: float
+    finished_at: float
+    lattice: dict[str, int] = {}
+    failure: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "succeeded"
+
+    @property
+    def wall_seconds(self) -> float:
+        return self.finished_at - self.started_at
+
+    def agent(self, agent_id: str) -> AgentResult:
+        for a in self.agents:
+            if a.id == agent_id:
+                return a
+        raise KeyError(agent_id)
+
+    def to_json(self) -> bytes:
+        data = msgspec.to_builtins(self)
+        data["wall_seconds"] = round(self.wall_seconds, 6)
+        data["usage"]["total_tokens"] = self.usage.total_tokens
+        for a, raw in zip(self.agents, data["agents"], strict=True):
+            raw["seconds"] = None if a.seconds is None else round(a.seconds, 6)
+            raw["tokens_per_second"] = (None if a.tokens_per_second is None
+                                        else round(a.tokens_per_second, 3))
+            raw["usage"]["total_tokens"] = a.usage.total_tokens
+        return msgspec.json.encode(data)
+
+
+class RunTracker:
+    """Folds run events into per-agent state; read by the live view and the final result."""
+
+    def __init__(self, run_id: str, agents: list[tuple[str, str]]) -> None:
+        self.run_id = run_id
+        self.agents = {aid: AgentResult(id=aid, name=name) for aid, name in agents}
+        self.order = [aid for aid, _ in agents]
+        self.started_at = time.time()
+        self.finished: RunFinished | None = None
+        self.events = 0
+
+    def apply(self, event: RunEvent) -> None:
+        self.events += 1
+        match event:
+            case AgentStarted():
+                a = self.agents[event.agent]
+                a.status, a.started_at = "running", event.at
+            case AgentDone():
+                a = self.agents[event.agent]
+                a.status, a.output, a.reason = event.status, event.output, event.reason
+                a.usage, a.llm_calls = event.usage, event.llm_calls
+                a.started_at = a.started_at or event.started_at
+                a.finished_at = event.finished_at
+            case AgentSkipped():
+                a = self.agents[event.agent]
+                a.status, a.reason = "skipped", event.reason
+            case RunFinished():
+                self.finished = event
+
+    def cancel_running(self, reason: str) -> None:
+        now = time.time()
+        for a in self.agents.values():
+            if a.status == "running":
+                a.status, a.reason, a.finished_at = "failed", reason, now
+            elif a.status == "waiting":
+                a.status, a.reason = "skipped", reason
+
+    @property
+    def usage(self) -> Usage:
+        total = Usage()
+        for a in self.agents.values():
+            total = total + a.usage
+        return total
+
+    def result(self, *, workflow: str | None, file: str, runtime: str, run_input: str,
+               sinks: list[str], failure: str | None = None,
+               lattice: dict[str, Any] | None = None) -> RunResult:
+        agents = [self.agents[aid] for aid in self.order]
+        failed = failure is not None or any(a.status == "failed" for a in agents)
+        if self.finished is not None and self.finished.status == "failed":
+            failed = True
+        if failure is None and failed:
+            bad = next((a for a in agents if a.status == "failed"), None)
+            if bad is not None:
+                failure = f"agent '{bad.id}' failed: {(bad.reason or '').splitlines()[0]}"
+        outputs = {s: self.agents[s].output or "" for s in sinks
+                   if self.agents[s].status == "done"}
+        return RunResult(
+            run_id=self.run_id, workflow=workflow, file=file, runtime=runtime,
+            status="failed" if failed else "succeeded", input=run_input, agents=agents,
+            sinks=sinks, outputs=outputs, usage=self.usage, started_at=self.started_at,
+            finished_at=time.time(),
+            lattice=dict(lattice or (self.finished.lattice if self.finished else {})),
+            failure=failure)

@@ -1,0 +1,1 @@
+"""Running workflows on Thespian actors: the facade, the actors, and the host."""

@@ -1,0 +1,249 @@
+"""The host: the process that starts a run, performs its I/O and collects its events.
+
+Actors send ``LLMCall`` effect requests to the host's external address; the host runs them as
+concurrent tasks on its (uv)loop and tells each reply back to the asking actor. Two bridges
+move messages between the loop and Thespian:
+
+- ``InlineBridge`` (local mode): simpleSystemBase runs actors inside ``tell``/``listen`` on the
+  calling thread, so a send is followed by draining the external address — no thread, no
+  polling; the loop is free while LLM calls are in flight.
+- ``ThreadBridge`` (multiproc mode): one thread owns every Thespian call (the external
+  interface is not thread-safe), executes queued sends and listens in short slices, handing
+  what arrives to the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+
+from axo.config import FunctionProvider
+from axo.errors import AxoError
+from axo.llm.base import Provider
+from axo.llm.providers import ProviderSet
+from axo.messages import (
+    AgentDone,
+    AgentSkipped,
+    AgentSpec,
+    AgentStarted,
+    CancelRun,
+    LLMCall,
+    LLMReply,
+    RunEvent,
+    RunFinished,
+    StartRun,
+)
+from axo.result import RunResult, RunTracker
+from axo.runtime.actors import RunActor
+from axo.runtime.system import ActorRuntime, ExitRequest, Mode
+from axo.workflow import Workflow
+
+EventHandler = Callable[[RunEvent, RunTracker], None]
+
+
+class InlineBridge:
+    """Local mode: actors run inside our calls, on the loop's thread."""
+
+    def __init__(self, rt: ActorRuntime, deliver: Callable[[object], None]) -> None:
+        self.rt, self.deliver = rt, deliver
+
+    async def create_run_actor(self) -> Any:
+        return self.rt.create(RunActor)
+
+    def send(self, address: Any, message: object) -> None:
+        self.rt.tell(address, message)
+        while (m := self.rt.listen(0)) is not None:
+            self.deliver(m)
+
+    def close(self) -> None:
+        pass
+
+
+class ThreadBridge:
+    """Multiproc mode: a thread owns the actor system; the loop talks to it by queue."""
+
+    SLICE = 0.002  # seconds per listen; bounds the latency of a queued send
+
+    def __init__(self, rt: ActorRuntime, deliver: Callable[[object], None],
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.rt, self.deliver, self.loop = rt, deliver, loop
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.Future[Any] | None]] = (
+            queue.SimpleQueue())
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._pump, name="axo-bridge", daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        while not self._stop.is_set():
+            while True:
+                try:
+                    job, fut = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                try:
+                    out = job()
+                except BaseException as exc:  # report to the caller, keep pumping
+                    if fut is not None:
+                        self.loop.call_soon_threadsafe(_set_exc, fut, exc)
+                else:
+                    if fut is not None:
+                        self.loop.call_soon_threadsafe(_set_result, fut, out)
+            m = self.rt.listen(self.SLICE)
+            if m is not None:
+                self.loop.call_soon_threadsafe(self.deliver, m)
+
+    async def create_run_actor(self) -> Any:
+        fut: asyncio.Future[Any] = self.loop.create_future()
+        self._jobs.put((lambda: self.rt.create(RunActor), fut))
+        return await fut
+
+    def send(self, address: Any, message: object) -> None:
+        self._jobs.put((lambda: self.rt.tell(address, message), None))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def _set_result(fut: asyncio.Future[Any], value: Any) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
+def _set_exc(fut: asyncio.Future[Any], exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
+
+
+def agent_specs(workflow: Workflow) -> tuple[AgentSpec, ...]:
+    specs = []
+    for a in workflow.agents:
+        pname = workflow.provider_name(a)
+        pcfg = workflow.provider_config(pname)
+        function = pcfg.function if isinstance(pcfg, FunctionProvider) else None
+        model = a.model or getattr(pcfg, "model", None) or ""
+        temperature = a.sampling.temperature
+        if temperature is None:
+            temperature = getattr(pcfg, "temperature", None)
+        seed = a.sampling.seed if a.sampling.seed is not None else getattr(pcfg, "seed", None)
+        specs.append(AgentSpec(
+            id=a.id, name=a.display_name, system_prompt=a.system_prompt, model=model,
+            provider=pname, function=function, temperature=temperature,
+            top_p=a.sampling.top_p, max_tokens=a.sampling.max_tokens, seed=seed,
+            stop=tuple(a.sampling.stop), context_tokens=a.context_tokens,
+            max_iterations=a.max_iterations, tools=tuple(a.tools)))
+    return tuple(specs)
+
+
+def start_message(workflow: Workflow, run_id: str, run_input: str) -> StartRun:
+    index = {a.id: i for i, a in enumerate(workflow.agents)}
+    return StartRun(
+        run_id=run_id,
+        agents=agent_specs(workflow),
+        dependencies=tuple(tuple(index[d] for d in a.depends_on) for a in workflow.agents),
+        thresholds=tuple(a.activation_threshold for a in workflow.agents),
+        decay=tuple(a.activation_decay for a in workflow.agents),
+        input=run_input,
+        host=None,
+    )
+
+
+class Host:
+    """Runs workflows on an actor system it owns.
+
+    Args:
+        mode: ``local`` or ``multiproc``.
+        admin_port: multiproc admin port (default: a free one).
+    """
+
+    def __init__(self, mode: Mode = "local", *, admin_port: int | None = None) -> None:
+        self.mode = mode
+        self.rt = ActorRuntime(mode, admin_port=admin_port)
+        self._closed = False
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.rt.shutdown()
+
+    def __enter__(self) -> Host:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def run(self, workflow: Workflow, run_input: str, *,
+                  providers: dict[str, Provider] | None = None,
+                  on_event: EventHandler | None = None, timeout: float | None = None,
+                  run_id: str | None = None) -> RunResult:
+        """Run ``workflow`` on ``run_input`` and return its result (never raises for an
+        agent's failure: that is a status; raises only for set-up errors)."""
+        run_id = run_id or uuid.uuid4().hex[:12]
+        loop = asyncio.get_running_loop()
+        tracker = RunTracker(run_id, [(a.id, a.display_name) for a in workflow.agents])
+        finished: asyncio.Future[RunFinished] = loop.create_future()
+        provider_set = ProviderSet(workflow, providers)
+        tasks: set[asyncio.Task[None]] = set()
+        bridge: InlineBridge | ThreadBridge
+
+        async def perform(call: LLMCall) -> None:
+            try:
+                response = await provider_set.get(call.provider).complete(call.request)
+                reply = LLMReply(corr=call.corr, response=response)
+            except AxoError as exc:
+                reply = LLMReply(corr=call.corr, error=workflow.redact(str(exc)))
+            except Exception as exc:  # a provider bug must fail the agent, not the host
+                reply = LLMReply(corr=call.corr,
+                                 error=workflow.redact(f"{type(exc).__name__}: {exc}"))
+            if not finished.done():
+                bridge.send(call.reply_to, reply)
+
+        def deliver(message: object) -> None:
+            match message:
+                case LLMCall():
+                    task = loop.create_task(perform(message))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                case AgentStarted() | AgentDone() | AgentSkipped() | RunFinished():
+                    if message.run_id != run_id:
+                        return
+                    tracker.apply(message)
+                    if on_event is not None:
+                        on_event(message, tracker)
+                    if isinstance(message, RunFinished) and not finished.done():
+                        finished.set_result(message)
+                case _:
+                    pass  # Thespian's own notices (e.g. poison messages) are not ours
+
+        bridge = (InlineBridge(self.rt, deliver) if self.rt.inline
+                  else ThreadBridge(self.rt, deliver, loop))
+        run_actor = None
+        failure: str | None = None
+        try:
+            await provider_set.open()
+            run_actor = await bridge.create_run_actor()
+            bridge.send(run_actor, start_message(workflow, run_id, run_input))
+            try:
+                await asyncio.wait_for(asyncio.shield(finished), timeout)
+            except TimeoutError:
+                failure = f"run timed out after {timeout:g}s"
+                bridge.send(run_actor, CancelRun(run_id=run_id, reason=failure))
+                tracker.cancel_running(failure)
+        finally:
+            for t in list(tasks):
+                t.cancel()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            if run_actor is not None:
+                bridge.send(run_actor, ExitRequest())
+            bridge.close()
+            await provider_set.aclose()
+        return tracker.result(workflow=workflow.workflow_id, file=workflow.file,
+                              runtime=self.mode, run_input=run_input, sinks=workflow.sinks,
+                              failure=failure)
+

@@ -1,0 +1,107 @@
+"""A small typed facade over Thespian: the only module of axo that imports ``thespian``.
+
+It knows how to start an actor system in one of axo's modes, create actors, send, listen and
+shut down cleanly. It knows nothing about runs, lattices or LLMs. Failure rules:
+
+- ``tell`` to an actor that has exited is dropped by Thespian; the run actor guards against it
+  by tracking which agents it has already finished.
+- the multiproc admin is a daemon: ``shutdown()`` is always called (context manager), and each
+  system gets its own admin port so tests and runs never share one.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from datetime import timedelta
+from typing import Any, Literal
+
+from thespian.actors import Actor, ActorExitRequest, ActorSystem, ChildActorExited
+
+Mode = Literal["local", "multiproc"]
+MODES: tuple[Mode, ...] = ("local", "multiproc")
+
+# Thespian's system messages, re-exported so actor modules can recognise them without
+# importing thespian themselves.
+SystemMessages = (ActorExitRequest, ChildActorExited)
+__all__ = ["MODES", "Actor", "ActorRuntime", "ExitRequest", "Mode", "SystemMessages",
+           "free_port"]
+ExitRequest = ActorExitRequest
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ActorRuntime:
+    """One Thespian actor system, opened in a mode and closed exactly once.
+
+    Args:
+        mode: ``local`` (simpleSystemBase, one process) or ``multiproc`` (multiprocTCPBase on
+            loopback, one process per actor, its own admin port).
+        admin_port: for multiproc; default a free port.
+    """
+
+    def __init__(self, mode: Mode = "local", *, admin_port: int | None = None,
+                 log_file: str | None = None) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown runtime mode {mode!r}; use one of {', '.join(MODES)}")
+        self.mode = mode
+        self.admin_port: int | None = None
+        log_file = log_file or os.path.join(tempfile.gettempdir(), "axo-thespian.log")
+        os.environ.setdefault("THESPLOG_FILE", log_file)
+        os.environ.setdefault("THESPLOG_THRESHOLD", "WARNING")
+        log_defs = {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "handlers": {"file": {"class": "logging.FileHandler", "filename": log_file,
+                                  "level": "WARNING"}},
+            "root": {"handlers": ["file"], "level": "WARNING"},
+        }
+        if mode == "local":
+            self._system = ActorSystem("simpleSystemBase", transientUnique=True,
+                                       logDefs=log_defs)
+        else:
+            # bind and announce loopback only; children inherit the environment
+            os.environ["THESPIAN_BASE_IPADDR"] = "127.0.0.1"
+            self.admin_port = admin_port or free_port()
+            self._system = ActorSystem(
+                "multiprocTCPBase",
+                capabilities={"Admin Port": self.admin_port},
+                transientUnique=True,
+                logDefs=log_defs,
+            )
+        self._closed = False
+
+    @property
+    def inline(self) -> bool:
+        """True when actors run inside ``tell``/``listen`` calls on the caller's thread."""
+        return self.mode == "local"
+
+    def create(self, actor_class: type[Actor]) -> Any:
+        return self._system.createActor(actor_class)
+
+    def tell(self, address: Any, message: object) -> None:
+        self._system.tell(address, message)
+
+    def listen(self, timeout: float) -> object | None:
+        """The next message sent to this process's external address, or None at timeout."""
+        return self._system.listen(timedelta(seconds=timeout))
+
+    def stop_actor(self, address: Any) -> None:
+        self._system.tell(address, ActorExitRequest())
+
+    def shutdown(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._system.shutdown()
+
+    def __enter__(self) -> ActorRuntime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()

@@ -1,0 +1,182 @@
+"""A loaded, validated workflow: the agents of one run, their providers and their DAG.
+
+``load_workflow`` is the one entry point from a file: YAML → schema → graph rules, with every
+problem reported at once in a ``ConfigError``. The ``Workflow`` it returns is immutable and
+knows which agents run (a named workflow's subset, in declaration order), their dependencies,
+entry and sink agents, layers, and the provider each agent uses.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import networkx as nx
+
+from axo.config import (
+    Agent,
+    LocalProvider,
+    ProviderConfig,
+    WorkflowFile,
+    raise_if,
+    read_source,
+    validate_source,
+)
+from axo.errors import Problem, UsageError
+from axo.graph import build_graph, check_graph, layers
+from axo.yamlsource import Source
+
+DEFAULT_PROVIDER = "local"
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """The agents of one runnable workflow, validated.
+
+    Attributes:
+        file: the file it came from.
+        config: the whole validated file.
+        agents: the agents that run, in declaration order.
+        workflow_id: the named workflow chosen, or None for "all agents".
+        secrets: values expanded from the environment; redacted wherever text leaves axo.
+    """
+
+    file: str
+    config: WorkflowFile
+    agents: tuple[Agent, ...]
+    workflow_id: str | None = None
+    secrets: frozenset[str] = field(default_factory=frozenset)
+
+    @cached_property
+    def graph(self) -> nx.DiGraph:
+        return build_graph(self.agents)
+
+    @cached_property
+    def by_id(self) -> Mapping[str, Agent]:
+        return {a.id: a for a in self.agents}
+
+    @property
+    def ids(self) -> list[str]:
+        return [a.id for a in self.agents]
+
+    @property
+    def entries(self) -> list[str]:
+        return [a.id for a in self.agents if not a.depends_on]
+
+    @property
+    def sinks(self) -> list[str]:
+        g = self.graph
+        return [a.id for a in self.agents if g.out_degree(a.id) == 0]
+
+    @property
+    def edges(self) -> int:
+        return self.graph.number_of_edges()
+
+    def layers(self) -> list[list[str]]:
+        return layers(self.graph)
+
+    def provider_name(self, agent: Agent) -> str:
+        if agent.provider:
+            return agent.provider
+        if len(self.config.providers) == 1:
+            return next(iter(self.config.providers))
+        return DEFAULT_PROVIDER
+
+    def provider_config(self, name: str) -> ProviderConfig:
+        if name in self.config.providers:
+            return self.config.providers[name]
+        if name == DEFAULT_PROVIDER:
+            return LocalProvider(type="local")
+        raise KeyError(name)
+
+    def summary(self) -> str:
+        n_layers = len(self.layers())
+        label = f"workflow '{self.workflow_id}'" if self.workflow_id else "all agents"
+        return (f"{label}: {len(self.agents)} agents, {self.edges} edges, {n_layers} layers; "
+                f"entry: {', '.join(self.entries)}; sinks: {', '.join(self.sinks)}")
+
+    def redact(self, text: str) -> str:
+        """Replace every secret value in ``text`` with ``***``."""
+        for s in sorted(self.secrets, key=len, reverse=True):
+            if len(s) >= 4:
+                text = text.replace(s, "***")
+        return text
+
+    def select(self, workflow_id: str | None) -> Workflow:
+        """The same file narrowed to one named workflow (None: the file's default)."""
+        cfg = self.config
+        if workflow_id is None:
+            if len(cfg.workflows) > 1:
+                names = ", ".join(w.id for w in cfg.workflows)
+                raise UsageError(f"{self.file} defines several workflows ({names}); "
+                                 f"choose one with --workflow ID")
+            if not cfg.workflows:
+                return Workflow(self.file, cfg, cfg.agents, None, self.secrets)
+            workflow_id = cfg.workflows[0].id
+        spec = next((w for w in cfg.workflows if w.id == workflow_id), None)
+        if spec is None:
+            names = [w.id for w in cfg.workflows]
+            near = difflib.get_close_matches(workflow_id, names, n=1)
+            hint = f"; did you mean '{near[0]}'?" if near else ""
+            avail = ", ".join(names) if names else "none (the file defines no workflows)"
+            raise UsageError(f"{self.file}: no workflow '{workflow_id}'{hint} "
+                             f"Available: {avail}")
+        members = set(spec.agents)
+        agents = tuple(a for a in cfg.agents if a.id in members)
+        return Workflow(self.file, cfg, agents, spec.id, self.secrets)
+
+
+def _provider_problems(source: Source) -> list[Problem]:
+    data = source.data if isinstance(source.data, dict) else {}
+    providers = data.get("providers")
+    names = [str(k) for k in providers] if isinstance(providers, dict) else []
+    agents = data.get("agents")
+    problems = []
+    for i, a in enumerate(agents if isinstance(agents, list) else []):
+        name = a.get("provider") if isinstance(a, dict) else None
+        if isinstance(name, str) and name not in names and name != DEFAULT_PROVIDER:
+            near = difflib.get_close_matches(name, names, n=1)
+            fix = (f"did you mean '{near[0]}'?" if near else
+                   f"define it under providers: (defined: {', '.join(names) or 'none'}), "
+                   f"or use '{DEFAULT_PROVIDER}' for the embedded model")
+            problems.append(source.problem(("agents", i, "provider"),
+                                           f"agent '{a.get('id')}' uses undefined provider "
+                                           f"'{name}'", fix))
+    return problems
+
+
+def load_file(path: str | os.PathLike[str], *, env: dict[str, str] | None = None,
+              text: str | None = None) -> Workflow:
+    """Load and validate a whole workflow file (every agent, no workflow selected).
+
+    Args:
+        path: the YAML file (with ``text``: only the name used in messages).
+        env: the environment for ``${VAR}`` expansion (default ``os.environ``).
+        text: YAML text to use instead of reading ``path``.
+
+    Raises:
+        ConfigError: every problem found in the file, at once.
+    """
+    source, problems = read_source(path, text=text, env=env)
+    cfg, schema_problems = validate_source(source)
+    problems += schema_problems
+    problems += check_graph(source)
+    problems += _provider_problems(source)
+    raise_if(problems)
+    assert cfg is not None
+    return Workflow(source.file, cfg, cfg.agents, None, frozenset(source.secrets))
+
+
+def load_workflow(path: str | os.PathLike[str], workflow: str | None = None, *,
+                  env: dict[str, str] | None = None, text: str | None = None) -> Workflow:
+    """Load, validate and select the workflow to run.
+
+    Raises:
+        ConfigError: every problem found in the file, at once.
+        UsageError: ``workflow`` names no workflow of the file, or the file defines several
+            and none was chosen.
+    """
+    return load_file(path, env=env, text=text).select(workflow)
