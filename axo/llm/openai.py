@@ -157,13 +157,12 @@ class OpenAICompatible:
                     "/chat/completions", content=body,
                     headers={"Content-Type": "application/json"})
             except httpx.TimeoutException:
-                failure = ProviderError(
-                    f"{self.name}: no answer within {self.timeout:g}s "
-                    f"(attempt {attempt} of {self.max_retries + 1})", retryable=True)
+                failure = ProviderError(f"{self.name}: no answer within {self.timeout:g}s",
+                                        retryable=True)
             except httpx.TransportError as exc:
                 failure = ProviderError(
-                    f"{self.name}: connection failed ({type(exc).__name__}: {exc}) "
-                    f"(attempt {attempt} of {self.max_retries + 1})", retryable=True)
+                    f"{self.name}: connection failed ({type(exc).__name__}: {exc})",
+                    retryable=True)
             else:
                 if resp.status_code == 200:
                     try:
@@ -178,14 +177,12 @@ class OpenAICompatible:
                     return out
                 detail = _error_detail(resp)
                 retryable = resp.status_code in RETRY_STATUSES
-                failure = ProviderError(
-                    f"{self.name}: HTTP {resp.status_code} {detail} "
-                    f"(attempt {attempt} of {self.max_retries + 1})",
-                    retryable=retryable, status=resp.status_code)
+                failure = ProviderError(f"{self.name}: HTTP {resp.status_code} {detail}",
+                                        retryable=retryable, status=resp.status_code)
                 delay = retry_after(resp)
             if not failure.retryable or attempt > self.max_retries:
                 if failure.retryable and self.max_retries:
-                    raise ProviderError(f"{failure} — giving up after {attempt} attempts",
+                    raise ProviderError(f"{failure} — gave up after {attempt} attempts",
                                         retryable=False, status=failure.status)
                 raise failure
             self.retries += 1
