@@ -1,15 +1,17 @@
 """Read a YAML file into plain data plus the line of every ``$.path`` in it.
 
-This module knows YAML and source positions; it knows nothing about what a workflow means.
-Problems it finds (missing file, empty file, invalid YAML, duplicate keys) are returned as
-``Problem`` records so the caller can report them with everything else at once.
+This module knows YAML, source positions and ``${VAR}`` expansion; it knows nothing about what
+a workflow means. Problems it finds (missing, unreadable or empty file, invalid YAML, duplicate
+keys, unset variables) are ``Problem`` records, each one line, so the caller can report them
+with everything else at once. Values taken from the environment are remembered as secrets and
+redacted from every problem made through ``Source.problem``.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,14 +33,43 @@ def render_path(path: PathKey) -> str:
     return out
 
 
+def redact(text: str, secrets: Collection[str]) -> str:
+    """Replace each secret in ``text`` with ``***``.
+
+    A short secret (under 4 characters) is replaced only where it stands alone, so that a
+    value like ``1`` does not blank out every digit; values without a letter or digit are
+    not secret enough to hide.
+    """
+    for s in sorted(secrets, key=len, reverse=True):
+        if not any(c.isalnum() for c in s):
+            continue
+        if len(s) >= 4:
+            text = text.replace(s, "***")
+        else:
+            text = re.sub(rf"(?<![\w.-]){re.escape(s)}(?![\w.-])", "***", text)
+    return text
+
+
 @dataclass
 class Source:
-    """A parsed YAML document with the line of each path in it."""
+    """A parsed YAML document with the line of each path in it.
+
+    Attributes:
+        file: the path as the user gave it.
+        data: the parsed document.
+        lines: the 1-based line of each path (of the key, for a mapping entry).
+        secrets: values expanded from the environment; never shown in a problem.
+        env_paths: paths whose string value was (partly) taken from the environment.
+        problems: problems found while parsing that do not stop the validation
+            (duplicate keys, when parsed with ``collect=True``).
+    """
 
     file: str
     data: Any
     lines: dict[PathKey, int] = field(default_factory=dict)
     secrets: set[str] = field(default_factory=set)
+    env_paths: set[PathKey] = field(default_factory=set)
+    problems: list[Problem] = field(default_factory=list)
 
     def line_of(self, path: PathKey) -> int | None:
         """Return the line of ``path``, or of its nearest ancestor that has one."""
@@ -50,7 +81,9 @@ class Source:
         return self.lines.get((), 1)
 
     def problem(self, path: PathKey, message: str, fix: str = "") -> Problem:
-        return Problem(self.file, self.line_of(path), render_path(path), message, fix)
+        """A located problem, with every secret value redacted from its text."""
+        return Problem(self.file, self.line_of(path), render_path(path),
+                       redact(message, self.secrets), redact(fix, self.secrets))
 
 
 def _walk(node: yaml.Node, path: PathKey, lines: dict[PathKey, int], dupes: list[Problem],
@@ -59,7 +92,7 @@ def _walk(node: yaml.Node, path: PathKey, lines: dict[PathKey, int], dupes: list
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
-            key = str(key_node.value)
+            key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
             child = (*path, key)
             if key in seen:
                 dupes.append(Problem(file, key_node.start_mark.line + 1, render_path(child),
@@ -73,75 +106,155 @@ def _walk(node: yaml.Node, path: PathKey, lines: dict[PathKey, int], dupes: list
             _walk(item, (*path, i), lines, dupes, file)
 
 
-def load_yaml(path: str | os.PathLike[str], *, what: str = "workflow") -> Source:
-    """Parse ``path``; raise ConfigError for a missing, empty, invalid or ambiguous file."""
+def load_yaml(path: str | os.PathLike[str], *, what: str = "workflow",
+              collect: bool = False) -> Source:
+    """Parse the file at ``path``.
+
+    Args:
+        path: the file, as the user gave it (messages name it so).
+        what: what the file holds, for messages ("workflow", "domain", …).
+        collect: keep duplicate keys in ``Source.problems`` instead of raising.
+
+    Raises:
+        ConfigError: the file is missing, a directory, unreadable, not UTF-8, empty or
+            invalid YAML (or has duplicate keys, unless ``collect``).
+    """
     file = os.fspath(path)
     p = Path(file)
     if not p.exists():
         raise ConfigError([Problem(file, None, "$", f"{what} file not found",
-                                   "check the path; it is relative to the current directory")])
+                                   "check the path; a relative path starts from the "
+                                   "current directory")])
     if p.is_dir():
         raise ConfigError([Problem(file, None, "$", "is a directory, not a file",
                                    f"give the path of a {what} YAML file")])
     try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([Problem(file, None, "$", f"cannot read the file ({exc})",
-                                   "check its permissions and that it is UTF-8 text")]) from None
-    return parse_yaml(text, file=file, what=what)
-
-
-def parse_yaml(text: str, *, file: str = "<string>", what: str = "workflow") -> Source:
-    """Parse YAML text; see ``load_yaml``."""
-    if not text.strip() or all(
-        not ln.strip() or ln.lstrip().startswith("#") for ln in text.splitlines()
-    ):
-        raise ConfigError([Problem(file, 1, "$", "the file is empty",
-                                   f"write a {what} in it; see the README's reference")])
-    loader = _Loader(text)
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError([Problem(file, None, "$", f"cannot read the file ({exc.strerror})",
+                                   "check that it exists and that you may read it")]) from None
     try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError([Problem(file, line, "$",
+                                   f"the file is not UTF-8 text (byte 0x{raw[exc.start]:02x})",
+                                   "save it as UTF-8")]) from None
+    return parse_yaml(text.removeprefix("\ufeff"), file=file, what=what, collect=collect)
+
+
+def _is_empty(text: str) -> bool:
+    return all(not ln.strip() or ln.lstrip().startswith("#") for ln in text.splitlines())
+
+
+def parse_yaml(text: str, *, file: str = "<string>", what: str = "workflow",
+               collect: bool = False) -> Source:
+    """Parse YAML text; see ``load_yaml``."""
+    empty = ConfigError([Problem(file, 1, "$", "the file is empty",
+                                 f"write a {what} in it, starting with 'agents:'"
+                                 if what == "workflow" else f"write a {what} in it")])
+    if _is_empty(text):
+        raise empty
+    loader = None
+    try:
+        loader = _Loader(text)
         node = loader.get_single_node()
-        if node is None:
-            raise ConfigError([Problem(file, 1, "$", "the file is empty",
-                                       f"write a {what} in it; see the README's reference")])
+        if node is None or (isinstance(node, yaml.ScalarNode)
+                            and node.tag == "tag:yaml.org,2002:null" and not node.value):
+            raise empty
         lines: dict[PathKey, int] = {}
         dupes: list[Problem] = []
         _walk(node, (), lines, dupes, file)
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        reason = exc.problem or exc.context or "invalid YAML"
-        raise ConfigError([Problem(file, line, "$", f"invalid YAML: {reason}",
-                                   "fix the syntax (indentation, quotes, colons) at that line")]
+        raise ConfigError([_syntax_problem(exc, text, file)]) from None
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1
+        raise ConfigError([Problem(file, line, "$",
+                                   f"invalid YAML: control character #x{exc.character:04x} is "
+                                   f"not allowed", "remove it; the file must be plain text")]
                           ) from None
     except yaml.YAMLError as exc:
-        raise ConfigError([Problem(file, None, "$", f"invalid YAML: {exc}",
+        reason = " ".join(str(exc).split())
+        raise ConfigError([Problem(file, None, "$", f"invalid YAML: {reason}",
                                    "fix the YAML syntax")]) from None
     finally:
-        loader.dispose()
-    if dupes:
+        if loader is not None:
+            loader.dispose()
+    if dupes and not collect:
         raise ConfigError(dupes)
-    return Source(file=file, data=data, lines=lines)
+    return Source(file=file, data=data, lines=lines, problems=dupes)
 
 
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+def _syntax_problem(exc: yaml.MarkedYAMLError, text: str, file: str) -> Problem:
+    """One line saying what is wrong with the YAML and where, for the common mistakes."""
+    context = exc.context or ""
+    problem = exc.problem or ""
+    mark = exc.problem_mark or exc.context_mark
+    line = mark.line + 1 if mark is not None else None
+    opened = exc.context_mark.line + 1 if exc.context_mark is not None else line
+    fix = "fix the syntax (indentation, quotes, colons) at that line"
+    if "tab" in problem or (mark is not None and "cannot start any token" in problem
+                            and text[mark.index: mark.index + 1] == "\t"):
+        what, fix = "a tab character in the indentation", "indent with spaces; YAML forbids tabs"
+    elif "quoted scalar" in context:
+        line = opened
+        what, fix = "unclosed quote: the string opened here never ends", "close the quote"
+    elif "flow sequence" in context or "flow mapping" in context:
+        line = opened
+        bracket = ("[", "]") if "sequence" in context else ("{", "}")
+        what = f"unclosed '{bracket[0]}': it is opened here and never closed"
+        fix = f"close it with '{bracket[1]}' (or separate the items with ',')"
+    elif "block collection" in context or "block mapping" in context:
+        what = "bad indentation: this line does not line up with the lines above it"
+        fix = "indent it like the other keys or items at its level (spaces only)"
+    elif "mapping values are not allowed" in problem:
+        what = "a ': ' inside a plain value"
+        fix = "quote the value, e.g. \"a: b\""
+    elif "single document" in context:
+        what = "more than one YAML document ('---')"
+        fix = "keep one document per file"
+    elif "undefined alias" in problem:
+        what, fix = "an alias (*name) with no anchor", "define the anchor (&name) before using it"
+    elif "unhashable key" in problem:
+        what, fix = "a key that is a list or a mapping", "use a plain name as the key"
+    else:
+        what = " ".join((problem or context or "syntax error").split())
+    return Problem(file, line, "$", f"invalid YAML: {what}", fix)
+
+
+# `$${` is a literal `${`; a `${` that is not a well-formed reference is an error.
+_REF = re.compile(r"\$\$\{|\$\{(?:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\})?")
 
 
 def expand_env(source: Source, env: dict[str, str] | None = None) -> list[Problem]:
-    """Expand ``${VAR}`` and ``${VAR:-default}`` in every string, in place.
+    """Expand ``${VAR}`` and ``${VAR:-default}`` in every string value, in place.
 
-    Values taken from the environment are remembered in ``source.secrets`` so they can be
-    redacted; they are never put in a problem message. Returns the problems (unset variables).
+    ``$${`` stands for a literal ``${``. Values taken from the environment are remembered in
+    ``source.secrets`` (and their paths in ``source.env_paths``) so they can be redacted;
+    they are never put in a problem message.
+
+    Returns:
+        the problems: unset variables without a default, malformed references.
     """
     environ = os.environ if env is None else env
     problems: list[Problem] = []
 
     def sub(value: str, path: PathKey) -> str:
         def repl(m: re.Match[str]) -> str:
-            name, default = m.group(1), m.group(2)
+            whole, name, default = m.group(0), m.group(1), m.group(2)
+            if whole == "$${":
+                return "${"
+            if name is None or (default is not None and "${" in default):
+                end = value.find("}", m.start())
+                shown = value[m.start(): end + 1] if end >= 0 else value[m.start():]
+                problems.append(source.problem(
+                    path, f"malformed variable reference '{shown[:40]}'",
+                    "write ${NAME} or ${NAME:-default} (and $${ for a literal ${)"))
+                return whole
             if name in environ:
                 val = environ[name]
+                source.env_paths.add(path)
                 if val:
                     source.secrets.add(val)
                 return val
@@ -150,9 +263,9 @@ def expand_env(source: Source, env: dict[str, str] | None = None) -> list[Proble
             problems.append(source.problem(
                 path, f"environment variable {name} is not set",
                 f"export {name}=… before running, or write ${{{name}:-default}}"))
-            return m.group(0)
+            return whole
 
-        return _VAR.sub(repl, value)
+        return _REF.sub(repl, value)
 
     def visit(obj: Any, path: PathKey) -> Any:
         if isinstance(obj, str):

@@ -111,7 +111,8 @@ class ServerOptions:
 
 
 class LocalServerStatistics(msgspec.Struct, frozen=True, kw_only=True):
-    """A snapshot of one server; ``start_s`` is the time from spawn to the first good answer."""
+    """A snapshot of one server (pid and port of the last process, also after it stopped);
+    ``start_s`` is the time from spawn to the first good answer."""
 
     pid: int | None
     port: int | None
@@ -164,6 +165,7 @@ class LocalServer:
         self._stop_timeout_s = stop_timeout_s
         self._poll_interval_s = poll_interval_s
         self._proc: subprocess.Popen[bytes] | None = None
+        self._pid: int | None = None  # kept after stop, for statistics and post-mortems
         self._port: int | None = None
         self._log_path: Path | None = None
         self._start_s: float | None = None
@@ -197,9 +199,8 @@ class LocalServer:
         return self.model_path.stem
 
     def statistics(self) -> LocalServerStatistics:
-        proc = self._proc
         return LocalServerStatistics(
-            pid=proc.pid if proc is not None else None,
+            pid=self._pid,
             port=self._port,
             base_url=f"http://{HOST}:{self._port}/v1" if self._port is not None else None,
             running=self.running,
@@ -326,6 +327,7 @@ class LocalServer:
                 start_new_session=True,
                 preexec_fn=_die_with_parent(),
             )
+        self._pid = self._proc.pid
         self._finalizer = weakref.finalize(self, _terminate, self._proc, self._stop_timeout_s)
 
     def _probe(self, client: httpx.Client, deadline: float) -> bool:
@@ -569,9 +571,9 @@ def parse_text_tool_calls(content: str | None, tools: tuple[ToolSpec, ...]) -> t
     ``{"name": N, "arguments": {...}}`` (``"parameters"`` and ``"function": N`` also work, as
     do OpenAI's ``{"type": "function", "function": {"name": N, "arguments": "..."}}`` and
     ``{"tool_calls": [...]}``), or a list of them. Only names of offered ``tools`` count;
-    objects with other keys (a model echoing a tool's description) and arguments that are not
-    an object do not. Arguments are not checked against the schema: the tool runner does that.
-    Ids are ``call_0``, ``call_1``, … in order of appearance.
+    objects with other keys (a model echoing a tool's description) do not, nor do arguments
+    that are not an object, name undeclared parameters or miss required ones. Value types are
+    not checked: the tool runner validates. Ids are ``call_0``, ``call_1``, … in order.
     """
     if not content or not tools:
         return ()
@@ -642,6 +644,22 @@ def _read_calls(value: Any, offered: Mapping[str, ToolSpec]) -> list[tuple[str, 
             return []
     if args is None:
         args = {}
-    if not isinstance(args, dict) or (args and args == offered[name].parameters):
-        return []  # not an object, or the tool's own schema echoed back
+    if not isinstance(args, dict) or not _fits(args, offered[name].parameters):
+        return []
     return [(name, args)]
+
+
+def _fits(args: dict[str, Any], schema: Mapping[str, Any]) -> bool:
+    """Whether ``args`` names only declared parameters and all required ones.
+
+    A small model copies placeholders (``{"<parameter>": "<value>"}``) or echoes the schema;
+    this catches both without validating value types, which the tool runner does.
+    """
+    if args == schema:
+        return False
+    properties = schema.get("properties")
+    closed = isinstance(properties, Mapping) and not schema.get("additionalProperties")
+    if closed and not set(args) <= set(properties):
+        return False
+    required = schema.get("required")
+    return not isinstance(required, list) or set(required) <= set(args)

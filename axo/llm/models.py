@@ -69,17 +69,14 @@ def resolve_model(
 
     Args:
         name: a short name from ``known`` (case-insensitive), e.g. ``"smollm2"``.
-        model_path: a path to any GGUF file; ``~`` is expanded. Give this or ``name``.
+        model_path: a path to any GGUF file; ``~`` is expanded. When given, ``name`` is
+            ignored (configs default ``name`` to ``"smollm2"``, so a path must win).
         known: the short-name table; tests pass their own.
 
     Raises:
-        UsageError: both or neither given, an unknown name, a missing package, a missing
+        UsageError: neither given, an unknown name, a missing package, a missing
             file, or a file that is not GGUF. The message says how to fix it.
     """
-    if name is not None and model_path is not None:
-        raise UsageError(
-            f"give a model name or a model_path, not both (got {name!r} and {model_path!r})"
-        )
     if model_path is not None:
         return _check_gguf(Path(model_path).expanduser(), shown=model_path)
     if name is None:

@@ -30,6 +30,28 @@ __all__ = ["MODES", "Actor", "ActorRuntime", "ExitRequest", "Mode", "SystemMessa
 ExitRequest = ActorExitRequest
 
 
+def _bind_loopback_only() -> None:
+    """Make Thespian's TCP transport bind 127.0.0.1 when its own address is loopback.
+
+    Thespian binds every listening socket to all interfaces ('') whatever address it
+    announces, and its TCP transport unpickles what it receives: on a loopback-only system
+    that must not be reachable from the network. Forked actor processes inherit the patch.
+    """
+    from thespian.system.transport.IPBase import IPActorAddress
+
+    if getattr(IPActorAddress, "_axo_loopback", False):
+        return
+
+    def bind_args(self: Any) -> tuple[tuple[str, int]]:
+        host, port = self.bindname[0], self.bindname[1]
+        if host in ("", "0.0.0.0") and str(self.sockname[0]).startswith("127."):
+            return ((str(self.sockname[0]), port),)
+        return (self.bindname,)
+
+    IPActorAddress.bindArgs = property(bind_args)
+    IPActorAddress._axo_loopback = True
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -68,6 +90,7 @@ class ActorRuntime:
         else:
             # bind and announce loopback only; children inherit the environment
             os.environ["THESPIAN_BASE_IPADDR"] = "127.0.0.1"
+            _bind_loopback_only()
             self.admin_port = admin_port or free_port()
             self._system = ActorSystem(
                 "multiprocTCPBase",
