@@ -164,6 +164,14 @@ class RunFinished(_Msg, frozen=True, kw_only=True):
 
 
 RunEvent = AgentStarted | AgentDone | AgentSkipped | RunFinished
+
+
+class Events(_Msg, frozen=True, kw_only=True):
+    """The events one handler of the run actor produced, sent as one message."""
+
+    events: tuple[RunEvent, ...]
+
+
 ToRunActor = StartRun | TaskCompleted | AgentFailed | CancelRun
 ToAgentActor = Configure | Activate | LLMReply
-ToHost = LLMCall | AgentStarted | AgentDone | AgentSkipped | RunFinished
+ToHost = LLMCall | Events

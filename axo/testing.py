@@ -357,3 +357,14 @@ def _current_test() -> str | None:
 
     current = os.environ.get("PYTEST_CURRENT_TEST")
     return current.rsplit(" ", 1)[0] if current else None
+
+
+def noop(request: Any) -> str:
+    """An in-process provider that answers "ok" at once (``type: function``,
+    ``function: axo.testing:noop``): for measuring orchestration alone."""
+    return "ok"
+
+
+def echo_last(request: Any) -> str:
+    """An in-process provider that answers with the last message's text (for tests)."""
+    return str(request.messages[-1].content or "")

@@ -61,6 +61,9 @@ def pack(spec: AgentSpec, run_input: str, upstream: tuple[Upstream, ...],
     """
     budget = max(64, spec.context_tokens - reserve)
     system = identity(spec)
+    fast = _pack_whole(system, run_input, upstream, budget)
+    if fast is not None:
+        return fast
     used = estimate_tokens(system) + 2 * MESSAGE_OVERHEAD
     included: list[str] = ["identity"]
     truncated: list[tuple[str, int, int]] = []
@@ -83,7 +86,7 @@ def pack(spec: AgentSpec, run_input: str, upstream: tuple[Upstream, ...],
         parts.append("## Outputs from the agents you depend on")
         used += estimate_tokens(parts[-1])
         room = budget - used
-        heads = [f"### {u.name} ({u.agent})\n" for u in upstream]
+        heads = [f"### {_label(u)}\n" for u in upstream]
         sizes = [estimate_tokens(u.output) for u in upstream]
         head_cost = sum(estimate_tokens(h) for h in heads)
         avail = max(0, room - head_cost)
@@ -106,6 +109,31 @@ def pack(spec: AgentSpec, run_input: str, upstream: tuple[Upstream, ...],
                         included=tuple(included), truncated=tuple(truncated),
                         dropped=tuple(dropped))
     return messages, report
+
+
+def _render(run_input: str, upstream: tuple[Upstream, ...]) -> str:
+    if not upstream:
+        return run_input or "(no input)"
+    parts = [f"## Task input\n{run_input}", "## Outputs from the agents you depend on"]
+    parts += [f"### {_label(u)}\n{u.output}" for u in upstream]
+    return "\n\n".join(parts)
+
+
+def _label(u: Upstream) -> str:
+    return u.name if u.name == u.agent else f"{u.name} ({u.agent})"
+
+
+def _pack_whole(system: str, run_input: str, upstream: tuple[Upstream, ...],
+                budget: int) -> tuple[tuple[ChatMessage, ...], PackReport] | None:
+    """The common case: everything fits, nothing to cut."""
+    user = _render(run_input, upstream)
+    estimate = estimate_tokens(system) + estimate_tokens(user) + 2 * MESSAGE_OVERHEAD
+    if estimate > budget:
+        return None
+    included = ("identity", "input", *(f"upstream:{u.agent}" for u in upstream))
+    messages = (ChatMessage(role="system", content=system),
+                ChatMessage(role="user", content=user))
+    return messages, PackReport(budget=budget, estimate=estimate, included=included)
 
 
 def _fair_shares(sizes: list[int], avail: int) -> list[int]:

@@ -28,8 +28,10 @@ from axo.messages import (
     AgentStarted,
     CancelRun,
     Configure,
+    Events,
     LLMCall,
     LLMReply,
+    RunEvent,
     RunFinished,
     StartRun,
     TaskCompleted,
@@ -81,8 +83,7 @@ class AgentActor(Actor):  # type: ignore[misc]
             return
         match msg:
             case Configure():
-                self.spec, self.run, self.host, self.run_id = (
-                    msg.spec, msg.run, msg.host, msg.run_id)
+                self.spec, self.run, self.host = msg.spec, msg.run, msg.host
             case Activate():
                 self._activate(msg)
             case LLMReply():
@@ -93,6 +94,7 @@ class AgentActor(Actor):  # type: ignore[misc]
     def _activate(self, msg: Activate) -> None:
         assert self.spec is not None, "Activate before Configure"
         self.index = msg.agent
+        self.run_id = msg.run_id
         self.started = time.time()
         self.calls = 0
         self.usage = Usage()
@@ -164,10 +166,23 @@ class RunActor(Actor):  # type: ignore[misc]
         self.outputs: dict[int, str] = {}
         self.failed = False
         self.over = False
+        self.outbox: list[RunEvent] = []
+        self.configured: tuple[tuple[AgentSpec, ...], Any] | None = None
+
+    def emit(self, event: RunEvent) -> None:
+        self.outbox.append(event)
 
     def receiveMessage(self, msg: object, sender: Any) -> None:
         if isinstance(msg, SystemMessages) or not isinstance(msg, ToRunActor):
             return
+        try:
+            self._handle(msg, sender)
+        finally:
+            if self.outbox:
+                self.send(self.host, Events(events=tuple(self.outbox)))
+                self.outbox.clear()
+
+    def _handle(self, msg: ToRunActor, sender: Any) -> None:
         match msg:
             case StartRun():
                 self._start(msg, sender)
@@ -181,14 +196,21 @@ class RunActor(Actor):  # type: ignore[misc]
                 assert_never(msg)
 
     def _start(self, msg: StartRun, host: Any) -> None:
+        """Start a run; a run actor is reused for later runs of the same agents, each with
+        a fresh lattice (nothing carries over but the idle agent actors)."""
+        if self.lattice is not None and not self.over:
+            raise RuntimeError("StartRun while a run is in progress on this run actor")
         self.start, self.host = msg, host
+        self.outputs, self.failed, self.over = {}, False, False
         self.lattice = EventLattice(msg.dependencies, thresholds=msg.thresholds,
                                     decay=msg.decay)
-        for spec in msg.agents:
-            addr = self.createActor(AgentActor)
-            self.send(addr, Configure(run_id=msg.run_id, spec=spec, run=self.myAddress,
-                                      host=host))
-            self.actors.append(addr)
+        while len(self.actors) < len(msg.agents):
+            self.actors.append(self.createActor(AgentActor))
+        if self.configured != (msg.agents, host):
+            for addr, spec in zip(self.actors, msg.agents, strict=False):
+                self.send(addr, Configure(run_id="", spec=spec, run=self.myAddress,
+                                          host=host))
+            self.configured = (msg.agents, host)
         self._activate(self.lattice.start())
         self._maybe_finish()
 
@@ -201,8 +223,7 @@ class RunActor(Actor):  # type: ignore[misc]
                 Upstream(agent=start.agents[d].id, name=start.agents[d].name,
                          output=self.outputs[d])
                 for d in start.dependencies[i] if d in self.outputs)
-            self.send(self.host, AgentStarted(run_id=start.run_id, agent=start.agents[i].id,
-                                              at=now))
+            self.emit(AgentStarted(run_id=start.run_id, agent=start.agents[i].id, at=now))
             self.send(self.actors[i], Activate(run_id=start.run_id, agent=i,
                                                input=start.input, upstream=upstream))
 
@@ -212,7 +233,7 @@ class RunActor(Actor):  # type: ignore[misc]
             return
         self.outputs[msg.agent] = msg.output
         ready = self.lattice.complete(msg.agent)
-        self.send(self.host, AgentDone(
+        self.emit(AgentDone(
             run_id=msg.run_id, agent=self.start.agents[msg.agent].id, status="done",
             output=msg.output, reason=None, usage=msg.usage, llm_calls=msg.llm_calls,
             started_at=msg.started_at, finished_at=msg.finished_at))
@@ -230,14 +251,13 @@ class RunActor(Actor):  # type: ignore[misc]
         self.failed = True
         agent = self.start.agents[msg.agent]
         skipped = self.lattice.fail(msg.agent)
-        self.send(self.host, AgentDone(
+        self.emit(AgentDone(
             run_id=msg.run_id, agent=agent.id, status="failed", output=None,
             reason=msg.reason, usage=msg.usage, llm_calls=0, started_at=msg.started_at,
             finished_at=msg.finished_at))
         for i in skipped:
-            self.send(self.host, AgentSkipped(
-                run_id=msg.run_id, agent=self.start.agents[i].id,
-                reason=f"depends on '{agent.id}', which failed"))
+            self.emit(AgentSkipped(run_id=msg.run_id, agent=self.start.agents[i].id,
+                                   reason=f"depends on '{agent.id}', which failed"))
         self._maybe_finish()
 
     def _cancel(self, msg: CancelRun) -> None:
@@ -252,9 +272,8 @@ class RunActor(Actor):  # type: ignore[misc]
         for i in range(self.lattice.n):
             if self.lattice.status(i) == State.WAITING:
                 self.lattice.state[i] = State.SKIPPED
-                self.send(self.host, AgentSkipped(run_id=self.start.run_id,
-                                                  agent=self.start.agents[i].id,
-                                                  reason=reason))
+                self.emit(AgentSkipped(run_id=self.start.run_id,
+                                       agent=self.start.agents[i].id, reason=reason))
 
     def _maybe_finish(self) -> None:
         assert self.lattice is not None
@@ -266,11 +285,11 @@ class RunActor(Actor):  # type: ignore[misc]
         self.over = True
         if self.lattice.running == 0:
             for i in self.lattice.finish():
-                self.send(self.host, AgentSkipped(
+                self.emit(AgentSkipped(
                     run_id=self.start.run_id, agent=self.start.agents[i].id,
                     reason="never activated: its dependencies completed without reaching "
                            "its activation threshold"))
         status = "failed" if self.failed else "succeeded"
-        self.send(self.host, RunFinished(run_id=self.start.run_id, status=status,
-                                         lattice=self.lattice.statistics()))
+        self.emit(RunFinished(run_id=self.start.run_id, status=status,
+                              lattice=self.lattice.statistics()))
 

@@ -18,8 +18,11 @@ import asyncio
 import queue
 import threading
 import uuid
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Hashable
 from typing import Any
+
+import msgspec
 
 
 from axo.config import FunctionProvider
@@ -27,11 +30,9 @@ from axo.errors import AxoError
 from axo.llm.base import Provider
 from axo.llm.providers import ProviderSet
 from axo.messages import (
-    AgentDone,
-    AgentSkipped,
     AgentSpec,
-    AgentStarted,
     CancelRun,
+    Events,
     LLMCall,
     LLMReply,
     RunEvent,
@@ -140,15 +141,26 @@ def agent_specs(workflow: Workflow) -> tuple[AgentSpec, ...]:
     return tuple(specs)
 
 
+_templates: weakref.WeakKeyDictionary[Workflow, StartRun] = weakref.WeakKeyDictionary()
+
+
 def start_message(workflow: Workflow, run_id: str, run_input: str) -> StartRun:
+    """The StartRun for a run of ``workflow``; the agent part is built once per workflow."""
+    template = _templates.get(workflow)
+    if template is None:
+        template = _templates[workflow] = _start_template(workflow)
+    return msgspec.structs.replace(template, run_id=run_id, input=run_input)
+
+
+def _start_template(workflow: Workflow) -> StartRun:
     index = {a.id: i for i, a in enumerate(workflow.agents)}
     return StartRun(
-        run_id=run_id,
+        run_id="",
         agents=agent_specs(workflow),
         dependencies=tuple(tuple(index[d] for d in a.depends_on) for a in workflow.agents),
         thresholds=tuple(a.activation_threshold for a in workflow.agents),
         decay=tuple(a.activation_decay for a in workflow.agents),
-        input=run_input,
+        input="",
         host=None,
     )
 
@@ -165,6 +177,9 @@ class Host:
         self.mode = mode
         self.rt = ActorRuntime(mode, admin_port=admin_port)
         self._closed = False
+        # idle run actors (with their agent actors) by the agents they run: a later run of
+        # the same agents reuses them with a fresh lattice instead of starting new actors
+        self._idle: dict[Hashable, list[Any]] = {}
 
     def close(self) -> None:
         if not self._closed:
@@ -209,14 +224,15 @@ class Host:
                     task = loop.create_task(perform(message))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
-                case AgentStarted() | AgentDone() | AgentSkipped() | RunFinished():
-                    if message.run_id != run_id:
-                        return
-                    tracker.apply(message)
-                    if on_event is not None:
-                        on_event(message, tracker)
-                    if isinstance(message, RunFinished) and not finished.done():
-                        finished.set_result(message)
+                case Events():
+                    for event in message.events:
+                        if event.run_id != run_id:
+                            continue
+                        tracker.apply(event)
+                        if on_event is not None:
+                            on_event(event, tracker)
+                        if isinstance(event, RunFinished) and not finished.done():
+                            finished.set_result(event)
                 case _:
                     pass  # Thespian's own notices (e.g. poison messages) are not ours
 
@@ -224,10 +240,13 @@ class Host:
                   else ThreadBridge(self.rt, deliver, loop))
         run_actor = None
         failure: str | None = None
+        start = start_message(workflow, run_id, run_input)
+        crew_key = (start.agents, start.dependencies)
         try:
             await provider_set.open()
-            run_actor = await bridge.create_run_actor()
-            bridge.send(run_actor, start_message(workflow, run_id, run_input))
+            idle = self._idle.get(crew_key)
+            run_actor = idle.pop() if idle else await bridge.create_run_actor()
+            bridge.send(run_actor, start)
             try:
                 await asyncio.wait_for(asyncio.shield(finished), timeout)
             except TimeoutError:
@@ -240,7 +259,10 @@ class Host:
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
             if run_actor is not None:
-                bridge.send(run_actor, ExitRequest())
+                if finished.done() and failure is None:
+                    self._idle.setdefault(crew_key, []).append(run_actor)  # reuse its actors
+                else:
+                    bridge.send(run_actor, ExitRequest())
             bridge.close()
             await provider_set.aclose()
         return tracker.result(workflow=workflow.workflow_id, file=workflow.file,
