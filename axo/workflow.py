@@ -32,7 +32,7 @@ from axo.yamlsource import Source
 DEFAULT_PROVIDER = "local"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity: hashable, usable as a cache key
 class Workflow:
     """The agents of one runnable workflow, validated.
 
@@ -111,8 +111,8 @@ class Workflow:
         if workflow_id is None:
             if len(cfg.workflows) > 1:
                 names = ", ".join(w.id for w in cfg.workflows)
-                raise UsageError(f"{self.file} defines several workflows ({names}); "
-                                 f"choose one with --workflow ID")
+                raise UsageError(self.redact(f"{self.file} defines several workflows ({names}) "
+                                             f"— choose one with --workflow ID"))
             if not cfg.workflows:
                 return Workflow(self.file, cfg, cfg.agents, None, self.secrets)
             workflow_id = cfg.workflows[0].id
@@ -120,10 +120,12 @@ class Workflow:
         if spec is None:
             names = [w.id for w in cfg.workflows]
             near = difflib.get_close_matches(workflow_id, names, n=1)
-            hint = f"; did you mean '{near[0]}'?" if near else ""
-            avail = ", ".join(names) if names else "none (the file defines no workflows)"
-            raise UsageError(f"{self.file}: no workflow '{workflow_id}'{hint} "
-                             f"Available: {avail}")
+            if not names:
+                fix = "the file defines no workflows; leave out --workflow to run every agent"
+            else:
+                fix = (f"did you mean '{near[0]}'? " if near else "") + (
+                    f"Workflows in the file: {', '.join(names)}")
+            raise UsageError(self.redact(f"{self.file}: no workflow '{workflow_id}' — {fix}"))
         members = set(spec.agents)
         agents = tuple(a for a in cfg.agents if a.id in members)
         return Workflow(self.file, cfg, agents, spec.id, self.secrets)
