@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import Any
 
 import uvloop
 
@@ -18,7 +19,8 @@ from axo.workflow import Workflow, load_workflow
 async def run_async(workflow: Workflow | str | os.PathLike[str], input: str = "", *,
                     runtime: Mode = "local", providers: dict[str, Provider] | None = None,
                     on_event: EventHandler | None = None, timeout: float | None = None,
-                    workflow_id: str | None = None, admin_port: int | None = None) -> RunResult:
+                    workflow_id: str | None = None, admin_port: int | None = None,
+                    **options: Any) -> RunResult:
     """Run a workflow inside an already running event loop. See ``run``."""
     if not isinstance(workflow, Workflow):
         workflow = load_workflow(workflow, workflow_id)
@@ -27,13 +29,14 @@ async def run_async(workflow: Workflow | str | os.PathLike[str], input: str = ""
     timeout = timeout if timeout is not None else workflow.config.run.timeout
     with Host(runtime, admin_port=admin_port) as host:
         return await host.run(workflow, input, providers=providers, on_event=on_event,
-                              timeout=timeout)
+                              timeout=timeout, **options)
 
 
 def run(workflow: Workflow | str | os.PathLike[str], input: str = "", *,
         runtime: Mode = "local", providers: dict[str, Provider] | None = None,
         on_event: EventHandler | None = None, timeout: float | None = None,
-        workflow_id: str | None = None, admin_port: int | None = None) -> RunResult:
+        workflow_id: str | None = None, admin_port: int | None = None,
+        **options: Any) -> RunResult:
     """Run a workflow to the end and return its result.
 
     Args:
@@ -44,6 +47,9 @@ def run(workflow: Workflow | str | os.PathLike[str], input: str = "", *,
         on_event: called with each run event and the run's tracker (for progress views).
         timeout: seconds before the run is cancelled (its result says so).
         workflow_id: which named workflow of the file to run.
+        options: ``tools`` (extra tools: ``@tool`` functions or plain typed functions),
+            ``policy`` (hooks and approvals, ``axo.Policy``), ``workspace`` (the folder
+            file tools and ``run_python`` are confined to), ``memory`` (a MemoryPort).
 
     Returns:
         The ``RunResult``; an agent's failure is a status in it, not an exception.
@@ -60,4 +66,4 @@ def run(workflow: Workflow | str | os.PathLike[str], input: str = "", *,
                          "use 'await axo.run_async(...)' there")
     return uvloop.run(run_async(workflow, input, runtime=runtime, providers=providers,
                                 on_event=on_event, timeout=timeout, workflow_id=workflow_id,
-                                admin_port=admin_port))
+                                admin_port=admin_port, **options))

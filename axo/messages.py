@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from axo.llm.base import ChatRequest, ChatResponse, Usage
+from axo.llm.base import ChatRequest, ChatResponse, ToolCall, ToolSpec, Usage
 
 
 class _Msg(msgspec.Struct, frozen=True, kw_only=True, tag=True):
@@ -37,7 +37,11 @@ class AgentSpec(msgspec.Struct, frozen=True, kw_only=True):
     stop: tuple[str, ...] = ()
     context_tokens: int = 3072
     max_iterations: int = 10
-    tools: tuple[str, ...] = ()
+    tool_specs: tuple[ToolSpec, ...] = ()
+    per_call: int | None = None
+    per_execution: int | None = None
+    overflow_policy: str = "abort"
+    output_schema: dict[str, Any] | None = None
 
 
 class Upstream(msgspec.Struct, frozen=True, kw_only=True):
@@ -78,6 +82,14 @@ class LLMReply(_Msg, frozen=True, kw_only=True):
     corr: str
     response: ChatResponse | None = None
     error: str | None = None
+    kind: str = "ProviderError"
+
+
+class ToolsReply(_Msg, frozen=True, kw_only=True):
+    """The host's answer to a ``ToolsCall``: one outcome per call, in order."""
+
+    corr: str
+    outcomes: tuple[Any, ...]
 
 
 class CancelRun(_Msg, frozen=True, kw_only=True):
@@ -108,6 +120,25 @@ class LLMCall(_Msg, frozen=True, kw_only=True):
     reply_to: Any
 
 
+class ToolsCall(_Msg, frozen=True, kw_only=True):
+    """An agent asks the host to run tool calls (concurrently, through policy and hooks)."""
+
+    corr: str
+    run_id: str
+    agent: str
+    calls: tuple[ToolCall, ...]
+    reply_to: Any
+
+
+class TurnEvent(_Msg, frozen=True, kw_only=True):
+    """Something inside an agent's turn worth recording (budget, loop guard, packing)."""
+
+    run_id: str
+    agent: str
+    kind: str
+    detail: dict[str, Any]
+
+
 class TaskCompleted(_Msg, frozen=True, kw_only=True):
     run_id: str
     agent: int
@@ -116,6 +147,8 @@ class TaskCompleted(_Msg, frozen=True, kw_only=True):
     llm_calls: int
     started_at: float
     finished_at: float
+    tool_calls: int = 0
+    stop_reason: str = "answered"
 
 
 class AgentFailed(_Msg, frozen=True, kw_only=True):
@@ -149,6 +182,8 @@ class AgentDone(_Msg, frozen=True, kw_only=True):
     llm_calls: int
     started_at: float
     finished_at: float
+    tool_calls: int = 0
+    stop_reason: str | None = None
 
 
 class AgentSkipped(_Msg, frozen=True, kw_only=True):
@@ -173,5 +208,5 @@ class Events(_Msg, frozen=True, kw_only=True):
 
 
 ToRunActor = StartRun | TaskCompleted | AgentFailed | CancelRun
-ToAgentActor = Configure | Activate | LLMReply
-ToHost = LLMCall | Events
+ToAgentActor = Configure | Activate | LLMReply | ToolsReply
+ToHost = LLMCall | ToolsCall | TurnEvent | Events

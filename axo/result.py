@@ -23,6 +23,8 @@ class AgentResult(msgspec.Struct, kw_only=True):
     reason: str | None = None
     usage: Usage = Usage()
     llm_calls: int = 0
+    tool_calls: int = 0
+    stop_reason: str | None = None
     started_at: float | None = None
     finished_at: float | None = None
 
@@ -42,6 +44,15 @@ class AgentResult(msgspec.Struct, kw_only=True):
 
 
 RunStatus = Literal["running", "succeeded", "failed"]
+
+
+class Note(msgspec.Struct, frozen=True, kw_only=True):
+    """A decision or incident inside a run, in the order it happened."""
+
+    kind: str
+    agent: str
+    detail: dict[str, Any]
+    at: float
 
 
 class RunResult(msgspec.Struct, kw_only=True):
@@ -66,6 +77,10 @@ class RunResult(msgspec.Struct, kw_only=True):
     finished_at: float
     lattice: dict[str, int] = {}
     failure: str | None = None
+    notes: list[Note] = []
+
+    def notes_of(self, kind: str) -> list[Note]:
+        return [n for n in self.notes if n.kind == kind]
 
     @property
     def ok(self) -> bool:
@@ -103,6 +118,11 @@ class RunTracker:
         self.started_at = time.time()
         self.finished: RunFinished | None = None
         self.events = 0
+        self.notes: list[Note] = []
+
+    def note(self, kind: str, agent: str, detail: dict[str, Any]) -> None:
+        """Record a decision or incident (tool decision, budget, loop guard…)."""
+        self.notes.append(Note(kind=kind, agent=agent, detail=detail, at=time.time()))
 
     def apply(self, event: RunEvent) -> None:
         self.events += 1
@@ -114,6 +134,7 @@ class RunTracker:
                 a = self.agents[event.agent]
                 a.status, a.output, a.reason = event.status, event.output, event.reason
                 a.usage, a.llm_calls = event.usage, event.llm_calls
+                a.tool_calls, a.stop_reason = event.tool_calls, event.stop_reason
                 a.started_at = a.started_at or event.started_at
                 a.finished_at = event.finished_at
             case AgentSkipped():
@@ -156,4 +177,4 @@ class RunTracker:
             sinks=sinks, outputs=outputs, usage=self.usage, started_at=self.started_at,
             finished_at=time.time(),
             lattice=dict(lattice or (self.finished.lattice if self.finished else {})),
-            failure=failure)
+            failure=failure, notes=list(self.notes))

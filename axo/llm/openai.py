@@ -39,7 +39,7 @@ def message_to_wire(m: ChatMessage) -> dict[str, Any]:
     return out
 
 
-def request_to_wire(req: ChatRequest) -> dict[str, Any]:
+def request_to_wire(req: ChatRequest, *, schema_style: str = "openai") -> dict[str, Any]:
     body: dict[str, Any] = {"model": req.model,
                             "messages": [message_to_wire(m) for m in req.messages]}
     if req.tools:
@@ -56,8 +56,11 @@ def request_to_wire(req: ChatRequest) -> dict[str, Any]:
     if req.stop:
         body["stop"] = list(req.stop)
     if req.response_format is not None:
-        body["response_format"] = {"type": "json_schema", "json_schema": {
-            "name": "answer", "schema": req.response_format, "strict": True}}
+        if schema_style == "llama":  # llama.cpp's server: json_object with a schema
+            body["response_format"] = {"type": "json_object", "schema": req.response_format}
+        else:
+            body["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": "answer", "schema": req.response_format, "strict": True}}
     return body
 
 
@@ -110,6 +113,8 @@ class OpenAICompatible:
         transport: an httpx transport to use instead of the network (tests).
         prepare: a hook that rewrites a request for a quirky server (local models).
         postprocess: a hook that rewrites a response (e.g. tool calls sent as text).
+        schema_style: how ``response_format`` is sent: ``openai`` (json_schema) or ``llama``
+            (llama.cpp's json_object with a schema).
     """
 
     def __init__(self, name: str, base_url: str, *, api_key: str | None = None,
@@ -119,6 +124,7 @@ class OpenAICompatible:
                  transport: httpx.AsyncBaseTransport | None = None,
                  prepare: Callable[[ChatRequest], ChatRequest] | None = None,
                  postprocess: Callable[[ChatRequest, ChatResponse], ChatResponse] | None = None,
+                 schema_style: str = "openai",
                  sleep: Callable[[float], Any] = asyncio.sleep) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
@@ -129,6 +135,7 @@ class OpenAICompatible:
         self._prepare = prepare
         self._postprocess = postprocess
         self._sleep = sleep
+        self._schema_style = schema_style
         hdrs = dict(headers or {})
         if api_key:
             hdrs["Authorization"] = f"Bearer {api_key}"
@@ -145,7 +152,7 @@ class OpenAICompatible:
             request = _with_model(request, self.default_model)
         if self._prepare is not None:
             request = self._prepare(request)
-        body = json.dumps(request_to_wire(request)).encode()
+        body = json.dumps(request_to_wire(request, schema_style=self._schema_style)).encode()
         start = time.perf_counter()
         attempt = 0
         while True:

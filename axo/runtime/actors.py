@@ -15,8 +15,8 @@ import time
 import traceback
 from typing import Any, assert_never
 
-from axo.agent.turn import Turn, TurnResult, run_turn
-from axo.errors import ProviderError
+from axo.agent.turn import AgentTurn, CallLLM, CallTools, Emit, Turn, TurnResult
+from axo.errors import RuntimeFault
 from axo.lattice import EventLattice, LatticeError, State
 from axo.llm.base import ChatRequest, ChatResponse, Usage
 from axo.messages import (
@@ -36,7 +36,10 @@ from axo.messages import (
     StartRun,
     TaskCompleted,
     ToAgentActor,
+    ToolsCall,
+    ToolsReply,
     ToRunActor,
+    TurnEvent,
     Upstream,
 )
 from axo.runtime.system import Actor, SystemMessages
@@ -62,8 +65,16 @@ def call_function(path: str, request: ChatRequest) -> ChatResponse:
     return ChatResponse(content=str(out), model="function")
 
 
+class HostFault(RuntimeFault):
+    """A failure the host reported for an effect (its kind names the original error)."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
 class AgentActor(Actor):  # type: ignore[misc]
-    """One agent: runs a turn per activation, asking the host for each LLM call."""
+    """One agent: runs a turn per activation, asking the host for each LLM and tool call."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -72,9 +83,9 @@ class AgentActor(Actor):  # type: ignore[misc]
         self.host: Any = None
         self.run_id = ""
         self.turn: Turn | None = None
+        self.state: AgentTurn | None = None
         self.index = -1
-        self.calls = 0
-        self.usage = Usage()
+        self.effects = 0
         self.started = 0.0
         self.pending: str | None = None
 
@@ -87,7 +98,13 @@ class AgentActor(Actor):  # type: ignore[misc]
             case Activate():
                 self._activate(msg)
             case LLMReply():
-                self._reply(msg)
+                if msg.response is None:
+                    self._resume(msg.corr, error=HostFault(msg.error or "LLM call failed",
+                                                           msg.kind))
+                else:
+                    self._resume(msg.corr, value=msg.response)
+            case ToolsReply():
+                self._resume(msg.corr, value=msg.outcomes)
             case _:
                 assert_never(msg)
 
@@ -96,61 +113,75 @@ class AgentActor(Actor):  # type: ignore[misc]
         self.index = msg.agent
         self.run_id = msg.run_id
         self.started = time.time()
-        self.calls = 0
-        self.usage = Usage()
-        try:
-            self.turn = run_turn(self.spec, msg.input, msg.upstream)
-            self._advance(next(self.turn))
-        except StopIteration as stop:
-            self._done(stop.value)
-        except Exception as exc:  # a bug in a turn must become a status, not a dead actor
-            self._fail(exc)
+        self.effects = 0
+        self.pending = None
+        self.state = AgentTurn(self.spec)
+        self.turn = self.state.run(msg.input, msg.upstream)
+        self._step(None, None)
 
-    def _advance(self, request: ChatRequest) -> None:
-        """Perform requests until one must wait for the host."""
-        spec = self.spec
-        assert spec is not None and self.turn is not None
-        while spec.function is not None:
-            response = call_function(spec.function, request)
-            self.calls += 1
-            self.usage = self.usage + response.usage
-            request = self.turn.send(response)
-        self.calls += 1
-        self.pending = f"{self.run_id}:{spec.id}:{self.calls}"
-        self.send(self.host, LLMCall(corr=self.pending, run_id=self.run_id, agent=spec.id,
-                                     provider=spec.provider, request=request,
-                                     reply_to=self.myAddress))
-
-    def _reply(self, msg: LLMReply) -> None:
-        if msg.corr != self.pending or self.turn is None:
+    def _resume(self, corr: str, *, value: Any = None,
+                error: BaseException | None = None) -> None:
+        if corr != self.pending or self.turn is None:
             return  # a late reply to a turn that already ended
         self.pending = None
+        self._step(value, error)
+
+    def _step(self, value: Any, error: BaseException | None) -> None:
+        """Advance the turn, performing effects, until it waits for the host or ends."""
+        turn, spec = self.turn, self.spec
+        assert turn is not None and spec is not None
         try:
-            if msg.response is None:
-                self.turn.throw(ProviderError(msg.error or "LLM call failed"))
-            else:
-                self.usage = self.usage + msg.response.usage
-                self._advance(self.turn.send(msg.response))
+            effect = turn.throw(error) if error is not None else turn.send(value)
+            while True:
+                match effect:
+                    case Emit():
+                        self.send(self.host, TurnEvent(run_id=self.run_id, agent=spec.id,
+                                                       kind=effect.kind, detail=effect.detail))
+                        effect = turn.send(None)
+                    case CallLLM() if spec.function is not None:
+                        effect = turn.send(call_function(spec.function, effect.request))
+                    case CallLLM():
+                        self.pending = self._corr()
+                        self.send(self.host, LLMCall(
+                            corr=self.pending, run_id=self.run_id, agent=spec.id,
+                            provider=spec.provider, request=effect.request,
+                            reply_to=self.myAddress))
+                        return
+                    case CallTools():
+                        self.pending = self._corr()
+                        self.send(self.host, ToolsCall(
+                            corr=self.pending, run_id=self.run_id, agent=spec.id,
+                            calls=effect.calls, reply_to=self.myAddress))
+                        return
+                    case _:
+                        assert_never(effect)
         except StopIteration as stop:
             self._done(stop.value)
-        except Exception as exc:
+        except Exception as exc:  # a fault in a turn must become a status, not a dead actor
             self._fail(exc)
+
+    def _corr(self) -> str:
+        self.effects += 1
+        assert self.spec is not None
+        return f"{self.run_id}:{self.spec.id}:{self.effects}"
 
     def _done(self, result: TurnResult) -> None:
         self.turn = None
         self.send(self.run, TaskCompleted(
-            run_id=self.run_id, agent=self.index, output=result.output, usage=self.usage,
-            llm_calls=self.calls, started_at=self.started, finished_at=time.time()))
+            run_id=self.run_id, agent=self.index, output=result.output, usage=result.usage,
+            llm_calls=result.llm_calls, started_at=self.started, finished_at=time.time(),
+            tool_calls=result.tool_calls, stop_reason=result.stop_reason))
 
     def _fail(self, exc: BaseException) -> None:
         self.turn = None
         self.pending = None
-        kind = type(exc).__name__
+        kind = getattr(exc, "kind", None) or type(exc).__name__
         reason = str(exc) or kind
-        if not isinstance(exc, ProviderError):
+        if not isinstance(exc, RuntimeFault):
             reason = f"{kind}: {reason}\n{''.join(traceback.format_exception(exc)[-3:])}"
+        usage = self.state.budget.used if self.state is not None else Usage()
         self.send(self.run, AgentFailed(
-            run_id=self.run_id, agent=self.index, reason=reason, kind=kind, usage=self.usage,
+            run_id=self.run_id, agent=self.index, reason=reason, kind=kind, usage=usage,
             started_at=self.started, finished_at=time.time()))
 
 
@@ -236,7 +267,8 @@ class RunActor(Actor):  # type: ignore[misc]
         self.emit(AgentDone(
             run_id=msg.run_id, agent=self.start.agents[msg.agent].id, status="done",
             output=msg.output, reason=None, usage=msg.usage, llm_calls=msg.llm_calls,
-            started_at=msg.started_at, finished_at=msg.finished_at))
+            started_at=msg.started_at, finished_at=msg.finished_at,
+            tool_calls=msg.tool_calls, stop_reason=msg.stop_reason))
         try:
             self._activate(ready)
         except LatticeError as exc:  # the cycle guard: stop activating, end the run

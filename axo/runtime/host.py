@@ -17,16 +17,16 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import os
 import uuid
 import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 import msgspec
 
 
 from axo.config import FunctionProvider
-from axo.errors import AxoError
 from axo.llm.base import Provider
 from axo.llm.providers import ProviderSet
 from axo.messages import (
@@ -34,11 +34,17 @@ from axo.messages import (
     CancelRun,
     Events,
     LLMCall,
-    LLMReply,
     RunEvent,
     RunFinished,
     StartRun,
+    ToolsCall,
+    TurnEvent,
 )
+from axo.memory.base import InMemoryFacts
+from axo.runtime.effects import EffectRunner
+from axo.tools.builtins import builtin_tools
+from axo.tools.policy import Policy
+from axo.tools.registry import Tool, ToolRegistry
 from axo.result import RunResult, RunTracker
 from axo.runtime.actors import RunActor
 from axo.runtime.system import ActorRuntime, ExitRequest, Mode
@@ -121,9 +127,10 @@ def _set_exc(fut: asyncio.Future[Any], exc: BaseException) -> None:
         fut.set_exception(exc)
 
 
-def agent_specs(workflow: Workflow) -> tuple[AgentSpec, ...]:
+def agent_specs(workflow: Workflow, registry: ToolRegistry) -> tuple[AgentSpec, ...]:
     specs = []
     for a in workflow.agents:
+        tools = tuple(t.spec for t in registry.allowed(a.tools))
         pname = workflow.provider_name(a)
         pcfg = workflow.provider_config(pname)
         function = pcfg.function if isinstance(pcfg, FunctionProvider) else None
@@ -137,26 +144,33 @@ def agent_specs(workflow: Workflow) -> tuple[AgentSpec, ...]:
             provider=pname, function=function, temperature=temperature,
             top_p=a.sampling.top_p, max_tokens=a.sampling.max_tokens, seed=seed,
             stop=tuple(a.sampling.stop), context_tokens=a.context_tokens,
-            max_iterations=a.max_iterations, tools=tuple(a.tools)))
+            max_iterations=a.max_iterations, tool_specs=tools,
+            per_call=a.token_budget.per_call, per_execution=a.token_budget.per_execution,
+            overflow_policy=a.token_budget.overflow_policy, output_schema=a.output_schema))
     return tuple(specs)
 
 
-_templates: weakref.WeakKeyDictionary[Workflow, StartRun] = weakref.WeakKeyDictionary()
+_templates: weakref.WeakKeyDictionary[Workflow, dict[tuple[str, ...], StartRun]] = (
+    weakref.WeakKeyDictionary())
 
 
-def start_message(workflow: Workflow, run_id: str, run_input: str) -> StartRun:
-    """The StartRun for a run of ``workflow``; the agent part is built once per workflow."""
-    template = _templates.get(workflow)
+def start_message(workflow: Workflow, registry: ToolRegistry, run_id: str,
+                  run_input: str) -> StartRun:
+    """The StartRun for a run of ``workflow``; the agent part is built once per workflow
+    and set of tools."""
+    by_tools = _templates.setdefault(workflow, {})
+    key = tuple(registry.names())
+    template = by_tools.get(key)
     if template is None:
-        template = _templates[workflow] = _start_template(workflow)
+        template = by_tools[key] = _start_template(workflow, registry)
     return msgspec.structs.replace(template, run_id=run_id, input=run_input)
 
 
-def _start_template(workflow: Workflow) -> StartRun:
+def _start_template(workflow: Workflow, registry: ToolRegistry) -> StartRun:
     index = {a.id: i for i, a in enumerate(workflow.agents)}
     return StartRun(
         run_id="",
-        agents=agent_specs(workflow),
+        agents=agent_specs(workflow, registry),
         dependencies=tuple(tuple(index[d] for d in a.depends_on) for a in workflow.agents),
         thresholds=tuple(a.activation_threshold for a in workflow.agents),
         decay=tuple(a.activation_decay for a in workflow.agents),
@@ -195,35 +209,49 @@ class Host:
     async def run(self, workflow: Workflow, run_input: str, *,
                   providers: dict[str, Provider] | None = None,
                   on_event: EventHandler | None = None, timeout: float | None = None,
-                  run_id: str | None = None) -> RunResult:
+                  run_id: str | None = None, tools: Iterable[Tool | Callable[..., Any]] = (),
+                  policy: Policy | None = None, workspace: str | None = None,
+                  memory: Any = None) -> RunResult:
         """Run ``workflow`` on ``run_input`` and return its result (never raises for an
         agent's failure: that is a status; raises only for set-up errors)."""
         run_id = run_id or uuid.uuid4().hex[:12]
         loop = asyncio.get_running_loop()
         tracker = RunTracker(run_id, [(a.id, a.display_name) for a in workflow.agents])
         finished: asyncio.Future[RunFinished] = loop.create_future()
+        registry = ToolRegistry(builtin_tools())
+        for t in tools:
+            registry.add(t)
+        start = start_message(workflow, registry, run_id, run_input)
+        allowed = {spec.id: {t.name for t in spec.tool_specs} for spec in start.agents}
         provider_set = ProviderSet(workflow, providers)
+        workspace = workspace or os.path.join(".axo", "runs", run_id, "workspace")
+
+        def record(kind: str, agent: str, detail: dict[str, Any]) -> None:
+            tracker.note(kind, agent, detail)
+
+        effects = EffectRunner(
+            run_id=run_id, providers=provider_set, registry=registry, allowed=allowed,
+            policy=policy or Policy(), workspace=os.path.abspath(workspace),
+            memory=memory if memory is not None else InMemoryFacts(), record=record,
+            redact=workflow.redact, run_budget=workflow.config.run.token_budget)
         tasks: set[asyncio.Task[None]] = set()
         bridge: InlineBridge | ThreadBridge
 
-        async def perform(call: LLMCall) -> None:
-            try:
-                response = await provider_set.get(call.provider).complete(call.request)
-                reply = LLMReply(corr=call.corr, response=response)
-            except AxoError as exc:
-                reply = LLMReply(corr=call.corr, error=workflow.redact(str(exc)))
-            except Exception as exc:  # a provider bug must fail the agent, not the host
-                reply = LLMReply(corr=call.corr,
-                                 error=workflow.redact(f"{type(exc).__name__}: {exc}"))
+        async def perform(call: LLMCall | ToolsCall) -> None:
+            reply = await (effects.llm(call) if isinstance(call, LLMCall)
+                           else effects.tools(call))
             if not finished.done():
                 bridge.send(call.reply_to, reply)
 
         def deliver(message: object) -> None:
             match message:
-                case LLMCall():
+                case LLMCall() | ToolsCall():
                     task = loop.create_task(perform(message))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
+                case TurnEvent():
+                    if message.run_id == run_id:
+                        tracker.note(message.kind, message.agent, message.detail)
                 case Events():
                     for event in message.events:
                         if event.run_id != run_id:
@@ -240,7 +268,6 @@ class Host:
                   else ThreadBridge(self.rt, deliver, loop))
         run_actor = None
         failure: str | None = None
-        start = start_message(workflow, run_id, run_input)
         crew_key = (start.agents, start.dependencies)
         try:
             await provider_set.open()
@@ -268,4 +295,3 @@ class Host:
         return tracker.result(workflow=workflow.workflow_id, file=workflow.file,
                               runtime=self.mode, run_input=run_input, sinks=workflow.sinks,
                               failure=failure)
-
