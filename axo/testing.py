@@ -43,6 +43,8 @@ class ToolCalls:
     calls: Sequence[tuple[str, Mapping[str, Any]]]
     content: str | None = None
     delay: float = 0.0
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -197,7 +199,7 @@ class _LoopbackHttp:
 
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
             429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
-            503: "Service Unavailable"}
+            503: "Service Unavailable", 529: "Overloaded"}
 
 
 @dataclass
@@ -339,8 +341,8 @@ class FakeLLM(_LoopbackHttp):
                  "function": {"name": name, "arguments": json.dumps(dict(args))}}
                 for i, (name, args) in enumerate(step.calls)]}
             finish = "tool_calls"
-            completion = 8 * len(step.calls)
-            prompt = None
+            completion = step.completion_tokens or 8 * len(step.calls)
+            prompt = step.prompt_tokens
         return {
             "id": f"chatcmpl-fake-{index}", "object": "chat.completion",
             "created": int(time.time()), "model": self.model,
