@@ -8,11 +8,15 @@ dependencies, workflows) live in ``axo.graph``; ``load_workflow`` runs both and 
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import os
-from typing import Annotated, Any, Literal
+import types
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from axo.errors import ConfigError, Problem
 from axo.yamlsource import PathKey, Source, expand_env, load_yaml, parse_yaml
@@ -84,6 +88,12 @@ ProviderConfig = Annotated[
 ]
 
 PROVIDER_TYPES = ("openai", "anthropic", "local", "function")
+_PROVIDER_MODELS: dict[str, type[BaseModel]] = {
+    "openai": OpenAIProvider, "anthropic": AnthropicProvider,
+    "local": LocalProvider, "function": FunctionProvider,
+}
+# validated as a key type (not an after-validator) so it is reported with everything else
+ProviderName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")]
 
 
 class TokenBudget(_Model):
@@ -124,6 +134,7 @@ class Agent(_Model):
     activation_decay: float = Field(0.0, ge=0)
     max_iterations: int = Field(10, ge=1, le=1000)
     context_tokens: int = Field(3072, ge=256)
+    output_schema: dict[str, Any] | None = None
 
     @property
     def display_name(self) -> str:
@@ -160,141 +171,188 @@ class WorkflowFile(_Model):
     version: Literal[1] = 1
     name: str | None = None
     description: str = ""
-    providers: dict[str, ProviderConfig] = {}
+    providers: dict[ProviderName, ProviderConfig] = {}
     agents: list[Agent] = Field(min_length=1)
     workflows: list[WorkflowSpec] = []
     mcp_servers: dict[str, McpServer] = {}
     run: RunSettings = RunSettings()
 
-    @field_validator("providers")
-    @classmethod
-    def _provider_names(cls, v: dict[str, Any]) -> dict[str, Any]:
-        for name in v:
-            if not name.replace("_", "").replace("-", "").isalnum():
-                raise ValueError(f"provider name {name!r} may only use letters, digits, _ and -")
-        return v
-
 
 # ---------------------------------------------------------------- pydantic errors → Problems
 
-_TYPE_NAMES = {
-    "string_type": "a string",
-    "int_type": "an integer",
-    "float_type": "a number",
-    "bool_type": "true or false",
-    "list_type": "a list",
-    "dict_type": "a mapping",
-    "model_type": "a mapping",
-    "model_attributes_type": "a mapping",
-    "int_from_float": "an integer",
+_WANT = {
+    "string_type": "a string", "int_type": "an integer", "int_from_float": "an integer",
+    "float_type": "a number", "bool_type": "true or false", "list_type": "a list",
+    "dict_type": "a mapping", "model_type": "a mapping", "model_attributes_type": "a mapping",
 }
+_BOUNDS = {"greater_than": "> {gt}", "greater_than_equal": ">= {ge}",
+           "less_than": "< {lt}", "less_than_equal": "<= {le}"}
+_GOT: tuple[tuple[type, str], ...] = (
+    (bool, "a boolean"), (int, "an integer"), (float, "a number"), (str, "a string"),
+    (list, "a list"), (dict, "a mapping"), (datetime.date, "a date"),
+)
 
 
 def _type_of(value: Any) -> str:
     if value is None:
         return "nothing (null)"
-    return {
-        bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-        list: "a list", dict: "a mapping",
-    }.get(type(value), type(value).__name__)
+    return next((name for t, name in _GOT if isinstance(value, t)), type(value).__name__)
 
 
-def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """Field names valid at the mapping that contains ``loc[-1]`` (for suggestions)."""
-    current: Any = model
-    for part in loc[:-1]:
-        if isinstance(part, int):
-            continue
-        fields = getattr(current, "model_fields", None)
-        if fields is None or part not in fields:
-            # a discriminated union member or a dict value: the tag names the model
-            if isinstance(part, str) and part in PROVIDER_TYPES:
-                current = {"openai": OpenAIProvider, "anthropic": AnthropicProvider,
-                           "local": LocalProvider, "function": FunctionProvider}[part]
-                continue
-            if current is WorkflowFile and part in ("providers", "mcp_servers"):
-                continue
-            return []
-        ann = fields[part].annotation
-        current = _model_in(ann)
-        if current is None:
-            return []
-    return list(getattr(current, "model_fields", {}))
+def _show(value: Any) -> str:
+    """A value as the user wrote it, shortened (secrets are redacted later, by the Source)."""
+    if isinstance(value, str):
+        return f"'{value[:60]}'"
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    return str(value)[:60]
 
 
-def _model_in(annotation: Any) -> Any:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()) or ():
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
+def _is_model(ann: Any) -> bool:
+    return isinstance(ann, type) and issubclass(ann, BaseModel)
 
 
-def _clean_loc(loc: tuple[Any, ...], data: Any) -> PathKey:
-    """Drop pydantic's union-member tags from a location so it matches the YAML."""
-    out: list[str | int] = []
-    node = data
+def _members(ann: Any) -> list[Any]:
+    """The alternatives of a union other than None; [] when ``ann`` is not a union."""
+    if get_origin(ann) in (Union, types.UnionType):
+        return [a for a in get_args(ann) if a is not type(None)]
+    return []
+
+
+def _strip(ann: Any) -> Any:
+    """``Annotated[X, …]`` and ``X | None`` → ``X``."""
+    while True:
+        if get_origin(ann) is Annotated:
+            ann = get_args(ann)[0]
+        elif len(members := _members(ann)) == 1:
+            ann = members[0]
+        else:
+            return ann
+
+
+def _describe(ann: Any) -> str:
+    ann = _strip(ann)
+    if get_origin(ann) is list:
+        return "a list"
+    if get_origin(ann) is dict or _is_model(ann):
+        return "a mapping"
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
+        ann, str(ann))
+
+
+@dataclass(frozen=True)
+class _Where:
+    """Where a pydantic error points in the YAML.
+
+    Attributes:
+        path: the YAML path (pydantic's union tags removed).
+        fields: the valid keys of the mapping holding the last part (for suggestions).
+        union: the alternatives, when the error is about a whole union-typed value.
+    """
+
+    path: PathKey
+    fields: tuple[str, ...] = ()
+    union: tuple[Any, ...] = ()
+
+
+def _locate(loc: tuple[Any, ...]) -> _Where:
+    """Follow pydantic's location through the schema, dropping the tags it inserts."""
+    path: list[str | int] = []
+    ann: Any = WorkflowFile
+    fields: tuple[str, ...] = ()
+    union: tuple[Any, ...] = ()
     for part in loc:
-        if isinstance(node, dict) and part not in node and isinstance(part, str):
-            continue  # a tag like 'openai' inserted by the discriminated union
-        out.append(part)
-        try:
-            node = node[part]
-        except (KeyError, IndexError, TypeError):
-            node = None
-    return tuple(out)
+        ann, union = _strip(ann), ()
+        if part == "[key]":
+            continue
+        members = _members(ann)
+        if members and all(_is_model(m) for m in members):  # the providers' `type` tag
+            ann = _PROVIDER_MODELS.get(str(part))
+            continue
+        if members:  # pydantic names the alternative it tried: 'str', 'list[str]'
+            ann, union = None, tuple(members)
+            continue
+        fields = ()
+        if _is_model(ann):
+            fields = tuple(ann.model_fields)
+            path.append(str(part))
+            ann = ann.model_fields[part].annotation if part in ann.model_fields else None
+        elif get_origin(ann) is dict:
+            path.append(str(part))
+            ann = get_args(ann)[1]
+        else:
+            path.append(part)
+            ann = get_args(ann)[0] if get_origin(ann) is list else None
+    return _Where(tuple(path), fields, union)
 
 
-def _problem_from(err: Any, source: Source) -> Problem:
-    loc = _clean_loc(tuple(err["loc"]), source.data)
-    kind = err["type"]
-    value = err.get("input")
-    key = loc[-1] if loc else "$"
-    if kind == "extra_forbidden":
-        valid = _fields_at(WorkflowFile, tuple(err["loc"]))
-        near = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.6)
-        fix = f"did you mean '{near[0]}'?" if near else "remove it"
-        if valid:
-            fix += " Valid keys here: " + ", ".join(sorted(valid))
+def _quoted_scalar(value: Any) -> bool:
+    """Whether ``value`` is a string YAML would read as a number or boolean without quotes."""
+    if not isinstance(value, str) or not value.strip():
+        return False
+    try:
+        return isinstance(yaml.safe_load(value), int | float)
+    except yaml.YAMLError:
+        return False
+
+
+def _problem_from(err: Any, where: _Where, source: Source) -> Problem:
+    loc, kind, value = where.path, err["type"], err.get("input")
+    ctx = err.get("ctx") or {}
+    key = str(loc[-1]) if loc else "$"
+    name = next((p for p in reversed(loc) if isinstance(p, str)), "$")
+    subject = f"each item of '{name}'" if loc and isinstance(loc[-1], int) else f"'{name}'"
+    if err["loc"] and err["loc"][-1] == "[key]":
+        if kind == "string_pattern_mismatch":
+            return source.problem(loc, f"provider name '{key}' may only use letters, digits, "
+                                       "'_' and '-'", "rename it")
+        return source.problem(loc, f"the name {key} is not a string", f"quote it: '{key}':")
+    if kind in ("extra_forbidden", "invalid_key"):
+        near = difflib.get_close_matches(key, where.fields, n=1, cutoff=0.6)
+        fix = (f"did you mean '{near[0]}'?" if near else
+               "remove it; valid keys here: " + ", ".join(sorted(where.fields))
+               if where.fields else "remove it")
         return source.problem(loc, f"unknown key '{key}'", fix)
     if kind == "missing":
-        return source.problem(loc, f"missing required key '{key}'", f"add '{key}: …' here")
-    if kind in _TYPE_NAMES:
-        want = _TYPE_NAMES[kind]
-        return source.problem(loc, f"expected {want}, got {_type_of(value)}",
-                              f"write '{key}' as {want}")
+        where_to = "here" if len(loc) > 1 else "at the top level"
+        return source.problem(loc, f"missing required key '{key}'", f"add '{key}: …' {where_to}")
+    if where.union or kind in _WANT:
+        want = " or ".join(map(_describe, where.union)) if where.union else _WANT[kind]
+        fix = f"write {subject} as {want}"
+        if loc in source.env_paths:
+            fix += " (a value from the environment is always a string)"
+        elif _quoted_scalar(value) and want in ("an integer", "a number", "true or false"):
+            fix = f"remove the quotes around {value} so that YAML reads it as {want}"
+        elif isinstance(value, str) and want == "a list":
+            fix = f"write it as a list: {key}: [{value}]"
+        elif isinstance(value, dict) and want == "a list":
+            fix = f"write {subject} as a list: begin each item with '- '"
+        return source.problem(loc, f"expected {want}, got {_type_of(value)}", fix)
     if kind == "union_tag_invalid":
-        tag = err.get("ctx", {}).get("tag")
-        near = difflib.get_close_matches(str(tag), PROVIDER_TYPES, n=1)
-        fix = f"did you mean '{near[0]}'? " if near else ""
-        return source.problem((*loc, "type"), f"unknown provider type '{tag}'",
-                              fix + "use one of: " + ", ".join(PROVIDER_TYPES))
+        tag = str(ctx.get("tag"))
+        near = difflib.get_close_matches(tag, PROVIDER_TYPES, n=1)
+        fix = f"did you mean '{near[0]}'?" if near else "use one of: " + ", ".join(PROVIDER_TYPES)
+        return source.problem((*loc, "type"), f"unknown provider type '{tag}'", fix)
     if kind == "union_tag_not_found":
         return source.problem(loc, "missing required key 'type'",
                               "add 'type:' with one of: " + ", ".join(PROVIDER_TYPES))
     if kind == "literal_error":
-        expected = err.get("ctx", {}).get("expected", "")
-        shown = f"'{value}'" if isinstance(value, str) and value not in source.secrets else "value"
-        return source.problem(loc, f"{shown} is not allowed", f"use one of: {expected}")
+        return source.problem(loc, f"{_show(value)} is not a valid {name}",
+                              f"use one of: {ctx.get('expected', '')}")
     if kind == "string_pattern_mismatch":
-        if key == "function":
-            return source.problem(loc, "not a 'module:function' import path",
+        if name == "function":
+            return source.problem(loc, f"{_show(value)} is not a 'module:function' import path",
                                   "write it as package.module:function")
-        return source.problem(loc, "is not a valid identifier",
+        return source.problem(loc, f"{_show(value)} is not a valid {name}",
                               "use letters, digits, '_' and '-', starting with a letter or '_'")
-    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        ctx = err.get("ctx", {})
-        bound = {"greater_than": "> {gt}", "greater_than_equal": ">= {ge}",
-                 "less_than": "< {lt}", "less_than_equal": "<= {le}"}[kind].format(**ctx)
-        return source.problem(loc, f"must be {bound}", f"set '{key}' to a value {bound}")
+    if kind in _BOUNDS:
+        bound = _BOUNDS[kind].format(**ctx)
+        return source.problem(loc, f"must be {bound}, got {_show(value)}",
+                              f"set {subject} to a value {bound}")
     if kind == "too_short":
-        return source.problem(loc, "must not be empty", f"list at least one item under '{key}'")
-    if kind == "value_error":
-        msg = str(err.get("ctx", {}).get("error", err["msg"]))
-        return source.problem(loc, msg, "rename it")
-    return source.problem(loc, err["msg"].lower(), "see the README's workflow reference")
+        return source.problem(loc, "must not be empty", f"list at least one item under '{name}'")
+    message = str(ctx.get("error", err["msg"])) if kind == "value_error" else err["msg"]
+    return source.problem(loc, f"invalid value: {message}", "correct the value")
 
 
 def validate_source(source: Source) -> tuple[WorkflowFile | None, list[Problem]]:
@@ -306,29 +364,40 @@ def validate_source(source: Source) -> tuple[WorkflowFile | None, list[Problem]]
     try:
         return WorkflowFile.model_validate(source.data), []
     except ValidationError as exc:
-        problems = [_problem_from(e, source) for e in exc.errors(include_url=False)]
-        seen: set[tuple[Any, ...]] = set()
-        unique = []
-        for p in problems:
-            k = (p.line, p.path, p.message)
-            if k not in seen:
-                seen.add(k)
-                unique.append(p)
-        return None, unique
+        located = [(e, _locate(tuple(e["loc"]))) for e in exc.errors(include_url=False)]
+    # a union value that matched one alternative's shape: keep only that alternative's errors
+    deeper = {w.path[:k] for _, w in located for k in range(len(w.path))}
+    problems: list[Problem] = []
+    for err, where in located:
+        if where.union and where.path in deeper:
+            continue
+        p = _problem_from(err, where, source)
+        if p not in problems:
+            problems.append(p)
+    return None, problems
 
 
 def read_source(path: str | os.PathLike[str] | None = None, *, text: str | None = None,
                 env: dict[str, str] | None = None) -> tuple[Source, list[Problem]]:
-    """Parse a workflow file (or text) and expand ``${VAR}``; return it with env problems."""
+    """Parse a workflow file (or text) and expand ``${VAR}``.
+
+    Returns:
+        the source, and the problems that did not stop parsing (duplicate keys, unset or
+        malformed variables).
+
+    Raises:
+        ConfigError: the file cannot be parsed at all.
+    """
     if text is not None:
-        source = parse_yaml(text, file=os.fspath(path) if path else "<string>")
+        source = parse_yaml(text, file=os.fspath(path) if path else "<string>", collect=True)
     else:
         assert path is not None
-        source = load_yaml(path)
-    return source, expand_env(source, env)
+        source = load_yaml(path, collect=True)
+    return source, [*source.problems, *expand_env(source, env)]
 
 
 def raise_if(problems: list[Problem]) -> None:
+    """Raise one ConfigError with every problem, in file order; do nothing if there are none."""
     if problems:
         problems.sort(key=lambda p: (p.line or 0, p.path))
         raise ConfigError(problems)

@@ -38,11 +38,12 @@ def build_graph(agents: Sequence[_HasDeps]) -> nx.DiGraph:
 class _Node:
     """The id and dependencies of one agent, read defensively from raw YAML data."""
 
-    __slots__ = ("depends_on", "id")
+    __slots__ = ("depends_on", "id", "positions")
 
-    def __init__(self, id: str, depends_on: list[str]) -> None:
+    def __init__(self, id: str, depends_on: list[str], positions: list[int]) -> None:
         self.id = id
         self.depends_on = depends_on
+        self.positions = positions  # the index of each dependency in the YAML list
 
 
 def _raw_agents(data: Any) -> list[_Node | None]:
@@ -52,9 +53,10 @@ def _raw_agents(data: Any) -> list[_Node | None]:
         if not isinstance(a, dict) or not isinstance(a.get("id"), str):
             out.append(None)
             continue
-        deps = a.get("depends_on", [])
-        deps = [d for d in deps if isinstance(d, str)] if isinstance(deps, list) else []
-        out.append(_Node(a["id"], deps))
+        raw = a.get("depends_on", [])
+        deps = [(j, d) for j, d in enumerate(raw) if isinstance(d, str)] if isinstance(
+            raw, list) else []
+        out.append(_Node(a["id"], [d for _, d in deps], [j for j, _ in deps]))
     return out
 
 
@@ -77,7 +79,7 @@ def check_graph(source: Source) -> list[Problem]:
         if a is None:
             continue
         seen: set[str] = set()
-        for j, d in enumerate(a.depends_on):
+        for j, d in zip(a.positions, a.depends_on, strict=True):
             where = ("agents", i, "depends_on", j)
             if d == a.id:
                 problems.append(source.problem(where, f"agent '{a.id}' depends on itself",
@@ -85,7 +87,8 @@ def check_graph(source: Source) -> list[Problem]:
             elif d not in first_index:
                 near = difflib.get_close_matches(d, ids, n=1)
                 fix = f"did you mean '{near[0]}'?" if near else "define that agent or remove it"
-                problems.append(source.problem(where, f"depends on unknown agent '{d}'", fix))
+                problems.append(source.problem(
+                    where, f"agent '{a.id}' depends on unknown agent '{d}'", fix))
             elif d in seen:
                 problems.append(source.problem(where, f"'{d}' is listed twice in depends_on",
                                                "list each dependency once"))
@@ -139,10 +142,16 @@ def _workflows(source: Source, agents: Sequence[_Node], index: dict[str, int]) -
         listed = w.get("agents")
         listed = listed if isinstance(listed, list) else []
         members = {m for m in listed if isinstance(m, str)}
+        counted: set[str] = set()
         for a_i, aid in enumerate(listed):
             if not isinstance(aid, str):
                 continue
             where = ("workflows", w_i, "agents", a_i)
+            if aid in counted:
+                problems.append(source.problem(where, f"'{aid}' is listed twice in workflow "
+                                               f"'{wid}'", "list each agent once"))
+                continue
+            counted.add(aid)
             if aid not in by_id:
                 near = difflib.get_close_matches(aid, list(index), n=1)
                 fix = f"did you mean '{near[0]}'?" if near else "define that agent under agents:"

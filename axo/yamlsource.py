@@ -36,9 +36,9 @@ def render_path(path: PathKey) -> str:
 def redact(text: str, secrets: Collection[str]) -> str:
     """Replace each secret in ``text`` with ``***``.
 
-    A short secret (under 4 characters) is replaced only where it stands alone, so that a
-    value like ``1`` does not blank out every digit; values without a letter or digit are
-    not secret enough to hide.
+    A short secret (under 4 characters) is replaced only where it stands alone (not inside a
+    word or a ``$.path[1]``), so that a value like ``1`` does not blank out every digit;
+    values without a letter or digit are not secret enough to hide.
     """
     for s in sorted(secrets, key=len, reverse=True):
         if not any(c.isalnum() for c in s):
@@ -46,7 +46,7 @@ def redact(text: str, secrets: Collection[str]) -> str:
         if len(s) >= 4:
             text = text.replace(s, "***")
         else:
-            text = re.sub(rf"(?<![\w.-]){re.escape(s)}(?![\w.-])", "***", text)
+            text = re.sub(rf"(?<![\w.\[-]){re.escape(s)}(?![\w.\]-])", "***", text)
     return text
 
 
@@ -90,16 +90,21 @@ def _walk(node: yaml.Node, path: PathKey, lines: dict[PathKey, int], dupes: list
           file: str) -> None:
     lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
+        seen: dict[str, int] = {}
         for key_node, value_node in node.value:
             key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
             child = (*path, key)
+            line = key_node.start_mark.line + 1
             if key in seen:
-                dupes.append(Problem(file, key_node.start_mark.line + 1, render_path(child),
-                                     f"duplicate key '{key}'",
+                dupes.append(Problem(file, line, render_path(child),
+                                     f"duplicate key '{key}' (first at line {seen[key]})",
                                      "keep one of them; YAML would silently use the last"))
-            seen.add(key)
-            lines[child] = key_node.start_mark.line + 1
+                # the last value wins, so its lines replace the first one's
+                for stale in [k for k in lines if k[: len(child)] == child]:
+                    del lines[stale]
+            else:
+                seen[key] = line
+            lines[child] = line
             _walk(value_node, child, lines, dupes, file)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
@@ -230,7 +235,8 @@ _REF = re.compile(r"\$\$\{|\$\{(?:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\})?")
 def expand_env(source: Source, env: dict[str, str] | None = None) -> list[Problem]:
     """Expand ``${VAR}`` and ``${VAR:-default}`` in every string value, in place.
 
-    ``$${`` stands for a literal ``${``. Values taken from the environment are remembered in
+    As in the shell, the default applies when the variable is unset or empty; ``$${`` stands
+    for a literal ``${``. Values taken from the environment are remembered in
     ``source.secrets`` (and their paths in ``source.env_paths``) so they can be redacted;
     they are never put in a problem message.
 
@@ -252,14 +258,14 @@ def expand_env(source: Source, env: dict[str, str] | None = None) -> list[Proble
                     path, f"malformed variable reference '{shown[:40]}'",
                     "write ${NAME} or ${NAME:-default} (and $${ for a literal ${)"))
                 return whole
+            if default is not None and not environ.get(name):  # unset or empty, as in sh
+                return default
             if name in environ:
                 val = environ[name]
                 source.env_paths.add(path)
                 if val:
                     source.secrets.add(val)
                 return val
-            if default is not None:
-                return default
             problems.append(source.problem(
                 path, f"environment variable {name} is not set",
                 f"export {name}=… before running, or write ${{{name}:-default}}"))

@@ -15,7 +15,8 @@ import msgspec
 
 from axo.config import LocalProvider
 from axo.llm.base import ChatRequest, ChatResponse
-from axo.llm.local import LocalServer, ServerOptions, parse_text_tool_calls, prepare_messages
+from axo.llm.local import LocalServer, ServerOptions
+from axo.llm.quirks import parse_text_tool_calls, prepare_messages
 from axo.llm.models import resolve_model
 from axo.llm.openai import OpenAICompatible
 
