@@ -198,7 +198,7 @@ class RunActor(Actor):  # type: ignore[misc]
         self.failed = False
         self.over = False
         self.outbox: list[RunEvent] = []
-        self.configured: tuple[tuple[AgentSpec, ...], Any] | None = None
+        self.configured: tuple[tuple[AgentSpec, ...], Any] | None = None  # compared by ==
 
     def emit(self, event: RunEvent) -> None:
         self.outbox.append(event)

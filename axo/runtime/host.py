@@ -20,7 +20,7 @@ import threading
 import os
 import uuid
 import weakref
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
@@ -150,20 +150,23 @@ def agent_specs(workflow: Workflow, registry: ToolRegistry) -> tuple[AgentSpec, 
     return tuple(specs)
 
 
-_templates: weakref.WeakKeyDictionary[Workflow, dict[tuple[str, ...], StartRun]] = (
+_templates: weakref.WeakKeyDictionary[Workflow, dict[tuple[str, ...], tuple[StartRun, bytes]]] = (
     weakref.WeakKeyDictionary())
 
 
 def start_message(workflow: Workflow, registry: ToolRegistry, run_id: str,
-                  run_input: str) -> StartRun:
-    """The StartRun for a run of ``workflow``; the agent part is built once per workflow
-    and set of tools."""
+                  run_input: str) -> tuple[StartRun, bytes]:
+    """The StartRun for a run of ``workflow`` and a key naming its agents; the agent part is
+    built once per workflow and set of tools."""
     by_tools = _templates.setdefault(workflow, {})
-    key = tuple(registry.names())
-    template = by_tools.get(key)
-    if template is None:
-        template = by_tools[key] = _start_template(workflow, registry)
-    return msgspec.structs.replace(template, run_id=run_id, input=run_input)
+    names = tuple(registry.names())
+    cached = by_tools.get(names)
+    if cached is None:
+        template = _start_template(workflow, registry)
+        key = msgspec.msgpack.encode((template.agents, template.dependencies))
+        cached = by_tools[names] = (template, key)
+    template, key = cached
+    return msgspec.structs.replace(template, run_id=run_id, input=run_input), key
 
 
 def _start_template(workflow: Workflow, registry: ToolRegistry) -> StartRun:
@@ -193,7 +196,7 @@ class Host:
         self._closed = False
         # idle run actors (with their agent actors) by the agents they run: a later run of
         # the same agents reuses them with a fresh lattice instead of starting new actors
-        self._idle: dict[Hashable, list[Any]] = {}
+        self._idle: dict[bytes, list[Any]] = {}
 
     def close(self) -> None:
         if not self._closed:
@@ -221,7 +224,7 @@ class Host:
         registry = ToolRegistry(builtin_tools())
         for t in tools:
             registry.add(t)
-        start = start_message(workflow, registry, run_id, run_input)
+        start, crew_key = start_message(workflow, registry, run_id, run_input)
         allowed = {spec.id: {t.name for t in spec.tool_specs} for spec in start.agents}
         provider_set = ProviderSet(workflow, providers)
         workspace = workspace or os.path.join(".axo", "runs", run_id, "workspace")
@@ -268,7 +271,6 @@ class Host:
                   else ThreadBridge(self.rt, deliver, loop))
         run_actor = None
         failure: str | None = None
-        crew_key = (start.agents, start.dependencies)
         try:
             await provider_set.open()
             idle = self._idle.get(crew_key)
