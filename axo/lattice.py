@@ -69,6 +69,8 @@ class EventLattice:
     ) -> None:
         n = len(dependencies)
         self.n = n
+        # a dependency is a set: listing one twice must not double its signal
+        dependencies = [list(dict.fromkeys(d)) for d in dependencies]
         self._clock = clock
         n_deps = np.fromiter((len(d) for d in dependencies), dtype=np.int64, count=n)
         self.n_deps = n_deps
@@ -120,6 +122,7 @@ class EventLattice:
         Batches go through ``complete_many``'s single vector update.
         """
         state = self.state
+        self._check_index(agent)
         if state[agent] != _RUNNING:
             raise LatticeError(f"agent {agent} completed but was not running "
                                f"(state {State(int(state[agent])).name})")
@@ -147,6 +150,10 @@ class EventLattice:
         ids = np.fromiter(agents, dtype=np.int64)
         if ids.size == 0:
             return []
+        if ids.min() < 0 or ids.max() >= self.n:
+            raise LatticeError(f"agent index out of range 0..{self.n - 1} in {ids.tolist()}")
+        if np.unique(ids).size != ids.size:
+            raise LatticeError(f"an agent appears twice in one batch: {ids.tolist()}")
         bad = ids[self.state[ids] != _RUNNING]
         if bad.size:
             raise LatticeError(f"agent {int(bad[0])} completed but was not running "
@@ -155,25 +162,27 @@ class EventLattice:
         self._running -= ids.size
         self._stats["completions"] += int(ids.size)
         self._stats["batches"] += 1
-        if ids.size == 1:
-            u = int(ids[0])
-            targets = self.indices[self.indptr[u]:self.indptr[u + 1]]
-        else:
-            targets = np.concatenate(
-                [self.indices[self.indptr[u]:self.indptr[u + 1]] for u in ids.tolist()])
+        # gather every completed agent's dependents from the CSR arrays in one step
+        lo = self.indptr[ids]
+        lens = self.indptr[ids + 1] - lo
+        total = int(lens.sum())
+        offsets = np.repeat(lo - (np.cumsum(lens) - lens), lens) + np.arange(total)
+        targets = self.indices[offsets]
         if targets.size == 0:
             return []
         if self._has_decay:
             self._evaporate(np.unique(targets))
         np.add.at(self.signal, targets, SIGNAL)
         self._stats["signal_updates"] += int(targets.size)
-        cand = np.unique(targets) if ids.size > 1 else targets
+        cand = np.unique(targets)
         ready = cand[(self.state[cand] == _WAITING)
                      & (self.signal[cand] >= self.threshold[cand])]
         return self._fire(ready)
 
     def fail(self, agent: int) -> list[int]:
-        """Record that ``agent`` failed; skip every transitive dependent; return them."""
+        """Record that ``agent`` failed; skip every transitive dependent that has not fired
+        (also those behind a dependent that fired early on a quorum); return them."""
+        self._check_index(agent)
         if self.state[agent] != _RUNNING:
             raise LatticeError(f"agent {agent} failed but was not running "
                                f"(state {State(int(self.state[agent])).name})")
@@ -181,14 +190,18 @@ class EventLattice:
         self._running -= 1
         self._stats["failures"] += 1
         skipped: list[int] = []
+        seen = {agent}
         stack = [agent]
         while stack:
             u = stack.pop()
             for v in self._dependents[u]:
+                if v in seen:
+                    continue
+                seen.add(v)
+                stack.append(v)
                 if self.state[v] == _WAITING:
                     self.state[v] = _SKIPPED
                     skipped.append(v)
-                    stack.append(v)
         self._stats["skipped"] += len(skipped)
         return sorted(skipped)
 
@@ -229,6 +242,10 @@ class EventLattice:
         }
 
     # ------------------------------------------------------------------ internals
+
+    def _check_index(self, agent: int) -> None:
+        if not 0 <= agent < self.n:
+            raise LatticeError(f"agent index {agent} out of range 0..{self.n - 1}")
 
     def _fire(self, ready: npt.NDArray[np.int64]) -> list[int]:
         if ready.size == 0:

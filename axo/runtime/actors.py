@@ -263,17 +263,18 @@ class RunActor(Actor):  # type: ignore[misc]
         if self.over or self.lattice.status(msg.agent) != State.RUNNING:
             return
         self.outputs[msg.agent] = msg.output
-        ready = self.lattice.complete(msg.agent)
+        try:
+            ready = self.lattice.complete(msg.agent)
+        except LatticeError as exc:  # the cycle guard: stop activating, end the run
+            ready = []
+            self.failed = True
+            self._skip_rest(str(exc))
         self.emit(AgentDone(
             run_id=msg.run_id, agent=self.start.agents[msg.agent].id, status="done",
             output=msg.output, reason=None, usage=msg.usage, llm_calls=msg.llm_calls,
             started_at=msg.started_at, finished_at=msg.finished_at,
             tool_calls=msg.tool_calls, stop_reason=msg.stop_reason))
-        try:
-            self._activate(ready)
-        except LatticeError as exc:  # the cycle guard: stop activating, end the run
-            self.failed = True
-            self._skip_rest(str(exc))
+        self._activate(ready)
         self._maybe_finish()
 
     def _failed(self, msg: AgentFailed) -> None:
