@@ -127,6 +127,7 @@ class Agent(_Model):
     system_prompt: str = ""
     depends_on: list[str] = []
     tools: list[str] = []
+    tool_choice: str = "auto"
     token_budget: TokenBudget = TokenBudget()
     memory: Memory = Memory()
     sampling: Sampling = Sampling()

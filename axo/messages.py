@@ -38,6 +38,7 @@ class AgentSpec(msgspec.Struct, frozen=True, kw_only=True):
     context_tokens: int = 3072
     max_iterations: int = 10
     tool_specs: tuple[ToolSpec, ...] = ()
+    tool_choice: str = "auto"
     per_call: int | None = None
     per_execution: int | None = None
     overflow_policy: str = "abort"

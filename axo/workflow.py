@@ -150,6 +150,24 @@ def _provider_problems(source: Source) -> list[Problem]:
     return problems
 
 
+def _tool_choice_problems(source: Source) -> list[Problem]:
+    data = source.data if isinstance(source.data, dict) else {}
+    agents = data.get("agents")
+    problems = []
+    for i, a in enumerate(agents if isinstance(agents, list) else []):
+        if not isinstance(a, dict) or not isinstance(a.get("tool_choice"), str):
+            continue
+        choice, tools = a["tool_choice"], a.get("tools") or []
+        if choice in ("auto", "required", "none") or not isinstance(tools, list):
+            continue
+        if choice not in tools:
+            problems.append(source.problem(
+                ("agents", i, "tool_choice"),
+                f"tool_choice '{choice}' is not one of the agent's tools",
+                "use auto, required, none, or a tool listed under tools:"))
+    return problems
+
+
 def load_file(path: str | os.PathLike[str], *, env: dict[str, str] | None = None,
               text: str | None = None) -> Workflow:
     """Load and validate a whole workflow file (every agent, no workflow selected).
@@ -167,6 +185,7 @@ def load_file(path: str | os.PathLike[str], *, env: dict[str, str] | None = None
     problems += schema_problems
     problems += check_graph(source)
     problems += _provider_problems(source)
+    problems += _tool_choice_problems(source)
     raise_if(problems)
     assert cfg is not None
     return Workflow(source.file, cfg, cfg.agents, None, frozenset(source.secrets))

@@ -128,10 +128,14 @@ class AgentTurn:
 
     def _request(self, *, final: bool) -> ChatRequest:
         spec = self.spec
-        tools = () if final else spec.tool_specs
+        tools = () if final or spec.tool_choice == "none" else spec.tool_specs
+        # a forced choice (a tool's name, or "required") applies to the turn's first request;
+        # later rounds may answer freely
+        first = not any(m.role == "tool" for m in self.messages)
+        choice = spec.tool_choice if first else "auto"
         return ChatRequest(
             model=spec.model, messages=tuple(self.messages), tools=tools,
-            tool_choice=("auto" if tools else None), max_tokens=spec.max_tokens,
+            tool_choice=(choice if tools else None), max_tokens=spec.max_tokens,
             temperature=spec.temperature, top_p=spec.top_p, seed=spec.seed, stop=spec.stop,
             response_format=spec.output_schema if final else None)
 

@@ -144,7 +144,7 @@ def agent_specs(workflow: Workflow, registry: ToolRegistry) -> tuple[AgentSpec, 
             provider=pname, function=function, temperature=temperature,
             top_p=a.sampling.top_p, max_tokens=a.sampling.max_tokens, seed=seed,
             stop=tuple(a.sampling.stop), context_tokens=a.context_tokens,
-            max_iterations=a.max_iterations, tool_specs=tools,
+            max_iterations=a.max_iterations, tool_specs=tools, tool_choice=a.tool_choice,
             per_call=a.token_budget.per_call, per_execution=a.token_budget.per_execution,
             overflow_policy=a.token_budget.overflow_policy, output_schema=a.output_schema))
     return tuple(specs)

@@ -1,0 +1,530 @@
+"""Grounding an HTN problem into index arrays: the private half of ``axo.coordination.htn``.
+
+This module binds the parameters of methods and operators a whole batch at a time (types first,
+then joins on static facts — the facts no operator changes — and only then plain enumeration),
+follows only the ground tasks the problem's task list can reach, and prunes by relaxed
+reachability: a method grounding waits until every fact it needs can be true (is in the initial
+state or added by an operator that can itself apply); what still waits at the fixpoint can never
+apply and is dropped, with everything only it would have reached. It knows nothing about search.
+
+The search works on a doubled state ``[facts, TRUE, FALSE, SCRATCH, ~facts, …]`` so that both
+positive and negative preconditions are slots that must be set: a method grounding's conditions
+are one row of ``method_req``, padded with the TRUE slot to a multiple of 8 so that a row of the
+gathered state reads as ``uint64`` words.
+
+Order is part of the contract: a method's bindings come out in lexicographic order of object
+ids (domain constants, then the problem's objects in declaration order), as nested loops over
+its parameters would produce them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from axo.coordination._numbering import (
+    EMPTY,
+    BoolArray,
+    Facts,
+    IdMap,
+    IdSet,
+    IntArray,
+    Objects,
+    TaskKeys,
+)
+from axo.coordination.domain import Atom, Call, Domain, Parameter, PlanningProblem
+from axo.errors import UsageError
+
+MAX_ROWS = 20_000_000  # bindings one grounding step may hold before we call it a blow-up
+_PAD_TRUE, _PAD_FALSE, _PAD_SCRATCH = -1, -2, -3  # stand-ins for the fixed slots
+
+
+@dataclass
+class Describer:
+    """Turns ids back into names, for plans, frontiers and failure messages."""
+
+    facts: Facts
+    slot_ids: IntArray  # dense fact id of each fact slot
+    static: frozenset[Atom]
+    keys: TaskKeys
+
+    def task(self, gid: int) -> Call:
+        name, args = self.keys.describe(gid)
+        return Call(name, tuple(args))
+
+    def state(self, state: BoolArray) -> frozenset[Atom]:
+        on = np.flatnonzero(state[: len(self.slot_ids)])
+        return self.static | {self.facts.decode(int(self.slot_ids[s])) for s in on}
+
+    def condition(self, index: int) -> str:
+        """A requirement (an index into the doubled state) as text."""
+        n, size = len(self.slot_ids), len(self.slot_ids) + 3
+        slot, negated = (index - size, True) if index >= size else (index, False)
+        text = str(self.facts.decode(int(self.slot_ids[slot]))) if slot < n else "a static fact"
+        return f"not {text}" if negated else text
+
+
+@dataclass
+class Grounding:
+    """Everything the search needs for one (domain, problem)."""
+
+    init: BoolArray  # the doubled initial state
+    goal: list[int]  # indices that must be set when no task is left
+    roots: list[int]
+    task_op: list[int]  # per ground task: its operator grounding, or -1 when compound
+    task_lo: list[int]  # per ground task: its method groundings are [lo, hi)
+    task_hi: list[int]
+    method_req: IntArray  # [methods, 8 * words] indices that must be set
+    method_sub_ptr: list[int]  # subtasks of grounding m: method_sub[ptr[m]:ptr[m + 1]]
+    method_sub: list[int]
+    op_req: list[tuple[int, ...]]
+    op_off: list[tuple[int, ...]]  # indices an operator clears, then
+    op_on: list[tuple[int, ...]]  # indices it sets
+    op_task: list[int]
+    internal_ops: frozenset[str]
+    impossible_goal: tuple[Atom, ...]
+    describe: Describer
+
+    @property
+    def counts(self) -> tuple[int, int, int]:
+        """(ground tasks, method groundings, operator groundings)."""
+        return len(self.task_op), len(self.method_req), len(self.op_req)
+
+
+class _Table:
+    """Rows of bindings (object ids), each tied to the ground task it belongs to."""
+
+    def __init__(self, gids: IntArray, values: IntArray, variables: Sequence[Parameter]) -> None:
+        self.gids, self.values = gids, values
+        self.col = {p.name: i for i, p in enumerate(variables)}
+        self.types = {p.name: p.type for p in variables}
+
+    def take(self, rows: IntArray | BoolArray) -> None:
+        self.gids, self.values = self.gids[rows], self.values[rows]
+
+    def cols(self, args: Sequence[str], objects: Objects) -> list[IntArray | int]:
+        return [
+            self.values[:, self.col[a]] if a.startswith("?") else objects.index[a] for a in args
+        ]
+
+    def matrix(self, args: Sequence[str], objects: Objects) -> IntArray:
+        out = np.empty((len(self.gids), len(args)), np.int64)
+        for j, col in enumerate(self.cols(args, objects)):
+            out[:, j] = col
+        return out
+
+
+@dataclass
+class _Rows:
+    """Method groundings of one method, from one batch (``rank``: order in that batch)."""
+
+    method: int
+    gids: IntArray
+    rank: IntArray
+    pre: IntArray  # dynamic positive preconditions, dense ids
+    neg: IntArray
+    subs: list[tuple[str, IntArray]]  # (callee, args) per subtask; interned when active
+    sub_ids: IntArray | None = None
+
+    def split(self, mask: BoolArray) -> _Rows:
+        """Keep rows where ``mask`` is false; return those where it is true."""
+        out = _Rows(
+            self.method,
+            self.gids[mask],
+            self.rank[mask],
+            self.pre[mask],
+            self.neg[mask],
+            [(c, a[mask]) for c, a in self.subs],
+        )
+        keep = ~mask
+        self.gids, self.rank, self.pre, self.neg = (
+            self.gids[keep],
+            self.rank[keep],
+            self.pre[keep],
+            self.neg[keep],
+        )
+        self.subs = [(c, a[keep]) for c, a in self.subs]
+        return out
+
+
+@dataclass
+class _Ops:
+    """Operator groundings of one operator (one batch); ``ready`` once they can apply."""
+
+    name: str
+    gids: IntArray
+    possible: BoolArray  # static preconditions hold
+    pre: IntArray
+    neg: IntArray
+    add: IntArray
+    delete: IntArray
+    ready: BoolArray
+
+
+class Grounder:
+    """Grounds one problem; call ``run()`` once."""
+
+    def __init__(self, domain: Domain, problem: PlanningProblem) -> None:
+        self.domain, self.problem = domain, problem
+        self.objects = Objects(domain, problem)
+        self.facts = Facts(domain, self.objects)
+        self.static = domain.static_predicates
+        by_pred: dict[str, list[list[int]]] = {}
+        for atom in problem.init:
+            by_pred.setdefault(atom.predicate, []).append(
+                [self.objects.index[a] for a in atom.args]
+            )
+        self.static_args: dict[str, IntArray] = {}
+        self.static_set = IdSet(self.facts.total)
+        self.reach = IdSet(self.facts.total)
+        for pred, rows in by_pred.items():
+            args = np.array(sorted(rows), np.int64).reshape(len(rows), len(self.facts.types[pred]))
+            ids = self.facts.ids(pred, [args[:, j] for j in range(args.shape[1])], len(args))
+            if pred in self.static:
+                self.static_args[pred] = args
+                self.static_set.add(ids)
+            else:
+                self.reach.add(ids)
+        self.init_ids = self.reach.members()
+        self.static_atoms = frozenset(a for a in problem.init if a.predicate in self.static)
+        schemas = {n: o.parameters for n, o in domain.operators.items()}
+        schemas.update({n: t.parameters for n, t in domain.tasks.items()})
+        self.keys = TaskKeys(self.objects, schemas)
+        self.pending: dict[str, list[tuple[IntArray, IntArray]]] = {}
+        self.waiting: list[_Rows] = []
+        self.active: list[_Rows] = []
+        self.ops: list[_Ops] = []
+
+    def intern(self, name: str, args: IntArray) -> IntArray:
+        ids, new_ids, new_args = self.keys.intern(name, args)
+        if len(new_ids):
+            self.pending.setdefault(name, []).append((new_ids, new_args))
+        return ids
+
+    # --- binding ---------------------------------------------------------------------------
+
+    def _holds(self, atom: Atom, table: _Table) -> BoolArray:
+        ids = self.facts.ids(atom.predicate, table.cols(atom.args, self.objects), len(table.gids))
+        return self.static_set.contains(ids)
+
+    def _expand(self, table: _Table, var: str, what: str) -> None:
+        members = self.objects.members[table.types[var]]
+        n, m = len(table.gids), len(members)
+        _guard(n * m, what)
+        table.take(np.repeat(np.arange(n), m))
+        table.values[:, table.col[var]] = np.tile(members, n)
+
+    def _join(self, table: _Table, atom: Atom, bound: set[str], what: str) -> bool:
+        """Bind the unbound variables of a static ``atom`` from its facts; False if unable."""
+        facts = self.static_args.get(atom.predicate, np.zeros((0, len(atom.args)), np.int64))
+        keep = np.ones(len(facts), bool)
+        key_pos, new_pos = [], []
+        for j, term in enumerate(atom.args):
+            if not term.startswith("?"):
+                keep &= facts[:, j] == self.objects.index[term]
+            elif term in bound:
+                key_pos.append(j)
+            else:
+                keep &= self.objects.is_member[table.types[term]][facts[:, j]]
+                new_pos.append(j)
+        facts = facts[keep]
+        base = max(len(self.objects.names), 1)
+        if base ** len(key_pos) >= 1 << 62:
+            return False
+        fkey = np.zeros(len(facts), np.int64)
+        tkey = np.zeros(len(table.gids), np.int64)
+        for j in key_pos:
+            fkey = fkey * base + facts[:, j]
+            tkey = tkey * base + table.values[:, table.col[atom.args[j]]]
+        order = np.argsort(fkey, kind="stable")
+        lo = np.searchsorted(fkey[order], tkey, "left")
+        counts = np.searchsorted(fkey[order], tkey, "right") - lo
+        total = int(counts.sum())
+        _guard(total, what)
+        within = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+        picked = order[np.repeat(lo, counts) + within]
+        table.take(np.repeat(np.arange(len(counts)), counts))
+        for j in new_pos:
+            table.values[:, table.col[atom.args[j]]] = facts[picked, j]
+        return True
+
+    def bind(
+        self,
+        fixed: Sequence[Parameter],
+        extra: Sequence[Parameter],
+        pos: Sequence[Atom],
+        neg: Sequence[Atom],
+        gids: IntArray,
+        args: IntArray,
+        what: str,
+    ) -> _Table:
+        """All bindings of ``extra`` for each row of ``args`` that pass the static checks."""
+        values = np.zeros((len(gids), len(fixed) + len(extra)), np.int64)
+        values[:, : len(fixed)] = args
+        table = _Table(gids, values, [*fixed, *extra])
+        checks = [(a, True) for a in pos if a.predicate in self.static]
+        checks += [(a, False) for a in neg if a.predicate in self.static]
+        done = [False] * len(checks)
+        bound = {p.name for p in fixed}
+        unbound = [p.name for p in extra]
+
+        def filter_ready() -> None:
+            for i, (atom, positive) in enumerate(checks):
+                if not done[i] and all(t in bound for t in atom.args if t.startswith("?")):
+                    held = self._holds(atom, table)
+                    table.take(held if positive else ~held)
+                    done[i] = True
+
+        filter_ready()
+        while unbound:
+            joins = [
+                (sum(t in bound for t in a.args), -i, a)
+                for i, (a, positive) in enumerate(checks)
+                if positive and not done[i] and any(t in unbound for t in a.args)
+            ]
+            atom = max(joins, key=lambda j: (j[0], j[1]))[2] if joins else None
+            if atom is not None and self._join(table, atom, bound, what):
+                bound.update(t for t in atom.args if t in unbound)
+            else:
+                self._expand(table, unbound[0], what)
+                bound.add(unbound[0])
+            unbound = [v for v in unbound if v not in bound]
+            filter_ready()
+        if extra:
+            cols = [
+                table.values[:, j] for j in range(table.values.shape[1] - 1, len(fixed) - 1, -1)
+            ]
+            table.take(np.lexsort([*cols, table.gids]))
+        return table
+
+    def _dynamic(self, atoms: Sequence[Atom], table: _Table) -> IntArray:
+        """Dense ids of the non-static ``atoms`` for each row: [rows, len]."""
+        dyn = [a for a in atoms if a.predicate not in self.static]
+        out = np.empty((len(table.gids), len(dyn)), np.int64)
+        for j, a in enumerate(dyn):
+            out[:, j] = self.facts.ids(
+                a.predicate, table.cols(a.args, self.objects), len(table.gids)
+            )
+        return out
+
+    # --- batches and the fixpoint ----------------------------------------------------------
+
+    def _ground_task(self, name: str, gids: IntArray, args: IntArray) -> None:
+        task = self.domain.tasks[name]
+        for mi, method in enumerate(task.methods):
+            table = self.bind(
+                task.parameters,
+                method.parameters,
+                method.preconditions,
+                method.negative_preconditions,
+                gids,
+                args,
+                f"method '{method.name}' of task '{name}'",
+            )
+            if len(table.gids):
+                self.waiting.append(
+                    _Rows(
+                        mi,
+                        table.gids,
+                        np.arange(len(table.gids)),
+                        self._dynamic(method.preconditions, table),
+                        self._dynamic(method.negative_preconditions, table),
+                        [(c.name, table.matrix(c.args, self.objects)) for c in method.subtasks],
+                    )
+                )
+
+    def _ground_ops(self, name: str, gids: IntArray, args: IntArray) -> None:
+        op = self.domain.operators[name]
+        table = self.bind(op.parameters, (), (), (), gids, args, f"operator '{name}'")
+        possible = np.ones(len(gids), bool)
+        for atom in op.preconditions:
+            if atom.predicate in self.static:
+                possible &= self._holds(atom, table)
+        for atom in op.negative_preconditions:
+            if atom.predicate in self.static:
+                possible &= ~self._holds(atom, table)
+        self.ops.append(
+            _Ops(
+                name,
+                gids,
+                possible,
+                self._dynamic(op.preconditions, table),
+                self._dynamic(op.negative_preconditions, table),
+                self._dynamic(op.add, table),
+                self._dynamic(op.delete, table),
+                np.zeros(len(gids), bool),
+            )
+        )
+
+    def _wave(self) -> bool:
+        """Mark operators that can apply, then activate method rows; True if anything moved."""
+        moved, grew = False, True
+        while grew:
+            grew = False
+            for ops in self.ops:
+                can = ~ops.ready & ops.possible & self.reach.contains(ops.pre).all(axis=1)
+                if can.any():
+                    ops.ready |= can
+                    self.reach.add(ops.add[can].ravel())
+                    grew = moved = True
+        still: list[_Rows] = []
+        for rows in self.waiting:
+            can = self.reach.contains(rows.pre).all(axis=1)
+            if can.any():
+                done = rows.split(can) if not can.all() else rows
+                subs = [self.intern(callee, a) for callee, a in done.subs]
+                done.sub_ids = (
+                    np.stack(subs, axis=1) if subs else np.zeros((len(done.gids), 0), np.int64)
+                )
+                self.active.append(done)
+                moved = True
+            if not can.all():
+                still.append(rows)
+        self.waiting = still
+        return moved
+
+    def run(self) -> Grounding:
+        roots = [
+            int(
+                self.intern(
+                    c.name,
+                    np.array([[self.objects.index[a] for a in c.args]], np.int64).reshape(
+                        1, len(c.args)
+                    ),
+                )[0]
+            )
+            for c in self.problem.tasks
+        ]
+        while True:
+            while self.pending:
+                name = next(iter(self.pending))
+                batch = self.pending.pop(name)
+                gids = np.concatenate([b[0] for b in batch])
+                args = np.concatenate([b[1] for b in batch])
+                if name in self.domain.operators:
+                    self._ground_ops(name, gids, args)
+                else:
+                    self._ground_task(name, gids, args)
+            if not self._wave() and not self.pending:
+                return self._assemble(roots)
+
+    # --- assembly --------------------------------------------------------------------------
+
+    def _assemble(self, roots: list[int]) -> Grounding:
+        facts = self.reach.members()
+        n = len(facts)
+        size = n + 3
+        slot_of = IdMap(self.facts.total)
+        slot_of.put(facts, np.arange(n, dtype=np.int64))
+
+        def slots(ids: IntArray, missing: int) -> IntArray:
+            out = slot_of.get(np.maximum(ids, 0))
+            out[out < 0] = missing
+            out[ids == _PAD_TRUE], out[ids == _PAD_FALSE] = n, n + 1
+            out[ids == _PAD_SCRATCH] = n + 2
+            return out
+
+        rows = self.active
+        gid = np.concatenate([r.gids for r in rows] + [EMPTY])
+        order = np.lexsort(
+            (
+                np.concatenate([r.rank for r in rows] + [EMPTY]),
+                np.concatenate([np.full(len(r.gids), r.method) for r in rows] + [EMPTY]),
+                gid,
+            )
+        )
+        pre = _stack([r.pre for r in rows], _PAD_TRUE)[order]
+        neg = _stack([r.neg for r in rows], _PAD_FALSE)[order]
+        req = np.concatenate([slots(pre, n + 1), size + slots(neg, n + 1)], axis=1)
+        width = max(8, -(-req.shape[1] // 8) * 8)
+        req = np.concatenate([req, np.full((len(req), width - req.shape[1]), n)], axis=1)
+        lens = np.concatenate([np.full(len(r.gids), len(r.subs)) for r in rows] + [EMPTY])[order]
+        flat = [r.sub_ids.tolist() for r in rows if r.sub_ids is not None]
+        by_row = [sub for block in flat for sub in block]
+        method_sub = [s for i in order.tolist() for s in by_row[i]]
+        lo = np.zeros(self.keys.count, np.int64)
+        hi = np.zeros(self.keys.count, np.int64)
+        uniq, first, counts = np.unique(gid[order], return_index=True, return_counts=True)
+        lo[uniq], hi[uniq] = first, first + counts
+        task_op = np.full(self.keys.count, -1, np.int64)
+        op_req: list[tuple[int, ...]] = []
+        op_off: list[tuple[int, ...]] = []
+        op_on: list[tuple[int, ...]] = []
+        op_task: list[int] = []
+        for ops in self.ops:
+            task_op[ops.gids] = np.arange(len(op_task), len(op_task) + len(ops.gids))
+            op_task += ops.gids.tolist()
+            p = slots(ops.pre, n + 1)
+            q = size + slots(ops.neg, n + 1)
+            add = slots(ops.add, n + 2)
+            dele = slots(ops.delete, n + 2)
+            for i, ready in enumerate(ops.ready.tolist()):
+                if not ready:
+                    op_req.append((n + 1,))
+                    op_off.append(())
+                    op_on.append(())
+                    continue
+                adds = add[i].tolist()
+                dels = [d for d in dele[i].tolist() if d not in adds and d < n]
+                op_req.append((*p[i].tolist(), *q[i].tolist()))
+                op_off.append((*dels, *(size + a for a in adds)))
+                op_on.append((*adds, *(size + d for d in dels)))
+        init = np.zeros(2 * size, bool)
+        init[slots(self.init_ids, n + 2)] = True
+        init[n] = True
+        init[size:] = ~init[:size]
+        goal_ids = [
+            self.facts.atom_id(a) for a in self.problem.goal if a.predicate not in self.static
+        ]
+        goal = slots(np.array(goal_ids, np.int64), n + 1).tolist()
+        impossible = [
+            a
+            for a in self.problem.goal
+            if a.predicate in self.static and a not in self.static_atoms
+        ]
+        impossible += [
+            a
+            for a, s in zip(
+                (a for a in self.problem.goal if a.predicate not in self.static), goal, strict=True
+            )
+            if s == n + 1
+        ]
+        return Grounding(
+            init=init,
+            goal=goal,
+            roots=roots,
+            task_op=task_op.tolist(),
+            task_lo=lo.tolist(),
+            task_hi=hi.tolist(),
+            method_req=req.astype(np.intp),
+            method_sub_ptr=np.concatenate([[0], np.cumsum(lens)]).astype(np.int64).tolist(),
+            method_sub=method_sub,
+            op_req=op_req,
+            op_off=op_off,
+            op_on=op_on,
+            op_task=op_task,
+            internal_ops=frozenset(k for k, o in self.domain.operators.items() if o.internal),
+            impossible_goal=tuple(impossible),
+            describe=Describer(self.facts, facts, self.static_atoms, self.keys),
+        )
+
+
+def _guard(rows: int, what: str) -> None:
+    if rows > MAX_ROWS:
+        raise UsageError(
+            f"grounding {what} needs {rows:,} bindings (limit {MAX_ROWS:,}): narrow the types "
+            "of its parameters or add preconditions on static facts that bind them"
+        )
+
+
+def _stack(parts: list[IntArray], pad: int) -> IntArray:
+    """Stack 2-D blocks of different widths, padding on the right with ``pad``."""
+    width = max([p.shape[1] for p in parts] + [0])
+    out = np.full((sum(len(p) for p in parts), width), pad, np.int64)
+    row = 0
+    for p in parts:
+        out[row : row + len(p), : p.shape[1]] = p
+        row += len(p)
+    return out

@@ -1,0 +1,338 @@
+"""A total-order HTN planner (SHOP-style forward decomposition) over a numpy state vector.
+
+This module knows the search and its results: plans, failures that say why, and *frontiers* —
+compound tasks that had no applicable method at all, with the state they met — so that a caller
+(an LLM coordinator) can propose a method, register it with ``Planner.add_method`` and plan
+again. Grounding lives in ``_grounding`` and runs once per problem (cached); YAML lives in
+``domain``. It does not know who proposes methods or how.
+
+The search, exactly (``tests/coordination/reference.py`` does the same with plain sets):
+
+- Tasks are decomposed left to right. An operator applies when its preconditions hold and its
+  negative preconditions do not; it deletes, then adds.
+- A compound task's candidates are (method, binding) pairs: methods in declaration order, then
+  the bindings of the method's own parameters in lexicographic order of objects (domain
+  constants first, then the problem's objects in declaration order). The first candidate whose
+  preconditions hold is taken; when what follows it fails, the next one is tried.
+- With no task left, the problem's goal (if any) must hold, or the search backtracks.
+- ``max_steps`` bounds expansions plus applied actions; ``max_depth`` bounds nesting.
+
+The state is a boolean vector over the facts that can ever hold. Every ground method and operator
+carries its precondition slots as rows of index arrays, so the applicability of all candidates
+of a task is one gather and one reduction.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, ClassVar
+
+import numpy as np
+
+from axo.coordination._grounding import BoolArray, Grounder, Grounding
+from axo.coordination.domain import Atom, Call, Domain, Method, PlanningProblem, parse_method
+from axo.errors import UsageError
+
+_MAX_FRONTIERS = 16
+
+
+class FailureReason(StrEnum):
+    """Why no plan was found."""
+
+    NO_METHOD = "no_method"  # some compound task had no applicable method (see frontiers)
+    EXHAUSTED = "exhausted"  # every decomposition failed on an operator or on the goal
+    STEP_LIMIT = "step_limit"
+    DEPTH_LIMIT = "depth_limit"
+    UNREACHABLE_GOAL = "unreachable_goal"  # a goal fact is static and false
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A plan: ``steps`` in order, and ``actions``, the steps minus internal operators."""
+
+    steps: tuple[Call, ...]
+    actions: tuple[Call, ...]
+    ok: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class Frontier:
+    """A compound task that met a state where none of its methods applied.
+
+    Attributes:
+        task: the ground task, e.g. ``deliver(p1, airport3)``.
+        facts: every fact that held then (static facts included).
+        depth: how deep in the decomposition the task was (0 for a task of the problem).
+    """
+
+    task: Call
+    facts: frozenset[Atom]
+    depth: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlanFailure:
+    """No plan: ``reason``, a one-line ``message``, and the frontiers met on the way."""
+
+    reason: FailureReason
+    message: str
+    frontiers: tuple[Frontier, ...] = ()
+    ok: ClassVar[bool] = False
+
+
+@dataclass(frozen=True, slots=True)
+class PlannerStatistics:
+    """Counters since the planner was made; ``groundings`` counts problems grounded."""
+
+    plans: int
+    failures: int
+    expansions: int
+    backtracks: int
+    actions: int
+    groundings: int
+    cache_hits: int
+    ground_tasks: int
+    method_groundings: int
+    operator_groundings: int
+    grounding_seconds: float
+    search_seconds: float
+
+
+class Planner:
+    """Plans problems of one domain; grounds each problem once and keeps it (LRU)."""
+
+    def __init__(
+        self,
+        domain: Domain,
+        *,
+        max_steps: int = 1_000_000,
+        max_depth: int = 10_000,
+        cache_size: int = 8,
+    ) -> None:
+        if max_steps < 1 or max_depth < 1 or cache_size < 1:
+            raise UsageError("max_steps, max_depth and cache_size must be at least 1")
+        self._domain = domain
+        self._max_steps = max_steps
+        self._max_depth = max_depth
+        self._cache_size = cache_size
+        self._cache: OrderedDict[PlanningProblem, Grounding] = OrderedDict()
+        self._stats = dict.fromkeys(PlannerStatistics.__slots__, 0)
+        self._stats["grounding_seconds"] = self._stats["search_seconds"] = 0.0
+
+    @property
+    def domain(self) -> Domain:
+        """The domain, including methods added at runtime."""
+        return self._domain
+
+    def statistics(self) -> PlannerStatistics:
+        return PlannerStatistics(**self._stats)
+
+    def add_method(
+        self, task: str, method: Mapping[str, Any] | str, *, source: str = "<runtime>"
+    ) -> Method:
+        """Check ``method`` (a mapping or YAML text) against the domain and append it to ``task``.
+
+        Groundings are dropped, so the next ``plan`` sees the method.
+
+        Raises:
+            ConfigError: what is wrong with it, with paths relative to the method.
+        """
+        checked = parse_method(self._domain, task, method, file=source)
+        self._domain = self._domain.with_method(task, checked)
+        self._cache.clear()
+        return checked
+
+    def ground(self, problem: PlanningProblem) -> Grounding:
+        """The problem's grounding, from the cache or made now."""
+        if problem.domain != self._domain.name:
+            raise UsageError(
+                f"problem '{problem.name}' is for domain '{problem.domain}', "
+                f"not '{self._domain.name}'"
+            )
+        found = self._cache.get(problem)
+        if found is not None:
+            self._cache.move_to_end(problem)
+            self._stats["cache_hits"] += 1
+            return found
+        start = time.perf_counter()
+        grounding = Grounder(self._domain, problem).run()
+        self._stats["grounding_seconds"] += time.perf_counter() - start
+        self._stats["groundings"] += 1
+        tasks, methods, ops = grounding.counts
+        self._stats["ground_tasks"] += tasks
+        self._stats["method_groundings"] += methods
+        self._stats["operator_groundings"] += ops
+        self._cache[problem] = grounding
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return grounding
+
+    def plan(self, problem: PlanningProblem) -> Plan | PlanFailure:
+        """Find a plan for ``problem``, or say why there is none."""
+        g = self.ground(problem)
+        start = time.perf_counter()
+        if g.impossible_goal:
+            result: Plan | PlanFailure = PlanFailure(
+                FailureReason.UNREACHABLE_GOAL,
+                f"goal fact {g.impossible_goal[0]} can never hold: it is not in the initial "
+                "state and no operator the tasks can reach adds it",
+            )
+        else:
+            search = _Search(g, self._max_steps, self._max_depth)
+            result = search.run()
+            for key in ("expansions", "backtracks", "actions"):
+                self._stats[key] += getattr(search, key)
+        self._stats["search_seconds"] += time.perf_counter() - start
+        self._stats["plans" if result.ok else "failures"] += 1
+        return result
+
+
+_Todo = tuple[int, int, "_Todo"] | None  # (ground task, depth, rest): a persistent list
+_ONES = np.uint64(0x0101010101010101)  # eight set booleans, read as one word
+
+
+class _Search:
+    """One depth-first search over a grounding; counters are read afterwards.
+
+    A compound task checks all its candidate groundings at once: gather their requirement rows
+    from the state, read each row as ``uint64`` words, compare with all-ones. A primitive task
+    has a single candidate, so its few slots are read through a memoryview of the same array.
+    """
+
+    def __init__(self, g: Grounding, max_steps: int, max_depth: int) -> None:
+        self.g = g
+        self.max_steps = max_steps
+        self.max_depth = max_depth
+        self.expansions = self.backtracks = self.actions = 0
+        self.frontiers: dict[int, tuple[BoolArray, int]] = {}
+        self.depth_cut = False
+        self.furthest: tuple[int, int, BoolArray] | None = None  # (plan length, op or -1, state)
+
+    def _push(self, m: int, rest: _Todo, depth: int) -> _Todo:
+        sub, ptr = self.g.method_sub, self.g.method_sub_ptr
+        for s in reversed(sub[ptr[m] : ptr[m + 1]]):
+            rest = (s, depth, rest)
+        return rest
+
+    def _fail_at(self, plan_len: int, op: int, state: BoolArray) -> None:
+        if self.furthest is None or plan_len >= self.furthest[0]:
+            self.furthest = (plan_len, op, state)
+
+    def run(self) -> Plan | PlanFailure:
+        g = self.g
+        task_op, task_lo, task_hi = g.task_op, g.task_lo, g.task_hi
+        req = g.method_req
+        words = req.shape[1] // 8
+        op_req, op_off, op_on = g.op_req, g.op_off, g.op_on
+        state = g.init
+        view = memoryview(state)
+        todo: _Todo = None
+        for gid in reversed(g.roots):
+            todo = (gid, 0, todo)
+        plan: list[int] = []
+        # choice points: [state, rest, plan length, depth, first grounding, applicable, next]
+        stack: list[list[Any]] = []
+        steps = 0
+        while True:
+            failed = False
+            if todo is None:
+                if all(map(view.__getitem__, g.goal)):
+                    return self._plan(plan)
+                self._fail_at(len(plan), -1, state)
+                failed = True
+            else:
+                gid, depth, rest = todo
+                steps += 1
+                if steps > self.max_steps:
+                    return self._failure(FailureReason.STEP_LIMIT, len(plan))
+                op = task_op[gid]
+                if op >= 0:
+                    if all(map(view.__getitem__, op_req[op])):
+                        state = state.copy()
+                        view = memoryview(state)
+                        for i in op_off[op]:
+                            view[i] = False
+                        for i in op_on[op]:
+                            view[i] = True
+                        plan.append(op)
+                        self.actions += 1
+                        todo = rest
+                    else:
+                        self._fail_at(len(plan), op, state)
+                        failed = True
+                elif depth >= self.max_depth:
+                    self.depth_cut = failed = True
+                else:
+                    self.expansions += 1
+                    lo = task_lo[gid]
+                    rows = state[req[lo : task_hi[gid]]].view(np.uint64)
+                    ok = rows[:, 0] == _ONES if words == 1 else (rows == _ONES).all(axis=1)
+                    first = int(ok.argmax()) if len(ok) else 0
+                    if not len(ok) or not ok[first]:
+                        if gid not in self.frontiers and len(self.frontiers) < _MAX_FRONTIERS:
+                            self.frontiers[gid] = (state, depth)
+                        failed = True
+                    else:
+                        if first + 1 < len(ok):
+                            stack.append([state, rest, len(plan), depth, lo, ok, first + 1])
+                        todo = self._push(lo + first, rest, depth + 1)
+            if failed:
+                while stack:
+                    point = stack[-1]
+                    ok, nxt = point[5], point[6]
+                    found = int(ok[nxt:].argmax()) + nxt if nxt < len(ok) else nxt
+                    if found < len(ok) and ok[found]:
+                        point[6] = found + 1
+                        break
+                    stack.pop()
+                else:
+                    return self._failure(None, len(plan))
+                state, rest, plan_len, depth = point[0], point[1], point[2], point[3]
+                view = memoryview(state)
+                del plan[plan_len:]
+                todo = self._push(point[4] + found, rest, depth + 1)
+                self.backtracks += 1
+
+    def _plan(self, plan: list[int]) -> Plan:
+        calls = [self.g.describe.task(self.g.op_task[o]) for o in plan]
+        internal = self.g.internal_ops
+        return Plan(tuple(calls), tuple(c for c in calls if c.name not in internal))
+
+    def _failure(self, reason: FailureReason | None, plan_len: int) -> PlanFailure:
+        describe = self.g.describe
+        frontiers = tuple(
+            Frontier(describe.task(gid), describe.state(state), depth)
+            for gid, (state, depth) in self.frontiers.items()
+        )
+        if reason is FailureReason.STEP_LIMIT:
+            message = f"step limit of {self.max_steps:,} reached after {plan_len} actions"
+        elif frontiers:
+            reason = FailureReason.NO_METHOD
+            more = f" (and {len(frontiers) - 1} more tasks)" if len(frontiers) > 1 else ""
+            message = f"no applicable method for {frontiers[0].task}{more}"
+        elif self.depth_cut:
+            reason = FailureReason.DEPTH_LIMIT
+            message = f"depth limit of {self.max_depth:,} reached; no plan within it"
+        else:
+            reason = FailureReason.EXHAUSTED
+            message = "every decomposition failed" + self._furthest()
+        return PlanFailure(reason, message, frontiers)
+
+    def _furthest(self) -> str:
+        if self.furthest is None:
+            return ""
+        plan_len, op, state = self.furthest
+        g, describe = self.g, self.g.describe
+        if op < 0:
+            unmet = [i for i in g.goal if not state[i]]
+            return (
+                f"; the furthest ran all tasks ({plan_len} steps) but the goal fact "
+                f"{describe.condition(unmet[0])} does not hold"
+            )
+        because = ", ".join(describe.condition(i) for i in g.op_req[op] if not state[i])
+        call = describe.task(g.op_task[op])
+        return f"; the furthest got {plan_len} steps, then {call} was not applicable ({because})"
