@@ -45,6 +45,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print the full result as JSON")
     r.add_argument("--quiet", action="store_true", help="no progress view")
 
+    b = sub.add_parser("bench", help="run benchmarks (from the repository's benches/)")
+    b.add_argument("names", nargs="*", metavar="NAME")
+    b.add_argument("--json", action="store_true")
+    b.add_argument("--quick", action="store_true", help="small sizes: checks, not figures")
+
     g = sub.add_parser("graph", help="print a workflow's DAG")
     g.add_argument("file")
     g.add_argument("--workflow")
@@ -61,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "graph":
             return _graph(args)
+        if args.command == "bench":
+            return _bench(args)
     except UserError as exc:
         sys.stderr.write(f"{exc}\n")
         return 2
@@ -120,6 +127,17 @@ def _run(args: argparse.Namespace) -> int:
     else:
         print_result(result)
     return 0 if result.ok else 1
+
+
+def _bench(args: argparse.Namespace) -> int:
+    root = Path.cwd()
+    if not (root / "benches" / "runner.py").exists():
+        raise UserError("axo bench runs the subjects in the repository's benches/ folder: "
+                        "run it from the repository's top directory")
+    sys.path.insert(0, str(root))
+    from benches.runner import main as bench_main
+
+    return bench_main(args.names, as_json=args.json, quick=args.quick)
 
 
 def _graph(args: argparse.Namespace) -> int:
