@@ -143,7 +143,16 @@ class EventLattice:
             if state[v] == _WAITING and level >= threshold[v]:
                 ready.append(v)
         self._stats["signal_updates"] += len(targets)
-        return self._fire(np.asarray(ready, dtype=np.int64)) if ready else []
+        if not ready:
+            return []
+        self.activations += len(ready)
+        if self.activations > self.max_activations:
+            raise LatticeError(f"cycle guard: {self.activations} activations exceed "
+                               f"{self.max_activations} (3 × agents)")
+        for v in ready:
+            state[v] = _RUNNING
+        self._running += len(ready)
+        return ready
 
     def complete_many(self, agents: Iterable[int]) -> list[int]:
         """Record a batch of completions with one vector update; return who fires."""

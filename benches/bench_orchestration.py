@@ -129,7 +129,7 @@ def run(quick: bool) -> list[Measurement]:
         rows.append(Measurement(
             case=case, impl="axo multiproc", value=axo_runs(graph, "multiproc", 1 if quick
                                                             else 3) * per,
-            unit="µs/act", note="includes starting one process per agent"))
+            unit="µs/act", note="best of several runs on one host; actors started once"))
         rows.append(Measurement(case=case, impl="LangGraph", value=langgraph_runs(
             graph, repeat) * per, unit="µs/act", baseline=True))
     return rows

@@ -186,6 +186,8 @@ class AgentTurn:
 
     def _preflight(self, request: ChatRequest, *, final: bool
                    ) -> Generator[Effect, Any, ChatRequest]:
+        if self.budget.per_call is None and self.budget.per_execution is None:
+            return request  # nothing to check (the run-wide budget is the host's)
         estimate = estimate_request(request)
         verdict = self.budget.check(estimate)
         if verdict.ok:

@@ -20,7 +20,7 @@ its parameters would produce them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -86,6 +86,13 @@ class Grounding:
     internal_ops: frozenset[str]
     impossible_goal: tuple[Atom, ...]
     describe: Describer
+    calls: dict[int, Call] = field(default_factory=dict)  # operator grounding -> its action
+
+    def action(self, op: int) -> Call:
+        call = self.calls.get(op)
+        if call is None:
+            call = self.calls[op] = self.describe.task(self.op_task[op])
+        return call
 
     @property
     def counts(self) -> tuple[int, int, int]:
@@ -259,8 +266,12 @@ class Grounder:
         gids: IntArray,
         args: IntArray,
         what: str,
-    ) -> _Table:
-        """All bindings of ``extra`` for each row of ``args`` that pass the static checks."""
+    ) -> tuple[_Table, bool]:
+        """All bindings of ``extra`` for each row of ``args`` that pass the static checks.
+
+        Also says whether some parameter had to be enumerated over its whole type (no static
+        fact bound it): only such rows multiply, so only they wait for reachability.
+        """
         values = np.zeros((len(gids), len(fixed) + len(extra)), np.int64)
         values[:, : len(fixed)] = args
         table = _Table(gids, values, [*fixed, *extra])
@@ -269,6 +280,7 @@ class Grounder:
         done = [False] * len(checks)
         bound = {p.name for p in fixed}
         unbound = [p.name for p in extra]
+        enumerated = False
 
         def filter_ready() -> None:
             for i, (atom, positive) in enumerate(checks):
@@ -290,6 +302,7 @@ class Grounder:
             else:
                 self._expand(table, unbound[0], what)
                 bound.add(unbound[0])
+                enumerated = True
             unbound = [v for v in unbound if v not in bound]
             filter_ready()
         if extra:
@@ -297,7 +310,7 @@ class Grounder:
                 table.values[:, j] for j in range(table.values.shape[1] - 1, len(fixed) - 1, -1)
             ]
             table.take(np.lexsort([*cols, table.gids]))
-        return table
+        return table, enumerated
 
     def _dynamic(self, atoms: Sequence[Atom], table: _Table) -> IntArray:
         """Dense ids of the non-static ``atoms`` for each row: [rows, len]."""
@@ -314,30 +327,34 @@ class Grounder:
     def _ground_task(self, name: str, gids: IntArray, args: IntArray) -> None:
         task = self.domain.tasks[name]
         for mi, method in enumerate(task.methods):
-            table = self.bind(
+            what = f"method '{method.name}' of task '{name}'"
+            table, enumerated = self.bind(
                 task.parameters,
                 method.parameters,
                 method.preconditions,
                 method.negative_preconditions,
                 gids,
                 args,
-                f"method '{method.name}' of task '{name}'",
+                what,
             )
-            if len(table.gids):
-                self.waiting.append(
-                    _Rows(
-                        mi,
-                        table.gids,
-                        np.arange(len(table.gids)),
-                        self._dynamic(method.preconditions, table),
-                        self._dynamic(method.negative_preconditions, table),
-                        [(c.name, table.matrix(c.args, self.objects)) for c in method.subtasks],
-                    )
-                )
+            if not len(table.gids):
+                continue
+            rows = _Rows(
+                mi,
+                table.gids,
+                np.arange(len(table.gids)),
+                self._dynamic(method.preconditions, table),
+                self._dynamic(method.negative_preconditions, table),
+                [(c.name, table.matrix(c.args, self.objects)) for c in method.subtasks],
+            )
+            if enumerated:
+                self.waiting.append(rows)
+            else:
+                self._activate(rows)
 
     def _ground_ops(self, name: str, gids: IntArray, args: IntArray) -> None:
         op = self.domain.operators[name]
-        table = self.bind(op.parameters, (), (), (), gids, args, f"operator '{name}'")
+        table, _ = self.bind(op.parameters, (), (), (), gids, args, f"operator '{name}'")
         possible = np.ones(len(gids), bool)
         for atom in op.preconditions:
             if atom.predicate in self.static:
@@ -358,27 +375,28 @@ class Grounder:
             )
         )
 
+    def _activate(self, rows: _Rows) -> None:
+        subs = [self.intern(callee, a) for callee, a in rows.subs]
+        n = len(rows.gids)
+        rows.sub_ids = np.stack(subs, axis=1) if subs else np.zeros((n, 0), np.int64)
+        self.active.append(rows)
+
     def _wave(self) -> bool:
         """Mark operators that can apply, then activate method rows; True if anything moved."""
         moved, grew = False, True
         while grew:
             grew = False
             for ops in self.ops:
-                can = ~ops.ready & ops.possible & self.reach.contains(ops.pre).all(axis=1)
+                can = ~ops.ready & ops.possible & _all_columns(self.reach.contains(ops.pre))
                 if can.any():
                     ops.ready |= can
                     self.reach.add(ops.add[can].ravel())
                     grew = moved = True
         still: list[_Rows] = []
         for rows in self.waiting:
-            can = self.reach.contains(rows.pre).all(axis=1)
+            can = _all_columns(self.reach.contains(rows.pre))
             if can.any():
-                done = rows.split(can) if not can.all() else rows
-                subs = [self.intern(callee, a) for callee, a in done.subs]
-                done.sub_ids = (
-                    np.stack(subs, axis=1) if subs else np.zeros((len(done.gids), 0), np.int64)
-                )
-                self.active.append(done)
+                self._activate(rows.split(can) if not can.all() else rows)
                 moved = True
             if not can.all():
                 still.append(rows)
@@ -386,17 +404,10 @@ class Grounder:
         return moved
 
     def run(self) -> Grounding:
-        roots = [
-            int(
-                self.intern(
-                    c.name,
-                    np.array([[self.objects.index[a] for a in c.args]], np.int64).reshape(
-                        1, len(c.args)
-                    ),
-                )[0]
-            )
-            for c in self.problem.tasks
-        ]
+        roots = []
+        for c in self.problem.tasks:
+            args = np.array([self.objects.index[a] for a in c.args], np.int64)
+            roots.append(int(self.intern(c.name, args.reshape(1, len(c.args)))[0]))
         while True:
             while self.pending:
                 name = next(iter(self.pending))
@@ -415,7 +426,7 @@ class Grounder:
     def _assemble(self, roots: list[int]) -> Grounding:
         facts = self.reach.members()
         n = len(facts)
-        size = n + 3
+        size = n + 3  # slots n, n + 1, n + 2: TRUE, FALSE, SCRATCH
         slot_of = IdMap(self.facts.total)
         slot_of.put(facts, np.arange(n, dtype=np.int64))
 
@@ -423,27 +434,27 @@ class Grounder:
             out = slot_of.get(np.maximum(ids, 0))
             out[out < 0] = missing
             out[ids == _PAD_TRUE], out[ids == _PAD_FALSE] = n, n + 1
-            out[ids == _PAD_SCRATCH] = n + 2
             return out
 
         rows = self.active
         gid = np.concatenate([r.gids for r in rows] + [EMPTY])
-        order = np.lexsort(
-            (
-                np.concatenate([r.rank for r in rows] + [EMPTY]),
-                np.concatenate([np.full(len(r.gids), r.method) for r in rows] + [EMPTY]),
-                gid,
-            )
-        )
+        method = np.concatenate([np.full(len(r.gids), r.method) for r in rows] + [EMPTY])
+        rank = np.concatenate([r.rank for r in rows] + [EMPTY])
+        order = np.lexsort((rank, method, gid))
         pre = _stack([r.pre for r in rows], _PAD_TRUE)[order]
         neg = _stack([r.neg for r in rows], _PAD_FALSE)[order]
         req = np.concatenate([slots(pre, n + 1), size + slots(neg, n + 1)], axis=1)
         width = max(8, -(-req.shape[1] // 8) * 8)
         req = np.concatenate([req, np.full((len(req), width - req.shape[1]), n)], axis=1)
-        lens = np.concatenate([np.full(len(r.gids), len(r.subs)) for r in rows] + [EMPTY])[order]
-        flat = [r.sub_ids.tolist() for r in rows if r.sub_ids is not None]
-        by_row = [sub for block in flat for sub in block]
-        method_sub = [s for i in order.tolist() for s in by_row[i]]
+        # subtasks in CSR form, rows reordered like the requirements
+        lens = np.concatenate([np.full(len(r.gids), len(r.subs)) for r in rows] + [EMPTY])
+        flat = np.concatenate([r.sub_ids.ravel() for r in rows if r.sub_ids is not None] + [EMPTY])
+        starts = np.cumsum(lens) - lens
+        new_lens = lens[order]
+        within = np.arange(int(new_lens.sum())) - np.repeat(
+            np.cumsum(new_lens) - new_lens, new_lens
+        )
+        method_sub = flat[np.repeat(starts[order], new_lens) + within]
         lo = np.zeros(self.keys.count, np.int64)
         hi = np.zeros(self.keys.count, np.int64)
         uniq, first, counts = np.unique(gid[order], return_index=True, return_counts=True)
@@ -456,40 +467,28 @@ class Grounder:
         for ops in self.ops:
             task_op[ops.gids] = np.arange(len(op_task), len(op_task) + len(ops.gids))
             op_task += ops.gids.tolist()
-            p = slots(ops.pre, n + 1)
-            q = size + slots(ops.neg, n + 1)
-            add = slots(ops.add, n + 2)
-            dele = slots(ops.delete, n + 2)
-            for i, ready in enumerate(ops.ready.tolist()):
-                if not ready:
-                    op_req.append((n + 1,))
-                    op_off.append(())
-                    op_on.append(())
-                    continue
-                adds = add[i].tolist()
-                dels = [d for d in dele[i].tolist() if d not in adds and d < n]
-                op_req.append((*p[i].tolist(), *q[i].tolist()))
-                op_off.append((*dels, *(size + a for a in adds)))
-                op_on.append((*adds, *(size + d for d in dels)))
+            need = np.concatenate([slots(ops.pre, n + 1), size + slots(ops.neg, n + 1)], axis=1)
+            if not need.shape[1]:
+                need = np.full((len(ops.gids), 1), n)
+            need[~ops.ready] = n + 1  # can never apply: require FALSE
+            add, dele = slots(ops.add, n + 2), slots(ops.delete, n + 2)
+            if add.shape[1] and dele.shape[1]:  # delete-then-add: a fact in both stays set
+                dele = np.where((dele[:, :, None] == add[:, None, :]).any(axis=2), n + 2, dele)
+            op_req += map(tuple, need.tolist())
+            op_off += map(tuple, np.concatenate([dele, size + add], axis=1).tolist())
+            op_on += map(tuple, np.concatenate([add, size + dele], axis=1).tolist())
         init = np.zeros(2 * size, bool)
         init[slots(self.init_ids, n + 2)] = True
         init[n] = True
         init[size:] = ~init[:size]
-        goal_ids = [
-            self.facts.atom_id(a) for a in self.problem.goal if a.predicate not in self.static
-        ]
-        goal = slots(np.array(goal_ids, np.int64), n + 1).tolist()
-        impossible = [
+        dynamic_goal = [a for a in self.problem.goal if a.predicate not in self.static]
+        ids = np.array([self.facts.atom_id(a) for a in dynamic_goal], np.int64)
+        goal = slots(ids, n + 1).tolist()
+        impossible = [a for a, s in zip(dynamic_goal, goal, strict=True) if s == n + 1]
+        impossible += [
             a
             for a in self.problem.goal
             if a.predicate in self.static and a not in self.static_atoms
-        ]
-        impossible += [
-            a
-            for a, s in zip(
-                (a for a in self.problem.goal if a.predicate not in self.static), goal, strict=True
-            )
-            if s == n + 1
         ]
         return Grounding(
             init=init,
@@ -499,8 +498,8 @@ class Grounder:
             task_lo=lo.tolist(),
             task_hi=hi.tolist(),
             method_req=req.astype(np.intp),
-            method_sub_ptr=np.concatenate([[0], np.cumsum(lens)]).astype(np.int64).tolist(),
-            method_sub=method_sub,
+            method_sub_ptr=np.concatenate([[0], np.cumsum(new_lens)]).astype(np.int64).tolist(),
+            method_sub=method_sub.tolist(),
             op_req=op_req,
             op_off=op_off,
             op_on=op_on,
@@ -509,6 +508,15 @@ class Grounder:
             impossible_goal=tuple(impossible),
             describe=Describer(self.facts, facts, self.static_atoms, self.keys),
         )
+
+
+def _all_columns(m: BoolArray) -> BoolArray:
+    """Row-wise AND of a narrow boolean matrix (column by column: numpy's axis-1 reduction
+    is slow when rows are short)."""
+    out = np.ones(len(m), bool)
+    for j in range(m.shape[1]):
+        out &= m[:, j]
+    return out
 
 
 def _guard(rows: int, what: str) -> None:

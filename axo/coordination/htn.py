@@ -298,7 +298,7 @@ class _Search:
                 self.backtracks += 1
 
     def _plan(self, plan: list[int]) -> Plan:
-        calls = [self.g.describe.task(self.g.op_task[o]) for o in plan]
+        calls = [self.g.action(o) for o in plan]
         internal = self.g.internal_ops
         return Plan(tuple(calls), tuple(c for c in calls if c.name not in internal))
 

@@ -18,6 +18,8 @@ from typing import Any, assert_never
 from axo.agent.turn import AgentTurn, CallLLM, CallTools, Emit, Turn, TurnResult
 from axo.errors import RuntimeFault
 from axo.lattice import EventLattice, LatticeError, State
+
+RUNNING = int(State.RUNNING)
 from axo.llm.base import ChatRequest, ChatResponse, Usage
 from axo.messages import (
     Activate,
@@ -198,6 +200,8 @@ class RunActor(Actor):  # type: ignore[misc]
         self.failed = False
         self.over = False
         self.outbox: list[RunEvent] = []
+        self.on_host: list[bool] = []  # per agent: its LLM calls go through the host
+        self.host_running = 0  # running agents that wait on the host
         self.configured: tuple[tuple[AgentSpec, ...], Any] | None = None  # compared by ==
 
     def emit(self, event: RunEvent) -> None:
@@ -209,9 +213,27 @@ class RunActor(Actor):  # type: ignore[misc]
         try:
             self._handle(msg, sender)
         finally:
-            if self.outbox:
-                self.send(self.host, Events(events=tuple(self.outbox)))
-                self.outbox.clear()
+            self._flush()
+
+    def _flush(self) -> None:
+        """Send the events gathered so far, before anything can wait on I/O.
+
+        When every running agent answers in-process (a ``function`` provider), nothing waits:
+        the run goes on synchronously and events are sent in batches of ``BATCH`` and at the
+        end. As soon as an agent waits on the host (an LLM or tool call), the view must see
+        where the run stands, so they are sent at once.
+        """
+        if not self.outbox:
+            return
+        if self.over or self.waiting_on_host or len(self.outbox) >= self.BATCH:
+            self.send(self.host, Events(events=tuple(self.outbox)))
+            self.outbox.clear()
+
+    BATCH = 256
+
+    @property
+    def waiting_on_host(self) -> bool:
+        return self.host_running > 0
 
     def _handle(self, msg: ToRunActor, sender: Any) -> None:
         match msg:
@@ -233,6 +255,8 @@ class RunActor(Actor):  # type: ignore[misc]
             raise RuntimeError("StartRun while a run is in progress on this run actor")
         self.start, self.host = msg, host
         self.outputs, self.failed, self.over = {}, False, False
+        self.on_host = [spec.function is None for spec in msg.agents]
+        self.host_running = 0
         self.lattice = EventLattice(msg.dependencies, thresholds=msg.thresholds,
                                     decay=msg.decay)
         while len(self.actors) < len(msg.agents):
@@ -250,6 +274,7 @@ class RunActor(Actor):  # type: ignore[misc]
         assert start is not None
         now = time.time()
         for i in ready:
+            self.host_running += self.on_host[i]
             upstream = tuple(
                 Upstream(agent=start.agents[d].id, name=start.agents[d].name,
                          output=self.outputs[d])
@@ -260,8 +285,9 @@ class RunActor(Actor):  # type: ignore[misc]
 
     def _completed(self, msg: TaskCompleted) -> None:
         assert self.start is not None and self.lattice is not None
-        if self.over or self.lattice.status(msg.agent) != State.RUNNING:
+        if self.over or self.lattice.state[msg.agent] != RUNNING:
             return
+        self.host_running -= self.on_host[msg.agent]
         self.outputs[msg.agent] = msg.output
         try:
             ready = self.lattice.complete(msg.agent)
@@ -279,8 +305,9 @@ class RunActor(Actor):  # type: ignore[misc]
 
     def _failed(self, msg: AgentFailed) -> None:
         assert self.start is not None and self.lattice is not None
-        if self.over or self.lattice.status(msg.agent) != State.RUNNING:
+        if self.over or self.lattice.state[msg.agent] != RUNNING:
             return
+        self.host_running -= self.on_host[msg.agent]
         self.failed = True
         agent = self.start.agents[msg.agent]
         skipped = self.lattice.fail(msg.agent)

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from axo.tools.registry import Tool, ToolContext, make_tool
 from axo.tools.sandbox import run_python as _run_python
 from axo.tools.workspace import confine, relative
@@ -99,12 +101,18 @@ async def recall(query: str, ctx: ToolContext, k: int = 5) -> str:
     return "\n".join(f"- {f.text}" for f in facts) or "(nothing found)"
 
 
-def builtin_tools() -> list[Tool]:
-    return [
+@functools.cache
+def _builtins() -> tuple[Tool, ...]:
+    return (
         make_tool(read_file),
         make_tool(list_files),
         make_tool(write_file, writes=True),
         make_tool(run_python, writes=True, timeout=75.0),
         make_tool(remember, writes=True),
         make_tool(recall),
-    ]
+    )
+
+
+def builtin_tools() -> list[Tool]:
+    """The built-in tools (built once: their schemas come from pydantic, which is not free)."""
+    return list(_builtins())

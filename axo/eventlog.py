@@ -1,0 +1,556 @@
+"""A durable, append-only event log of runs, in SQLite (WAL), with group commit.
+
+Boundary: this module stores and verifies records; it does not know what an event means, how
+a run is replayed, or when the runtime needs durability — the runtime decides, by awaiting
+``durable(run_id, seq)`` (or ``append_durable``) before it acts on an event.
+
+Layout — one database per state directory, ``<state_dir>/events.db``, holding every run:
+
+- one WAL and one writer, so appends from several runs in flight at once share one
+  transaction and one fsync (a database per run would cost an fsync per run per batch);
+- ``runs()`` and ``prune()`` are single queries instead of a directory walk over files;
+- the price is one write lock per state directory: a second process writing the same
+  directory waits on SQLite's busy timeout. Runs of one host share it; that is the common case.
+
+Records: ``(run_id, seq)`` is the key; ``seq`` is per run, gapless, from 1. Each row carries its
+time, kind, agent, an encoding flag, the payload (msgpack of a dict, or caller bytes) and a
+CRC32 over all of them. Reading verifies the sequence, the checksum and the decoding and stops
+at the first bad record: ``scan()`` returns the good prefix and the problem, ``events()``
+raises ``CorruptLog`` (carrying the good prefix), ``resume_run()`` drops the bad tail.
+
+Group commit: ``append`` assigns the sequence number, computes the checksum and queues the row
+(microseconds, no I/O). One writer thread owns the write connection; it takes *everything*
+queued, writes it in one transaction and commits (one fsync in ``sync="full"``), then wakes
+whoever waits on those records. While one commit's fsync runs, the next batch accumulates,
+so the cost of an fsync is shared by every agent that finished meanwhile. ``linger_s`` lets
+the writer wait (bounded) for more records before committing; the default is not to wait.
+
+Durability by ``sync``: ``"full"`` — a committed record survives power loss; ``"normal"`` —
+survives a crash of the process, not of the machine (WAL not fsynced per commit); ``"off"`` —
+nothing is promised (tests, benchmarks).
+
+Secrets: ``redact`` (per log, or per run in ``start_run``) is applied to every string stored —
+kind, agent, workflow names, meta, and every string and key inside ``data`` dicts. Run ids
+are keys and are refused if redaction would change them. ``bytes`` payloads are stored as
+given: the caller encodes and redacts them.
+
+If a commit fails (disk full, I/O error) the log fails: waiters get ``EventLogFailed``, and
+so does every later call that writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from axo.errors import RuntimeFault, UsageError
+
+Sync = Literal["full", "normal", "off"]
+Redact = Callable[[str], str]
+_RAW, _MSGPACK = 0, 1
+_HEADER = struct.Struct("<qdB")
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, workflow_file TEXT NOT NULL, workflow_id TEXT,
+    input_hash TEXT NOT NULL, meta BLOB NOT NULL, started REAL NOT NULL,
+    status TEXT NOT NULL, finished REAL, last_at REAL, events INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS events (
+    run_id TEXT NOT NULL, seq INTEGER NOT NULL, at REAL NOT NULL, kind TEXT NOT NULL,
+    agent TEXT, enc INTEGER NOT NULL, payload BLOB NOT NULL, crc INTEGER NOT NULL,
+    PRIMARY KEY (run_id, seq)) WITHOUT ROWID;
+"""
+
+
+class EventLogFailed(RuntimeFault):
+    """The log could not commit; nothing appended after the failure is durable."""
+
+
+class Record(msgspec.Struct, frozen=True, kw_only=True):
+    run_id: str
+    seq: int
+    at: float
+    kind: str
+    agent: str | None
+    data: dict[str, Any] | bytes
+
+
+class RunInfo(msgspec.Struct, frozen=True, kw_only=True):
+    run_id: str
+    workflow_file: str
+    workflow_id: str | None
+    input_hash: str
+    meta: dict[str, Any]
+    started: float
+    status: str
+    finished: float | None
+    last_event_at: float | None
+    events: int
+
+
+class CorruptLog(RuntimeFault):
+    """A run's log has a bad record; ``records`` holds the good prefix before it."""
+
+    def __init__(self, run_id: str, seq: int, reason: str, records: list[Record]) -> None:
+        self.run_id, self.seq, self.reason, self.records = run_id, seq, reason, records
+        super().__init__(f"event log of run '{run_id}': record {seq}: {reason} "
+                         f"({len(records)} good records before it)")
+
+
+class Replay(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``resume_run`` found: the good records, and the bad tail it dropped (if any)."""
+
+    records: list[Record]
+    problem: str | None = None
+    dropped: int = 0
+
+
+def checksum(run_id: str, seq: int, at: float, kind: str, agent: str | None, enc: int,
+             payload: bytes) -> int:
+    """CRC32 over a record's key, header fields and payload."""
+    head = _HEADER.pack(seq, at, enc) + f"{run_id}\x1f{kind}\x1f{agent or ''}".encode()
+    return zlib.crc32(payload, zlib.crc32(head))
+
+
+def _identity(text: str) -> str:
+    return text
+
+
+def _redact_tree(value: Any, redact: Redact) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {_redact_tree(k, redact): _redact_tree(v, redact) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_tree(v, redact) for v in value]
+    return value
+
+
+class _Op:
+    """A write other than an event, run in the writer's transaction, in queue order."""
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
+        self.fn, self.done = fn, threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+_Row = tuple[str, int, float, str, str | None, int, bytes, int]
+
+
+class EventLog:
+    """Durable per-run event records in ``<state_dir>/events.db``; see the module docstring."""
+
+    def __init__(self, path: Path, *, sync: Sync, clock: Callable[[], float], redact: Redact,
+                 linger_s: float, max_batch: int) -> None:
+        self.path, self.sync, self._clock, self._redact = path, sync, clock, redact
+        self._linger, self._max_batch = linger_s, max_batch
+        self._cond = threading.Condition()
+        self._pending: list[_Row | _Op] = []
+        self._next_seq: dict[str, int] = {}
+        self._run_redact: dict[str, Redact] = {}
+        self._committed_seq: dict[str, int] = {}
+        self._queued = self._committed = 0  # tickets: items queued / committed so far
+        self._waiters: list[tuple[str, int, asyncio.AbstractEventLoop, asyncio.Future[int]]] = []
+        self._failure: BaseException | None = None
+        self._closing = False
+        self._stats = {"appends": 0, "commits": 0, "max_batch": 0, "bytes": 0}
+        self._reader = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._read_lock = threading.Lock()
+        self._writer = threading.Thread(target=self._write_loop, name="axo-eventlog", daemon=True)
+        self._writer.start()
+
+    @classmethod
+    def open(cls, state_dir: str | os.PathLike[str], *, sync: Sync = "full",
+             clock: Callable[[], float] = time.time, redact: Redact = _identity,
+             linger_s: float = 0.0, max_batch: int = 10_000) -> EventLog:
+        """Open (creating if needed) the event log of ``state_dir``.
+
+        Args:
+            sync: what a commit promises; see the module docstring.
+            redact: applied to every string stored, for runs that do not bring their own.
+            linger_s: how long the writer may wait for more records before a commit (bounded).
+            max_batch: the most records in one transaction.
+        """
+        if sync not in ("full", "normal", "off"):
+            raise UsageError(f"sync must be 'full', 'normal' or 'off', not {sync!r}")
+        path = Path(state_dir) / "events.db"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, isolation_level=None)
+        try:
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # only effective on a new file
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise EventLogFailed(f"{path}: not a readable event log: {exc}") from exc
+        finally:
+            conn.close()
+        return cls(path, sync=sync, clock=clock, redact=redact, linger_s=linger_s,
+                   max_batch=max_batch)
+
+    # ------------------------------------------------------------------ writing
+
+    def start_run(self, run_id: str, workflow_file: str, workflow_id: str | None,
+                  input_hash: str, meta: dict[str, Any], *, redact: Redact | None = None) -> None:
+        """Record a new run (durably, before returning); its events then number from 1."""
+        red = redact or self._redact
+        if red(run_id) != run_id:
+            raise UsageError("a run id must not contain a secret")
+        row = (run_id, red(workflow_file), None if workflow_id is None else red(workflow_id),
+               red(input_hash), msgspec.msgpack.encode(_redact_tree(meta, red)), self._clock())
+
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO runs (run_id, workflow_file, workflow_id, input_hash, "
+                         "meta, started, status) VALUES (?, ?, ?, ?, ?, ?, 'running')", row)
+
+        with self._cond:
+            if run_id in self._next_seq:
+                raise UsageError(f"run '{run_id}' is already open in this log")
+        try:
+            self._run_op(insert)
+        except sqlite3.IntegrityError:
+            raise UsageError(f"run '{run_id}' already exists in {self.path}") from None
+        with self._cond:
+            self._next_seq[run_id], self._committed_seq[run_id] = 1, 0
+            self._run_redact[run_id] = red
+
+    def resume_run(self, run_id: str, *, redact: Redact | None = None) -> Replay:
+        """Reopen a run for appending after its last good record; drop a bad tail, if any."""
+        records, problem = self.scan(run_id)
+        last = records[-1].seq if records else 0
+
+        def reopen(conn: sqlite3.Connection) -> int:
+            n = conn.execute("DELETE FROM events WHERE run_id = ? AND seq > ?",
+                             (run_id, last)).rowcount
+            conn.execute("UPDATE runs SET status = 'running', finished = NULL, events = ?, "
+                         "last_at = ? WHERE run_id = ?",
+                         (last, records[-1].at if records else None, run_id))
+            return int(n)
+
+        with self._cond:
+            if run_id in self._next_seq:
+                raise UsageError(f"run '{run_id}' is already open in this log")
+        dropped = self._run_op(reopen)
+        with self._cond:
+            self._next_seq[run_id], self._committed_seq[run_id] = last + 1, last
+            self._run_redact[run_id] = redact or self._redact
+        return Replay(records=records, problem=problem, dropped=dropped)
+
+    def append(self, run_id: str, kind: str, agent: str | None,
+               data: dict[str, Any] | bytes) -> int:
+        """Queue one record and return its sequence number; durable once committed."""
+        red = self._run_redact.get(run_id)
+        if red is None:
+            raise UsageError(f"run '{run_id}' is not open in this log (start or resume it)")
+        if isinstance(data, bytes):
+            enc, payload = _RAW, data
+        else:
+            enc = _MSGPACK
+            payload = msgspec.msgpack.encode(data if red is _identity
+                                             else _redact_tree(msgspec.to_builtins(data), red))
+        kind, agent = red(kind), None if agent is None else red(agent)
+        at = self._clock()
+        with self._cond:
+            self._check()
+            seq = self._next_seq.get(run_id)
+            if seq is None:
+                raise UsageError(f"run '{run_id}' is not open in this log (start or resume it)")
+            self._next_seq[run_id] = seq + 1
+            crc = checksum(run_id, seq, at, kind, agent, enc, payload)
+            self._pending.append((run_id, seq, at, kind, agent, enc, payload, crc))
+            self._queued += 1
+            self._cond.notify()
+        return seq
+
+    async def append_durable(self, run_id: str, kind: str, agent: str | None,
+                             data: dict[str, Any] | bytes) -> int:
+        """Append one record and return its sequence number once it is committed."""
+        seq = self.append(run_id, kind, agent, data)
+        await self.durable(run_id, seq)
+        return seq
+
+    async def durable(self, run_id: str, seq: int) -> None:
+        """Return once record ``seq`` of ``run_id`` (and all before it) is committed."""
+        with self._cond:
+            self._check()
+            if self._committed_seq.get(run_id, 0) >= seq:
+                return
+            loop = asyncio.get_running_loop()
+            fut: asyncio.Future[int] = loop.create_future()
+            self._waiters.append((run_id, seq, loop, fut))
+        await fut
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Block until everything appended so far is committed.
+
+        Raises:
+            TimeoutError: not committed within ``timeout`` seconds.
+            EventLogFailed: the log failed before committing it.
+        """
+        with self._cond:
+            ticket = self._queued
+            if not self._cond.wait_for(lambda: self._committed >= ticket or self._failure,
+                                       timeout):
+                raise TimeoutError(f"event log not flushed within {timeout} s")
+            self._check()
+
+    def finish_run(self, run_id: str, status: str) -> None:
+        """Record the run's final status (after all its records), durably."""
+        red = self._run_redact.get(run_id, self._redact)
+        at, status = self._clock(), red(status)
+
+        def finish(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE runs SET status = ?, finished = ? WHERE run_id = ?",
+                         (status, at, run_id))
+
+        self._run_op(finish)
+        with self._cond:
+            self._next_seq.pop(run_id, None)
+            self._run_redact.pop(run_id, None)
+
+    def prune(self, keep_last: int | None = None, older_than_s: float | None = None) -> int:
+        """Delete finished runs beyond the newest ``keep_last``, or idle for ``older_than_s``.
+
+        Runs open in this log are never pruned. Returns the number of runs deleted.
+        """
+        cutoff = None if older_than_s is None else self._clock() - older_than_s
+        with self._cond:
+            open_runs = set(self._next_seq)
+
+        def prune(conn: sqlite3.Connection) -> int:
+            rows = conn.execute("SELECT run_id, COALESCE(last_at, started) FROM runs "
+                                "ORDER BY started DESC, run_id DESC").fetchall()
+            doomed = [rid for i, (rid, last) in enumerate(rows) if rid not in open_runs and (
+                (keep_last is not None and i >= keep_last)
+                or (cutoff is not None and last < cutoff))]
+            for rid in doomed:
+                conn.execute("DELETE FROM events WHERE run_id = ?", (rid,))
+                conn.execute("DELETE FROM runs WHERE run_id = ?", (rid,))
+            if doomed:
+                conn.execute("PRAGMA incremental_vacuum")  # give the freed pages back
+            return len(doomed)
+
+        return int(self._run_op(prune))
+
+    def close(self) -> None:
+        """Commit what is queued, stop the writer and close the database."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._writer.join()
+        with self._read_lock:
+            self._reader.close()
+
+    def __enter__(self) -> EventLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ reading
+
+    def scan(self, run_id: str, *, after: int = 0) -> tuple[list[Record], str | None]:
+        """Return the good records after ``after`` and the first problem met (or None)."""
+        if run_id in self._next_seq:
+            self.flush()
+        with self._read_lock:
+            rows = self._reader.execute(
+                "SELECT seq, at, kind, agent, enc, payload, crc FROM events "
+                "WHERE run_id = ? AND seq > ? ORDER BY seq", (run_id, after)).fetchall()
+            info = self._reader.execute("SELECT events FROM runs WHERE run_id = ?",
+                                        (run_id,)).fetchone()
+        out: list[Record] = []
+        expected = after + 1
+        for seq, at, kind, agent, enc, payload, crc in rows:
+            if seq != expected:
+                return out, f"record {expected} is missing (next is {seq})"
+            if checksum(run_id, seq, at, kind, agent, enc, payload) != crc:
+                return out, f"record {seq}: checksum mismatch"
+            try:
+                data = payload if enc == _RAW else msgspec.msgpack.decode(payload, type=dict)
+            except msgspec.DecodeError as exc:
+                return out, f"record {seq}: undecodable payload ({exc})"
+            out.append(Record(run_id=run_id, seq=seq, at=at, kind=kind, agent=agent, data=data))
+            expected += 1
+        if info is not None and info[0] >= expected:
+            return out, f"log ends at record {expected - 1}; the run recorded {info[0]}"
+        return out, None
+
+    def events(self, run_id: str, *, after: int = 0) -> list[Record]:
+        """Return the run's records after ``after``, verified.
+
+        Raises:
+            CorruptLog: at the first missing, corrupt or undecodable record (with the good prefix).
+        """
+        records, problem = self.scan(run_id, after=after)
+        if problem is not None:
+            seq = records[-1].seq + 1 if records else after + 1
+            raise CorruptLog(run_id, seq, problem, records)
+        return records
+
+    def runs(self) -> list[RunInfo]:
+        """Every run in the log, newest first."""
+        self.flush()
+        with self._read_lock:
+            rows = self._reader.execute(
+                "SELECT run_id, workflow_file, workflow_id, input_hash, meta, started, status, "
+                "finished, last_at, events FROM runs ORDER BY started DESC, run_id DESC"
+            ).fetchall()
+        return [RunInfo(run_id=r[0], workflow_file=r[1], workflow_id=r[2], input_hash=r[3],
+                        meta=msgspec.msgpack.decode(r[4], type=dict), started=r[5],
+                        status=r[6], finished=r[7], last_event_at=r[8], events=r[9])
+                for r in rows]
+
+    def statistics(self) -> dict[str, Any]:
+        """Appends, commits, records per commit, largest batch, bytes, queue depth, open runs."""
+        with self._cond:
+            s: dict[str, Any] = dict(self._stats)
+            s["queued"] = self._queued - self._committed
+            s["open_runs"] = len(self._next_seq)
+        s["records_per_commit"] = s["appends"] / s["commits"] if s["commits"] else 0.0
+        s["sync"] = self.sync
+        return s
+
+    # ------------------------------------------------------------------ the writer
+
+    def _check(self) -> None:
+        if self._failure is not None:
+            raise EventLogFailed(f"event log {self.path} failed: {self._failure}")
+        if self._closing:
+            raise UsageError(f"event log {self.path} is closed")
+
+    def _run_op(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        op = _Op(fn)
+        with self._cond:
+            self._check()
+            self._pending.append(op)
+            self._queued += 1
+            self._cond.notify()
+        op.done.wait()
+        if op.error is not None:
+            raise op.error
+        return op.result
+
+    def _write_loop(self) -> None:
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        conn.execute(f"PRAGMA synchronous={self.sync.upper()}")
+        conn.execute("PRAGMA busy_timeout=10000")
+        try:
+            while True:
+                with self._cond:
+                    self._cond.wait_for(lambda: self._pending or self._closing)
+                    if self._linger and not self._closing:
+                        self._cond.wait_for(lambda: len(self._pending) >= self._max_batch
+                                            or self._closing, self._linger)
+                    batch = self._pending[:self._max_batch]
+                    del self._pending[:self._max_batch]
+                    if not batch and self._closing:
+                        return
+                self._commit(conn, batch)
+        finally:
+            conn.close()
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[_Row | _Op]) -> None:
+        rows: list[_Row] = []
+        ops: list[_Op] = []
+        last: dict[str, tuple[int, float]] = {}
+        try:
+            if self._failure is not None:
+                raise EventLogFailed(f"event log {self.path} failed: {self._failure}")
+            conn.execute("BEGIN IMMEDIATE")
+            for item in batch:
+                if isinstance(item, _Op):
+                    self._insert(conn, rows)
+                    rows = []
+                    ops.append(item)
+                    conn.execute("SAVEPOINT op")
+                    try:
+                        item.result = item.fn(conn)
+                        conn.execute("RELEASE op")
+                    except sqlite3.Error as exc:
+                        conn.execute("ROLLBACK TO op")
+                        conn.execute("RELEASE op")
+                        item.error = exc
+                else:
+                    rows.append(item)
+                    last[item[0]] = (item[1], item[2])
+            self._insert(conn, rows)
+            conn.executemany("UPDATE runs SET events = ?, last_at = ? WHERE run_id = ?",
+                             [(seq, at, rid) for rid, (seq, at) in last.items()])
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._fail(exc, [i for i in batch if isinstance(i, _Op)])
+            return
+        self._committed_batch(batch, last, ops)
+
+    def _insert(self, conn: sqlite3.Connection, rows: list[_Row]) -> None:
+        if rows:
+            conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def _committed_batch(self, batch: list[_Row | _Op], last: dict[str, tuple[int, float]],
+                         ops: list[_Op]) -> None:
+        n_rows = len(batch) - len(ops)
+        with self._cond:
+            self._committed += len(batch)
+            for rid, (seq, _) in last.items():
+                self._committed_seq[rid] = seq
+            st = self._stats
+            st["appends"] += n_rows
+            st["commits"] += 1
+            st["max_batch"] = max(st["max_batch"], n_rows)
+            st["bytes"] += sum(len(r[6]) for r in batch if not isinstance(r, _Op))
+            ready, self._waiters = _split(self._waiters, self._committed_seq)
+            self._cond.notify_all()
+        for op in ops:
+            op.done.set()
+        _wake(ready, None)
+
+    def _fail(self, exc: BaseException, ops: Iterable[_Op]) -> None:
+        err = EventLogFailed(f"event log {self.path}: commit failed: {exc}")
+        with self._cond:
+            self._failure = self._failure or exc
+            waiters, self._waiters = self._waiters, []
+            self._cond.notify_all()
+        for op in ops:
+            op.error = err
+            op.done.set()
+        _wake(waiters, err)
+
+
+def _split(waiters: list[tuple[str, int, asyncio.AbstractEventLoop, asyncio.Future[int]]],
+           committed: dict[str, int]) -> tuple[list[Any], list[Any]]:
+    ready, rest = [], []
+    for w in waiters:
+        (ready if committed.get(w[0], 0) >= w[1] else rest).append(w)
+    return ready, rest
+
+
+def _wake(waiters: list[tuple[str, int, asyncio.AbstractEventLoop, asyncio.Future[int]]],
+          error: BaseException | None) -> None:
+    """Resolve waiters with one call per event loop (not one wake-up per record)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[int], int]]] = {}
+    for _, seq, loop, fut in waiters:
+        by_loop.setdefault(loop, []).append((fut, seq))
+
+    def resolve(items: list[tuple[asyncio.Future[int], int]]) -> None:
+        for fut, seq in items:
+            if not fut.done():
+                if error is None:
+                    fut.set_result(seq)
+                else:
+                    fut.set_exception(error)
+
+    for loop, items in by_loop.items():
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(resolve, items)
