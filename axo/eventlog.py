@@ -14,9 +14,12 @@ Layout — one database per state directory, ``<state_dir>/events.db``, holding 
 
 Records: ``(run_id, seq)`` is the key; ``seq`` is per run, gapless, from 1. Each row carries its
 time, kind, agent, an encoding flag, the payload (msgpack of a dict, or caller bytes) and a
-CRC32 over all of them. Reading verifies the sequence, the checksum and the decoding and stops
-at the first bad record: ``scan()`` returns the good prefix and the problem, ``events()``
-raises ``CorruptLog`` (carrying the good prefix), ``resume_run()`` drops the bad tail.
+CRC32 over all of them. A run's record count is stored when it finishes (or resumes), so a
+lost tail is detected; before that, the log is exactly what was committed (a torn WAL write
+is rolled back by SQLite, never half-read). Reading verifies the sequence, the checksums, the
+decoding and that count, and stops at the first bad record: ``scan()`` returns the good
+prefix and the problem, ``events()`` raises ``CorruptLog`` (carrying the good prefix),
+``resume_run()`` drops the bad tail.
 
 Group commit: ``append`` assigns the sequence number, computes the checksum and queues the row
 (microseconds, no I/O). One writer thread owns the write connection; it takes *everything*
@@ -34,13 +37,19 @@ kind, agent, workflow names, meta, and every string and key inside ``data`` dict
 are keys and are refused if redaction would change them. ``bytes`` payloads are stored as
 given: the caller encodes and redacts them.
 
-If a commit fails (disk full, I/O error) the log fails: waiters get ``EventLogFailed``, and
-so does every later call that writes.
+If a commit fails (disk full, I/O error, a second process writing the same run) the log
+fails: waiters get ``EventLogFailed``, and so does every later call that writes.
+
+Blocking: ``append`` never waits for I/O; ``start_run``, ``resume_run``, ``finish_run`` and
+``prune`` return after their own commit (once per run: an event loop may call them directly
+or through ``asyncio.to_thread``). ``close()`` commits what is queued; a log never closed
+loses what was still queued when the process exits. One process writes a given run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import struct
@@ -59,11 +68,12 @@ Sync = Literal["full", "normal", "off"]
 Redact = Callable[[str], str]
 _RAW, _MSGPACK = 0, 1
 _HEADER = struct.Struct("<qdB")
+_LAST = "(SELECT {} FROM events e WHERE e.run_id = runs.run_id ORDER BY seq DESC LIMIT 1)"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, workflow_file TEXT NOT NULL, workflow_id TEXT,
     input_hash TEXT NOT NULL, meta BLOB NOT NULL, started REAL NOT NULL,
-    status TEXT NOT NULL, finished REAL, last_at REAL, events INTEGER NOT NULL DEFAULT 0);
+    status TEXT NOT NULL, finished REAL, events INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS events (
     run_id TEXT NOT NULL, seq INTEGER NOT NULL, at REAL NOT NULL, kind TEXT NOT NULL,
     agent TEXT, enc INTEGER NOT NULL, payload BLOB NOT NULL, crc INTEGER NOT NULL,
@@ -102,8 +112,10 @@ class CorruptLog(RuntimeFault):
 
     def __init__(self, run_id: str, seq: int, reason: str, records: list[Record]) -> None:
         self.run_id, self.seq, self.reason, self.records = run_id, seq, reason, records
-        super().__init__(f"event log of run '{run_id}': record {seq}: {reason} "
-                         f"({len(records)} good records before it)")
+        super().__init__(
+            f"event log of run '{run_id}': record {seq}: {reason} "
+            f"({len(records)} good records before it)"
+        )
 
 
 class Replay(msgspec.Struct, frozen=True, kw_only=True):
@@ -114,8 +126,9 @@ class Replay(msgspec.Struct, frozen=True, kw_only=True):
     dropped: int = 0
 
 
-def checksum(run_id: str, seq: int, at: float, kind: str, agent: str | None, enc: int,
-             payload: bytes) -> int:
+def checksum(
+    run_id: str, seq: int, at: float, kind: str, agent: str | None, enc: int, payload: bytes
+) -> int:
     """CRC32 over a record's key, header fields and payload."""
     head = _HEADER.pack(seq, at, enc) + f"{run_id}\x1f{kind}\x1f{agent or ''}".encode()
     return zlib.crc32(payload, zlib.crc32(head))
@@ -150,8 +163,16 @@ _Row = tuple[str, int, float, str, str | None, int, bytes, int]
 class EventLog:
     """Durable per-run event records in ``<state_dir>/events.db``; see the module docstring."""
 
-    def __init__(self, path: Path, *, sync: Sync, clock: Callable[[], float], redact: Redact,
-                 linger_s: float, max_batch: int) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        sync: Sync,
+        clock: Callable[[], float],
+        redact: Redact,
+        linger_s: float,
+        max_batch: int,
+    ) -> None:
         self.path, self.sync, self._clock, self._redact = path, sync, clock, redact
         self._linger, self._max_batch = linger_s, max_batch
         self._cond = threading.Condition()
@@ -170,9 +191,16 @@ class EventLog:
         self._writer.start()
 
     @classmethod
-    def open(cls, state_dir: str | os.PathLike[str], *, sync: Sync = "full",
-             clock: Callable[[], float] = time.time, redact: Redact = _identity,
-             linger_s: float = 0.0, max_batch: int = 10_000) -> EventLog:
+    def open(
+        cls,
+        state_dir: str | os.PathLike[str],
+        *,
+        sync: Sync = "full",
+        clock: Callable[[], float] = time.time,
+        redact: Redact = _identity,
+        linger_s: float = 0.0,
+        max_batch: int = 10_000,
+    ) -> EventLog:
         """Open (creating if needed) the event log of ``state_dir``.
 
         Args:
@@ -194,23 +222,41 @@ class EventLog:
             raise EventLogFailed(f"{path}: not a readable event log: {exc}") from exc
         finally:
             conn.close()
-        return cls(path, sync=sync, clock=clock, redact=redact, linger_s=linger_s,
-                   max_batch=max_batch)
+        return cls(
+            path, sync=sync, clock=clock, redact=redact, linger_s=linger_s, max_batch=max_batch
+        )
 
     # ------------------------------------------------------------------ writing
 
-    def start_run(self, run_id: str, workflow_file: str, workflow_id: str | None,
-                  input_hash: str, meta: dict[str, Any], *, redact: Redact | None = None) -> None:
+    def start_run(
+        self,
+        run_id: str,
+        workflow_file: str,
+        workflow_id: str | None,
+        input_hash: str,
+        meta: dict[str, Any],
+        *,
+        redact: Redact | None = None,
+    ) -> None:
         """Record a new run (durably, before returning); its events then number from 1."""
         red = redact or self._redact
         if red(run_id) != run_id:
             raise UsageError("a run id must not contain a secret")
-        row = (run_id, red(workflow_file), None if workflow_id is None else red(workflow_id),
-               red(input_hash), msgspec.msgpack.encode(_redact_tree(meta, red)), self._clock())
+        row = (
+            run_id,
+            red(workflow_file),
+            None if workflow_id is None else red(workflow_id),
+            red(input_hash),
+            msgspec.msgpack.encode(_redact_tree(meta, red)),
+            self._clock(),
+        )
 
         def insert(conn: sqlite3.Connection) -> None:
-            conn.execute("INSERT INTO runs (run_id, workflow_file, workflow_id, input_hash, "
-                         "meta, started, status) VALUES (?, ?, ?, ?, ?, ?, 'running')", row)
+            conn.execute(
+                "INSERT INTO runs (run_id, workflow_file, workflow_id, input_hash, "
+                "meta, started, status) VALUES (?, ?, ?, ?, ?, ?, 'running')",
+                row,
+            )
 
         with self._cond:
             if run_id in self._next_seq:
@@ -229,11 +275,13 @@ class EventLog:
         last = records[-1].seq if records else 0
 
         def reopen(conn: sqlite3.Connection) -> int:
-            n = conn.execute("DELETE FROM events WHERE run_id = ? AND seq > ?",
-                             (run_id, last)).rowcount
-            conn.execute("UPDATE runs SET status = 'running', finished = NULL, events = ?, "
-                         "last_at = ? WHERE run_id = ?",
-                         (last, records[-1].at if records else None, run_id))
+            n = conn.execute(
+                "DELETE FROM events WHERE run_id = ? AND seq > ?", (run_id, last)
+            ).rowcount
+            conn.execute(
+                "UPDATE runs SET status = 'running', finished = NULL, events = ? WHERE run_id = ?",
+                (last, run_id),
+            )
             return int(n)
 
         with self._cond:
@@ -245,8 +293,9 @@ class EventLog:
             self._run_redact[run_id] = redact or self._redact
         return Replay(records=records, problem=problem, dropped=dropped)
 
-    def append(self, run_id: str, kind: str, agent: str | None,
-               data: dict[str, Any] | bytes) -> int:
+    def append(
+        self, run_id: str, kind: str, agent: str | None, data: dict[str, Any] | bytes
+    ) -> int:
         """Queue one record and return its sequence number; durable once committed."""
         red = self._run_redact.get(run_id)
         if red is None:
@@ -255,8 +304,12 @@ class EventLog:
             enc, payload = _RAW, data
         else:
             enc = _MSGPACK
-            payload = msgspec.msgpack.encode(data if red is _identity
-                                             else _redact_tree(msgspec.to_builtins(data), red))
+            try:
+                payload = msgspec.msgpack.encode(
+                    data if red is _identity else _redact_tree(msgspec.to_builtins(data), red)
+                )
+            except (TypeError, OverflowError, msgspec.EncodeError) as exc:
+                raise UsageError(f"event data for run '{run_id}' can't be stored: {exc}") from None
         kind, agent = red(kind), None if agent is None else red(agent)
         at = self._clock()
         with self._cond:
@@ -271,8 +324,9 @@ class EventLog:
             self._cond.notify()
         return seq
 
-    async def append_durable(self, run_id: str, kind: str, agent: str | None,
-                             data: dict[str, Any] | bytes) -> int:
+    async def append_durable(
+        self, run_id: str, kind: str, agent: str | None, data: dict[str, Any] | bytes
+    ) -> int:
         """Append one record and return its sequence number once it is committed."""
         seq = self.append(run_id, kind, agent, data)
         await self.durable(run_id, seq)
@@ -281,9 +335,9 @@ class EventLog:
     async def durable(self, run_id: str, seq: int) -> None:
         """Return once record ``seq`` of ``run_id`` (and all before it) is committed."""
         with self._cond:
-            self._check()
             if self._committed_seq.get(run_id, 0) >= seq:
                 return
+            self._check()
             loop = asyncio.get_running_loop()
             fut: asyncio.Future[int] = loop.create_future()
             self._waiters.append((run_id, seq, loop, fut))
@@ -298,8 +352,7 @@ class EventLog:
         """
         with self._cond:
             ticket = self._queued
-            if not self._cond.wait_for(lambda: self._committed >= ticket or self._failure,
-                                       timeout):
+            if not self._cond.wait_for(lambda: self._committed >= ticket or self._failure, timeout):
                 raise TimeoutError(f"event log not flushed within {timeout} s")
             self._check()
 
@@ -309,8 +362,12 @@ class EventLog:
         at, status = self._clock(), red(status)
 
         def finish(conn: sqlite3.Connection) -> None:
-            conn.execute("UPDATE runs SET status = ?, finished = ? WHERE run_id = ?",
-                         (status, at, run_id))
+            conn.execute(
+                "UPDATE runs SET status = ?, finished = ?, events = COALESCE("
+                + _LAST.format("seq")
+                + ", 0) WHERE run_id = ?",
+                (status, at, run_id),
+            )
 
         self._run_op(finish)
         with self._cond:
@@ -327,11 +384,19 @@ class EventLog:
             open_runs = set(self._next_seq)
 
         def prune(conn: sqlite3.Connection) -> int:
-            rows = conn.execute("SELECT run_id, COALESCE(last_at, started) FROM runs "
-                                "ORDER BY started DESC, run_id DESC").fetchall()
-            doomed = [rid for i, (rid, last) in enumerate(rows) if rid not in open_runs and (
-                (keep_last is not None and i >= keep_last)
-                or (cutoff is not None and last < cutoff))]
+            rows = conn.execute(
+                f"SELECT run_id, COALESCE({_LAST.format('at')}, started) FROM runs "
+                "ORDER BY started DESC, run_id DESC"
+            ).fetchall()
+            doomed = [
+                rid
+                for i, (rid, last) in enumerate(rows)
+                if rid not in open_runs
+                and (
+                    (keep_last is not None and i >= keep_last)
+                    or (cutoff is not None and last < cutoff)
+                )
+            ]
             for rid in doomed:
                 conn.execute("DELETE FROM events WHERE run_id = ?", (rid,))
                 conn.execute("DELETE FROM runs WHERE run_id = ?", (rid,))
@@ -365,9 +430,12 @@ class EventLog:
         with self._read_lock:
             rows = self._reader.execute(
                 "SELECT seq, at, kind, agent, enc, payload, crc FROM events "
-                "WHERE run_id = ? AND seq > ? ORDER BY seq", (run_id, after)).fetchall()
-            info = self._reader.execute("SELECT events FROM runs WHERE run_id = ?",
-                                        (run_id,)).fetchone()
+                "WHERE run_id = ? AND seq > ? ORDER BY seq",
+                (run_id, after),
+            ).fetchall()
+            info = self._reader.execute(
+                "SELECT events FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
         out: list[Record] = []
         expected = after + 1
         for seq, at, kind, agent, enc, payload, crc in rows:
@@ -381,7 +449,7 @@ class EventLog:
                 return out, f"record {seq}: undecodable payload ({exc})"
             out.append(Record(run_id=run_id, seq=seq, at=at, kind=kind, agent=agent, data=data))
             expected += 1
-        if info is not None and info[0] >= expected:
+        if info is not None and info[0] >= expected:  # set when the run finished or resumed
             return out, f"log ends at record {expected - 1}; the run recorded {info[0]}"
         return out, None
 
@@ -403,12 +471,24 @@ class EventLog:
         with self._read_lock:
             rows = self._reader.execute(
                 "SELECT run_id, workflow_file, workflow_id, input_hash, meta, started, status, "
-                "finished, last_at, events FROM runs ORDER BY started DESC, run_id DESC"
+                f"finished, {_LAST.format('at')}, COALESCE({_LAST.format('seq')}, 0) FROM runs "
+                "ORDER BY started DESC, run_id DESC"
             ).fetchall()
-        return [RunInfo(run_id=r[0], workflow_file=r[1], workflow_id=r[2], input_hash=r[3],
-                        meta=msgspec.msgpack.decode(r[4], type=dict), started=r[5],
-                        status=r[6], finished=r[7], last_event_at=r[8], events=r[9])
-                for r in rows]
+        return [
+            RunInfo(
+                run_id=r[0],
+                workflow_file=r[1],
+                workflow_id=r[2],
+                input_hash=r[3],
+                meta=msgspec.msgpack.decode(r[4], type=dict),
+                started=r[5],
+                status=r[6],
+                finished=r[7],
+                last_event_at=r[8],
+                events=r[9],
+            )
+            for r in rows
+        ]
 
     def statistics(self) -> dict[str, Any]:
         """Appends, commits, records per commit, largest batch, bytes, queue depth, open runs."""
@@ -449,10 +529,12 @@ class EventLog:
                 with self._cond:
                     self._cond.wait_for(lambda: self._pending or self._closing)
                     if self._linger and not self._closing:
-                        self._cond.wait_for(lambda: len(self._pending) >= self._max_batch
-                                            or self._closing, self._linger)
-                    batch = self._pending[:self._max_batch]
-                    del self._pending[:self._max_batch]
+                        self._cond.wait_for(
+                            lambda: len(self._pending) >= self._max_batch or self._closing,
+                            self._linger,
+                        )
+                    batch = self._pending[: self._max_batch]
+                    del self._pending[: self._max_batch]
                     if not batch and self._closing:
                         return
                 self._commit(conn, batch)
@@ -484,11 +566,9 @@ class EventLog:
                     rows.append(item)
                     last[item[0]] = (item[1], item[2])
             self._insert(conn, rows)
-            conn.executemany("UPDATE runs SET events = ?, last_at = ? WHERE run_id = ?",
-                             [(seq, at, rid) for rid, (seq, at) in last.items()])
             conn.execute("COMMIT")
         except BaseException as exc:
-            if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             self._fail(exc, [i for i in batch if isinstance(i, _Op)])
             return
@@ -498,8 +578,9 @@ class EventLog:
         if rows:
             conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
-    def _committed_batch(self, batch: list[_Row | _Op], last: dict[str, tuple[int, float]],
-                         ops: list[_Op]) -> None:
+    def _committed_batch(
+        self, batch: list[_Row | _Op], last: dict[str, tuple[int, float]], ops: list[_Op]
+    ) -> None:
         n_rows = len(batch) - len(ops)
         with self._cond:
             self._committed += len(batch)
@@ -528,16 +609,20 @@ class EventLog:
         _wake(waiters, err)
 
 
-def _split(waiters: list[tuple[str, int, asyncio.AbstractEventLoop, asyncio.Future[int]]],
-           committed: dict[str, int]) -> tuple[list[Any], list[Any]]:
+def _split(
+    waiters: list[tuple[str, int, asyncio.AbstractEventLoop, asyncio.Future[int]]],
+    committed: dict[str, int],
+) -> tuple[list[Any], list[Any]]:
     ready, rest = [], []
     for w in waiters:
         (ready if committed.get(w[0], 0) >= w[1] else rest).append(w)
     return ready, rest
 
 
-def _wake(waiters: list[tuple[str, int, asyncio.AbstractEventLoop, asyncio.Future[int]]],
-          error: BaseException | None) -> None:
+def _wake(
+    waiters: list[tuple[str, int, asyncio.AbstractEventLoop, asyncio.Future[int]]],
+    error: BaseException | None,
+) -> None:
     """Resolve waiters with one call per event loop (not one wake-up per record)."""
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[int], int]]] = {}
     for _, seq, loop, fut in waiters:
@@ -552,5 +637,5 @@ def _wake(waiters: list[tuple[str, int, asyncio.AbstractEventLoop, asyncio.Futur
                     fut.set_exception(error)
 
     for loop, items in by_loop.items():
-        if not loop.is_closed():
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting any more
             loop.call_soon_threadsafe(resolve, items)

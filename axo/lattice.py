@@ -214,6 +214,12 @@ class EventLattice:
         self._stats["skipped"] += len(skipped)
         return sorted(skipped)
 
+    def unfire(self, count: int) -> None:
+        """Undo the bookkeeping of ``count`` activations the caller put back to waiting
+        (a run being stopped does not start what just became ready)."""
+        self._running -= count
+        self.activations -= count
+
     def finish(self) -> list[int]:
         """Once nothing runs, mark agents that never fired as skipped and return them."""
         if self._running:

@@ -12,6 +12,7 @@ from typing import Any, Literal
 import msgspec
 
 from axo.llm.base import ChatRequest, ChatResponse, ToolCall, ToolSpec, Usage
+from axo.tools.registry import ToolOutcome
 
 
 class _Msg(msgspec.Struct, frozen=True, kw_only=True, tag=True):
@@ -75,6 +76,14 @@ class StartRun(_Msg, frozen=True, kw_only=True):
     decay: tuple[float, ...]
     input: str
     host: Any
+    completed: tuple[tuple[int, str], ...] = ()  # (agent, output) done in an earlier life
+
+
+class StopRun(_Msg, frozen=True, kw_only=True):
+    """Activate nothing more; finish as "stopped" once the running agents have finished."""
+
+    run_id: str
+    reason: str
 
 
 class LLMReply(_Msg, frozen=True, kw_only=True):
@@ -90,7 +99,7 @@ class ToolsReply(_Msg, frozen=True, kw_only=True):
     """The host's answer to a ``ToolsCall``: one outcome per call, in order."""
 
     corr: str
-    outcomes: tuple[Any, ...]
+    outcomes: tuple[ToolOutcome, ...]
 
 
 class CancelRun(_Msg, frozen=True, kw_only=True):
@@ -195,7 +204,7 @@ class AgentSkipped(_Msg, frozen=True, kw_only=True):
 
 class RunFinished(_Msg, frozen=True, kw_only=True):
     run_id: str
-    status: Literal["succeeded", "failed"]
+    status: Literal["succeeded", "failed", "stopped"]
     lattice: dict[str, int]
 
 
@@ -208,6 +217,6 @@ class Events(_Msg, frozen=True, kw_only=True):
     events: tuple[RunEvent, ...]
 
 
-ToRunActor = StartRun | TaskCompleted | AgentFailed | CancelRun
+ToRunActor = StartRun | TaskCompleted | AgentFailed | CancelRun | StopRun
 ToAgentActor = Configure | Activate | LLMReply | ToolsReply
 ToHost = LLMCall | ToolsCall | TurnEvent | Events

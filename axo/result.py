@@ -43,7 +43,7 @@ class AgentResult(msgspec.Struct, kw_only=True):
         return self.usage.completion_tokens / s
 
 
-RunStatus = Literal["running", "succeeded", "failed"]
+RunStatus = Literal["running", "succeeded", "failed", "stopped"]
 
 
 class Note(msgspec.Struct, frozen=True, kw_only=True):
@@ -143,6 +143,15 @@ class RunTracker:
             case RunFinished():
                 self.finished = event
 
+    def restore(self, agent: str, *, output: str, usage: Usage, llm_calls: int,
+                tool_calls: int, started_at: float, finished_at: float) -> None:
+        """An agent that completed in an earlier life of a resumed run."""
+        a = self.agents[agent]
+        a.status, a.output, a.usage = "done", output, usage
+        a.llm_calls, a.tool_calls = llm_calls, tool_calls
+        a.started_at, a.finished_at = started_at or None, finished_at or None
+        a.stop_reason = "answered (earlier run)"
+
     def cancel_running(self, reason: str) -> None:
         now = time.time()
         for a in self.agents.values():
@@ -165,6 +174,8 @@ class RunTracker:
         failed = failure is not None or any(a.status == "failed" for a in agents)
         if self.finished is not None and self.finished.status == "failed":
             failed = True
+        stopped = (self.finished is not None and self.finished.status == "stopped"
+                   and not failed)
         if failure is None and failed:
             bad = next((a for a in agents if a.status == "failed"), None)
             if bad is not None:
@@ -173,7 +184,8 @@ class RunTracker:
                    if self.agents[s].status == "done"}
         return RunResult(
             run_id=self.run_id, workflow=workflow, file=file, runtime=runtime,
-            status="failed" if failed else "succeeded", input=run_input, agents=agents,
+            status="stopped" if stopped else "failed" if failed else "succeeded",
+            input=run_input, agents=agents,
             sinks=sinks, outputs=outputs, usage=self.usage, started_at=self.started_at,
             finished_at=time.time(),
             lattice=dict(lattice or (self.finished.lattice if self.finished else {})),

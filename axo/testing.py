@@ -240,6 +240,7 @@ class FakeLLM(_LoopbackHttp):
         self.requests: list[LoggedRequest] = []
         self.exhausted: list[str] = []
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
 
     @property
     def base_url(self) -> str:
@@ -265,6 +266,19 @@ class FakeLLM(_LoopbackHttp):
         if s.shared is not None:
             return {"*": len(s.shared) - s.used.get("*", 0)}
         return {k: len(v) - s.used.get(k, 0) for k, v in s.per_key.items()}
+
+    def wait_for(self, count: int, *, key: str | None = None, timeout: float = 30.0) -> None:
+        """Block until ``count`` requests (for ``key``, or in all) have arrived, or raise
+        ``TimeoutError`` after ``timeout`` seconds."""
+        def enough() -> bool:
+            got = self.requests if key is None else [r for r in self.requests if r.key == key]
+            return len(got) >= count
+
+        with self._arrived:
+            if not self._arrived.wait_for(enough, timeout):
+                raise TimeoutError(f"{self.name}: {count} request(s)"
+                                   f"{' for ' + key if key else ''} did not arrive within "
+                                   f"{timeout:g}s")
 
     def requests_for(self, key: str) -> list[LoggedRequest]:
         return [r for r in self.requests if r.key == key]
@@ -303,6 +317,7 @@ class FakeLLM(_LoopbackHttp):
                               headers=headers, body=body, received=time.monotonic())
         with self._lock:
             self.requests.append(entry)
+            self._arrived.notify_all()
         step, problem = self._next_step(key)
         entry.step = step
         if step is None:

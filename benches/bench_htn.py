@@ -16,6 +16,9 @@ Value: ms per plan (best of several runs).
 
 from __future__ import annotations
 
+import contextlib
+import io
+import itertools
 import os
 import random
 import sys
@@ -37,16 +40,32 @@ Action = tuple[str, tuple[str, ...]]
 class Case:
     """One problem, in the neutral form both planners and the simulator are built from."""
 
-    def __init__(self, label: str, objects: dict[str, list[str]], init: list[Fact],
-                 goal: list[Fact], tasks: list[Fact]) -> None:
-        self.label, self.objects, self.init, self.goal, self.tasks = label, objects, init, goal, tasks
+    def __init__(
+        self,
+        label: str,
+        objects: dict[str, list[str]],
+        init: list[Fact],
+        goal: list[Fact],
+        tasks: list[Fact],
+    ) -> None:
+        self.label, self.objects, self.init, self.goal, self.tasks = (
+            label,
+            objects,
+            init,
+            goal,
+            tasks,
+        )
 
     def axo(self, domain: Domain) -> PlanningProblem:
         text = [" ".join(f) for f in self.init]
-        return make_problem(domain, objects=self.objects, init=text,
-                            tasks=[" ".join(t) for t in self.tasks],
-                            goal=[" ".join(f) for f in self.goal],
-                            name="".join(ch if ch.isalnum() else "_" for ch in self.label))
+        return make_problem(
+            domain,
+            objects=self.objects,
+            init=text,
+            tasks=[" ".join(t) for t in self.tasks],
+            goal=[" ".join(f) for f in self.goal],
+            name="".join(ch if ch.isalnum() else "_" for ch in self.label),
+        )
 
 
 def _towers(names: list[str], rng: random.Random) -> list[list[str]]:
@@ -68,11 +87,11 @@ def blocks_case(n: int, seed: int = 7) -> Case:
     goal: list[Fact] = []
     for s in _towers(names, rng):
         init += [("ontable", s[0]), ("clear", s[-1])]
-        init += [("on", x, y) for y, x in zip(s, s[1:], strict=False)]
+        init += [("on", x, y) for y, x in itertools.pairwise(s)]
     for s in _towers(names, rng):
         init.append(("goal_ontable", s[0]))
         goal.append(("ontable", s[0]))
-        for y, x in zip(s, s[1:], strict=False):
+        for y, x in itertools.pairwise(s):
             init.append(("goal_on", x, y))
             goal.append(("on", x, y))
     return Case(f"blocks, {n} blocks", {"block": names}, init, goal, [("solve",)])
@@ -83,15 +102,19 @@ def logistics_case(cities: int, places: int, packages: int, planes: int, seed: i
     city = [f"c{i}" for i in range(cities)]
     airports = [f"ap{i}" for i in range(cities)]
     spots = [f"l{i}_{j}" for i in range(cities) for j in range(1, places)]
-    where = {**{a: c for a, c in zip(airports, city, strict=True)},
-             **{s: city[int(s[1:].split("_")[0])] for s in spots}}
+    where = {
+        **{a: c for a, c in zip(airports, city, strict=True)},
+        **{s: city[int(s[1:].split("_")[0])] for s in spots},
+    }
     trucks = [f"t{i}" for i in range(cities)]
     planes_ = [f"a{i}" for i in range(planes)]
     pkgs = [f"p{i}" for i in range(packages)]
     places_ = airports + spots
     init: list[Fact] = [("in_city", loc, c) for loc, c in where.items()]
-    init += [("at", t, airports[i] if i % 2 else rng.choice([s for s in places_ if where[s] == c]))
-             for i, (t, c) in enumerate(zip(trucks, city, strict=True))]
+    init += [
+        ("at", t, airports[i] if i % 2 else rng.choice([s for s in places_ if where[s] == c]))
+        for i, (t, c) in enumerate(zip(trucks, city, strict=True))
+    ]
     init += [("at", a, rng.choice(airports)) for a in planes_]
     goal: list[Fact] = []
     tasks: list[Fact] = []
@@ -100,8 +123,14 @@ def logistics_case(cities: int, places: int, packages: int, planes: int, seed: i
         init.append(("at", p, src))
         goal.append(("at", p, dest))
         tasks.append(("deliver", p, dest))
-    objects = {"package": pkgs, "truck": trucks, "airplane": planes_, "airport": airports,
-               "location": spots, "city": city}
+    objects = {
+        "package": pkgs,
+        "truck": trucks,
+        "airplane": planes_,
+        "airport": airports,
+        "location": spots,
+        "city": city,
+    }
     label = f"logistics, {cities} cities, {packages} pkgs"
     return Case(label, objects, init, goal, tasks)
 
@@ -109,19 +138,33 @@ def logistics_case(cities: int, places: int, packages: int, planes: int, seed: i
 # --- an independent simulator: its own operator table, plain sets ----------------------------
 
 _OPS: dict[str, Callable[..., tuple[set[Fact], set[Fact], set[Fact]]]] = {
-    "pickup": lambda b: ({("clear", b), ("ontable", b), ("handempty",)}, {("holding", b)},
-                         {("clear", b), ("ontable", b), ("handempty",)}),
-    "putdown": lambda b: ({("holding", b)}, {("ontable", b), ("clear", b), ("handempty",)},
-                          {("holding", b)}),
-    "stack": lambda b, c: ({("holding", b), ("clear", c)}, {("on", b, c), ("clear", b),
-                           ("handempty",)}, {("holding", b), ("clear", c)}),
-    "unstack": lambda b, c: ({("on", b, c), ("clear", b), ("handempty",)},
-                             {("holding", b), ("clear", c)},
-                             {("on", b, c), ("clear", b), ("handempty",)}),
-    "load": lambda p, v, l: ({("at", v, l), ("at", p, l)}, {("in", p, v)}, {("at", p, l)}),
-    "unload": lambda p, v, l: ({("at", v, l), ("in", p, v)}, {("at", p, l)}, {("in", p, v)}),
-    "drive": lambda t, a, b, c: ({("at", t, a), ("in_city", a, c), ("in_city", b, c)},
-                                 {("at", t, b)}, {("at", t, a)}),
+    "pickup": lambda b: (
+        {("clear", b), ("ontable", b), ("handempty",)},
+        {("holding", b)},
+        {("clear", b), ("ontable", b), ("handempty",)},
+    ),
+    "putdown": lambda b: (
+        {("holding", b)},
+        {("ontable", b), ("clear", b), ("handempty",)},
+        {("holding", b)},
+    ),
+    "stack": lambda b, c: (
+        {("holding", b), ("clear", c)},
+        {("on", b, c), ("clear", b), ("handempty",)},
+        {("holding", b), ("clear", c)},
+    ),
+    "unstack": lambda b, c: (
+        {("on", b, c), ("clear", b), ("handempty",)},
+        {("holding", b), ("clear", c)},
+        {("on", b, c), ("clear", b), ("handempty",)},
+    ),
+    "load": lambda p, v, at: ({("at", v, at), ("at", p, at)}, {("in", p, v)}, {("at", p, at)}),
+    "unload": lambda p, v, at: ({("at", v, at), ("in", p, v)}, {("at", p, at)}, {("in", p, v)}),
+    "drive": lambda t, a, b, c: (
+        {("at", t, a), ("in_city", a, c), ("in_city", b, c)},
+        {("at", t, b)},
+        {("at", t, a)},
+    ),
     "fly": lambda a, x, y: ({("at", a, x)}, {("at", a, y)}, {("at", a, x)}),
 }
 
@@ -148,7 +191,8 @@ def _gtpyhop() -> Any:
         os.environ.setdefault("GTPYHOP_QUIET", "true")
         import gtpyhop
 
-        gtpyhop.set_verbose_level(0)
+        with contextlib.redirect_stdout(io.StringIO()):  # it announces the change
+            gtpyhop.set_verbose_level(0)
         _GTPYHOP["module"] = gtpyhop
         _GTPYHOP["blocks"] = _gtpyhop_blocks(gtpyhop)
         _GTPYHOP["logistics"] = _gtpyhop_logistics(gtpyhop)
@@ -263,8 +307,12 @@ def _gtpyhop_logistics(gp: Any) -> Any:
             return []
         for t in s.trucks:
             if s.city[s.at[t]] == c:
-                return [("move_truck", t, a, c), ("load", p, t, a), ("move_truck", t, b, c),
-                        ("unload", p, t, b)]
+                return [
+                    ("move_truck", t, a, c),
+                    ("load", p, t, a),
+                    ("move_truck", t, b, c),
+                    ("unload", p, t, b),
+                ]
         return False
 
     def m_move_truck(s: Any, t: str, to: str, c: str) -> Any:
@@ -272,8 +320,12 @@ def _gtpyhop_logistics(gp: Any) -> Any:
 
     def m_fly_package(s: Any, p: str, a: str, b: str) -> Any:
         plane = s.planes[0]
-        return [("move_plane", plane, a), ("load", p, plane, a), ("move_plane", plane, b),
-                ("unload", p, plane, b)]
+        return [
+            ("move_plane", plane, a),
+            ("load", p, plane, a),
+            ("move_plane", plane, b),
+            ("unload", p, plane, b),
+        ]
 
     def m_move_plane(s: Any, a: str, to: str) -> Any:
         return [] if s.at[a] == to else [("fly", a, s.at[a], to)]
@@ -294,17 +346,26 @@ def gtpyhop_plan(case: Case) -> list[Action] | None:
         goal_pos.update({f[1]: f[2] for f in case.init if f[0] == "goal_on"})
         pos = {f[1]: "table" for f in case.init if f[0] == "ontable"}
         pos.update({f[1]: f[2] for f in case.init if f[0] == "on"})
-        state = gp.State("s", pos=pos, holding={"hand": False},
-                         clear={b: ("clear", b) in set(case.init) for b in pos})
+        state = gp.State(
+            "s",
+            pos=pos,
+            holding={"hand": False},
+            clear={b: ("clear", b) in set(case.init) for b in pos},
+        )
         goal = {b: goal_pos[b] for b in case.objects["block"]}
         todo: list[Any] = [("solve", goal)]
     else:
         gp.set_current_domain(_GTPYHOP["logistics"])
         city = {f[1]: f[2] for f in case.init if f[0] == "in_city"}
         state = gp.State(
-            "s", at={f[1]: f[2] for f in case.init if f[0] == "at"}, inside={}, city=city,
+            "s",
+            at={f[1]: f[2] for f in case.init if f[0] == "at"},
+            inside={},
+            city=city,
             airport={city[a]: a for a in case.objects["airport"]},
-            trucks=case.objects["truck"], planes=case.objects["airplane"])
+            trucks=case.objects["truck"],
+            planes=case.objects["airplane"],
+        )
         todo = [tuple(t) for t in case.tasks]
     plan = gp.find_plan(state, todo)
     return None if plan is False or plan is None else [(a[0], tuple(a[1:])) for a in plan]
@@ -332,21 +393,37 @@ def run(quick: bool) -> list[Measurement]:
         ours = [(a.name, a.args) for a in result.actions]
         simulate(case, ours)
         lengths = f"plan: {len(ours)} actions (GTPyhop {len(reference)})"
-        rows.append(Measurement(case=case.label, impl="GTPyhop 2.0.2", unit="ms/plan",
-                                value=best_of(lambda c=case: gtpyhop_plan(c), repeat=repeat) * 1e3,
-                                baseline=True, note=lengths))
+        rows.append(
+            Measurement(
+                case=case.label,
+                impl="GTPyhop 2.0.2",
+                unit="ms/plan",
+                value=best_of(lambda c=case: gtpyhop_plan(c), repeat=repeat) * 1e3,
+                baseline=True,
+                note=lengths,
+            )
+        )
         cold = best_of(lambda d=domain, p=problem: Planner(d).plan(p), repeat=repeat)
         planner = Planner(domain)
         planner.plan(problem)
         warm = best_of(lambda pl=planner, p=problem: pl.plan(p), repeat=repeat)
-        g = planner.ground(problem)
-        tasks, methods, ops = g.counts
-        rows.append(Measurement(case=case.label, impl="axo, grounding + search", unit="ms/plan",
-                                value=cold * 1e3,
-                                note=f"{tasks} ground tasks, {methods} method and {ops} operator "
-                                f"groundings, {g.n_slots - 3} facts"))
-        rows.append(Measurement(case=case.label, impl="axo, grounding cached", unit="ms/plan",
-                                value=warm * 1e3))
+        stats = planner.statistics()
+        rows.append(
+            Measurement(
+                case=case.label,
+                impl="axo, grounding + search",
+                unit="ms/plan",
+                value=cold * 1e3,
+                note=f"{stats.ground_tasks} ground tasks, {stats.method_groundings} "
+                f"method and {stats.operator_groundings} operator groundings, "
+                f"{stats.facts} facts",
+            )
+        )
+        rows.append(
+            Measurement(
+                case=case.label, impl="axo, grounding cached", unit="ms/plan", value=warm * 1e3
+            )
+        )
     return rows
 
 

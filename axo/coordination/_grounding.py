@@ -27,6 +27,7 @@ import numpy as np
 from axo.coordination._numbering import (
     EMPTY,
     BoolArray,
+    Describer,
     Facts,
     IdMap,
     IdSet,
@@ -38,32 +39,11 @@ from axo.coordination.domain import Atom, Call, Domain, Parameter, PlanningProbl
 from axo.errors import UsageError
 
 MAX_ROWS = 20_000_000  # bindings one grounding step may hold before we call it a blow-up
+# Waves of the reachability fixpoint that rows bound by a whole static relation wait before
+# going in anyway: some facts become reachable one step per wave (blocks world: a tower level),
+# and precision is not worth dozens of waves. Rows that enumerate a type wait to the end.
+PATIENCE = 8
 _PAD_TRUE, _PAD_FALSE, _PAD_SCRATCH = -1, -2, -3  # stand-ins for the fixed slots
-
-
-@dataclass
-class Describer:
-    """Turns ids back into names, for plans, frontiers and failure messages."""
-
-    facts: Facts
-    slot_ids: IntArray  # dense fact id of each fact slot
-    static: frozenset[Atom]
-    keys: TaskKeys
-
-    def task(self, gid: int) -> Call:
-        name, args = self.keys.describe(gid)
-        return Call(name, tuple(args))
-
-    def state(self, state: BoolArray) -> frozenset[Atom]:
-        on = np.flatnonzero(state[: len(self.slot_ids)])
-        return self.static | {self.facts.decode(int(self.slot_ids[s])) for s in on}
-
-    def condition(self, index: int) -> str:
-        """A requirement (an index into the doubled state) as text."""
-        n, size = len(self.slot_ids), len(self.slot_ids) + 3
-        slot, negated = (index - size, True) if index >= size else (index, False)
-        text = str(self.facts.decode(int(self.slot_ids[slot]))) if slot < n else "a static fact"
-        return f"not {text}" if negated else text
 
 
 @dataclass
@@ -86,6 +66,7 @@ class Grounding:
     internal_ops: frozenset[str]
     impossible_goal: tuple[Atom, ...]
     describe: Describer
+    undecomposable: int  # compound ground tasks with no method grounding at all
     calls: dict[int, Call] = field(default_factory=dict)  # operator grounding -> its action
 
     def action(self, op: int) -> Call:
@@ -98,6 +79,11 @@ class Grounding:
     def counts(self) -> tuple[int, int, int]:
         """(ground tasks, method groundings, operator groundings)."""
         return len(self.task_op), len(self.method_req), len(self.op_req)
+
+    @property
+    def facts(self) -> int:
+        """How many facts can ever hold (the state vector's fact slots)."""
+        return len(self.describe.slot_ids)
 
 
 class _Table:
@@ -134,9 +120,14 @@ class _Rows:
     neg: IntArray
     subs: list[tuple[str, IntArray]]  # (callee, args) per subtask; interned when active
     sub_ids: IntArray | None = None
+    gate: IntArray | None = None  # the facts it waits for (``pre`` less free facts)
+    patient: bool = True  # waits for them however many waves it takes
+    needs: tuple[str, ...] = ()  # the predicates of ``gate``
+    seen: int = -1  # how much they had grown when last checked
 
     def split(self, mask: BoolArray) -> _Rows:
         """Keep rows where ``mask`` is false; return those where it is true."""
+        assert self.gate is not None
         out = _Rows(
             self.method,
             self.gids[mask],
@@ -146,6 +137,8 @@ class _Rows:
             [(c, a[mask]) for c, a in self.subs],
         )
         keep = ~mask
+        self.gate = self.gate[keep]
+        out.patient, out.needs = self.patient, self.needs
         self.gids, self.rank, self.pre, self.neg = (
             self.gids[keep],
             self.rank[keep],
@@ -168,6 +161,15 @@ class _Ops:
     add: IntArray
     delete: IntArray
     ready: BoolArray
+    adds: tuple[str, ...] = ()  # predicates of the dynamic add effects
+    needs: tuple[str, ...] = ()  # predicates of the dynamic preconditions
+    seen: int = -1
+
+    def extend(self, more: _Ops) -> None:
+        """Append another batch of the same operator (to be checked again)."""
+        for name in ("gids", "possible", "pre", "neg", "add", "delete", "ready"):
+            setattr(self, name, np.concatenate([getattr(self, name), getattr(more, name)]))
+        self.seen = -1
 
 
 class Grounder:
@@ -203,6 +205,18 @@ class Grounder:
         self.waiting: list[_Rows] = []
         self.active: list[_Rows] = []
         self.ops: list[_Ops] = []
+        self.op_index: dict[str, _Ops] = {}
+        self.waves = 0
+        self.grew: dict[str, int] = {}  # per predicate: how many times its facts grew
+        # Facts an operator with no positive precondition adds can hold as soon as the operator
+        # is reached; rows do not wait for them (else a chain such as blocks world's "done",
+        # made true a tower level at a time, would take one wave per level).
+        self.free = {
+            a.predicate
+            for op in domain.operators.values()
+            if not any(p.predicate not in self.static for p in op.preconditions)
+            for a in op.add
+        }
 
     def intern(self, name: str, args: IntArray) -> IntArray:
         ids, new_ids, new_args = self.keys.intern(name, args)
@@ -266,11 +280,12 @@ class Grounder:
         gids: IntArray,
         args: IntArray,
         what: str,
-    ) -> tuple[_Table, bool]:
+    ) -> tuple[_Table, dict[str, int]]:
         """All bindings of ``extra`` for each row of ``args`` that pass the static checks.
 
-        Also says whether some parameter had to be enumerated over its whole type (no static
-        fact bound it): only such rows multiply, so only they wait for reachability.
+        Also says which parameters were *listed* rather than pinned down: 1 when bound by a join
+        that lists a whole static relation (nothing bound to key it on), 2 when enumerated over
+        their type. Parameters bound by the task or by a keyed join are not listed.
         """
         values = np.zeros((len(gids), len(fixed) + len(extra)), np.int64)
         values[:, : len(fixed)] = args
@@ -280,7 +295,7 @@ class Grounder:
         done = [False] * len(checks)
         bound = {p.name for p in fixed}
         unbound = [p.name for p in extra]
-        enumerated = False
+        listed: dict[str, int] = {}
 
         def filter_ready() -> None:
             for i, (atom, positive) in enumerate(checks):
@@ -298,11 +313,13 @@ class Grounder:
             ]
             atom = max(joins, key=lambda j: (j[0], j[1]))[2] if joins else None
             if atom is not None and self._join(table, atom, bound, what):
+                if not any(t in bound for t in atom.args):
+                    listed.update((t, 1) for t in atom.args if t in unbound)
                 bound.update(t for t in atom.args if t in unbound)
             else:
                 self._expand(table, unbound[0], what)
                 bound.add(unbound[0])
-                enumerated = True
+                listed[unbound[0]] = 2
             unbound = [v for v in unbound if v not in bound]
             filter_ready()
         if extra:
@@ -310,7 +327,7 @@ class Grounder:
                 table.values[:, j] for j in range(table.values.shape[1] - 1, len(fixed) - 1, -1)
             ]
             table.take(np.lexsort([*cols, table.gids]))
-        return table, enumerated
+        return table, listed
 
     def _dynamic(self, atoms: Sequence[Atom], table: _Table) -> IntArray:
         """Dense ids of the non-static ``atoms`` for each row: [rows, len]."""
@@ -328,7 +345,7 @@ class Grounder:
         task = self.domain.tasks[name]
         for mi, method in enumerate(task.methods):
             what = f"method '{method.name}' of task '{name}'"
-            table, enumerated = self.bind(
+            table, listed = self.bind(
                 task.parameters,
                 method.parameters,
                 method.preconditions,
@@ -347,7 +364,21 @@ class Grounder:
                 self._dynamic(method.negative_preconditions, table),
                 [(c.name, table.matrix(c.args, self.objects)) for c in method.subtasks],
             )
-            if enumerated:
+            # Wait for the facts that tie a listed parameter to a pinned-down term (on ?x ?y
+            # with ?x given, at ?p ?src with ?p given): those prune; facts about a listed
+            # parameter alone (clear ?x) rarely do, and waiting for them costs waves.
+            gated = [
+                a
+                for a in method.preconditions
+                if a.predicate not in self.static
+                and a.predicate not in self.free
+                and any(t in listed for t in a.args)
+                and any(t not in listed for t in a.args)
+            ]
+            if gated:
+                rows.gate = self._dynamic(gated, table)
+                rows.patient = any(listed[t] == 2 for a in gated for t in a.args if t in listed)
+                rows.needs = tuple({a.predicate for a in gated})
                 self.waiting.append(rows)
             else:
                 self._activate(rows)
@@ -362,18 +393,23 @@ class Grounder:
         for atom in op.negative_preconditions:
             if atom.predicate in self.static:
                 possible &= ~self._holds(atom, table)
-        self.ops.append(
-            _Ops(
-                name,
-                gids,
-                possible,
-                self._dynamic(op.preconditions, table),
-                self._dynamic(op.negative_preconditions, table),
-                self._dynamic(op.add, table),
-                self._dynamic(op.delete, table),
-                np.zeros(len(gids), bool),
-            )
+        batch = _Ops(
+            name,
+            gids,
+            possible,
+            self._dynamic(op.preconditions, table),
+            self._dynamic(op.negative_preconditions, table),
+            self._dynamic(op.add, table),
+            self._dynamic(op.delete, table),
+            np.zeros(len(gids), bool),
+            adds=tuple({a.predicate for a in op.add}),
+            needs=tuple({a.predicate for a in op.preconditions if a.predicate not in self.static}),
         )
+        if name in self.op_index:
+            self.op_index[name].extend(batch)
+        else:
+            self.op_index[name] = batch
+            self.ops.append(batch)
 
     def _activate(self, rows: _Rows) -> None:
         subs = [self.intern(callee, a) for callee, a in rows.subs]
@@ -381,20 +417,46 @@ class Grounder:
         rows.sub_ids = np.stack(subs, axis=1) if subs else np.zeros((n, 0), np.int64)
         self.active.append(rows)
 
+    def _grown(self, needs: tuple[str, ...]) -> int:
+        return sum(self.grew.get(p, 0) for p in needs)
+
     def _wave(self) -> bool:
-        """Mark operators that can apply, then activate method rows; True if anything moved."""
+        """Mark operators that can apply, then activate method rows; True if anything moved.
+
+        A chunk is looked at again only when a predicate it waits on has gained facts.
+        """
         moved, grew = False, True
         while grew:
             grew = False
             for ops in self.ops:
-                can = ~ops.ready & ops.possible & _all_columns(self.reach.contains(ops.pre))
+                now = self._grown(ops.needs)
+                if now == ops.seen:
+                    continue
+                ops.seen = now
+                open_rows = ops.possible & ~ops.ready
+                if not open_rows.any():
+                    continue
+                can = open_rows & _all_columns(self.reach.contains(ops.pre))
                 if can.any():
                     ops.ready |= can
                     self.reach.add(ops.add[can].ravel())
+                    for pred in ops.adds:
+                        self.grew[pred] = self.grew.get(pred, 0) + 1
                     grew = moved = True
+        self.waves += 1
         still: list[_Rows] = []
         for rows in self.waiting:
-            can = _all_columns(self.reach.contains(rows.pre))
+            assert rows.gate is not None
+            if not rows.patient and self.waves > PATIENCE:
+                self._activate(rows)
+                moved = True
+                continue
+            now = self._grown(rows.needs)
+            if now == rows.seen:
+                still.append(rows)
+                continue
+            rows.seen = now
+            can = _all_columns(self.reach.contains(rows.gate))
             if can.any():
                 self._activate(rows.split(can) if not can.all() else rows)
                 moved = True
@@ -506,6 +568,7 @@ class Grounder:
             op_task=op_task,
             internal_ops=frozenset(k for k, o in self.domain.operators.items() if o.internal),
             impossible_goal=tuple(impossible),
+            undecomposable=int(np.count_nonzero((task_op < 0) & (lo == hi))),
             describe=Describer(self.facts, facts, self.static_atoms, self.keys),
         )
 

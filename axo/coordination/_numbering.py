@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
-from axo.coordination.domain import ROOT_TYPE, Atom, Domain, Parameter, PlanningProblem
+from axo.coordination.domain import ROOT_TYPE, Atom, Call, Domain, Parameter, PlanningProblem
 from axo.errors import UsageError
 
 IntArray = NDArray[np.int64]
@@ -180,3 +181,28 @@ class TaskKeys:
         i = bisect.bisect_right(self.chunks, gid, key=lambda c: c[0]) - 1
         start, name, args = self.chunks[i]
         return name, [self.objects.names[int(o)] for o in args[gid - start]]
+
+
+@dataclass
+class Describer:
+    """Turns ids back into names, for plans, frontiers and failure messages."""
+
+    facts: Facts
+    slot_ids: IntArray  # dense fact id of each fact slot
+    static: frozenset[Atom]
+    keys: TaskKeys
+
+    def task(self, gid: int) -> Call:
+        name, args = self.keys.describe(gid)
+        return Call(name, tuple(args))
+
+    def state(self, state: BoolArray) -> frozenset[Atom]:
+        on = np.flatnonzero(state[: len(self.slot_ids)])
+        return self.static | {self.facts.decode(int(self.slot_ids[s])) for s in on}
+
+    def condition(self, index: int) -> str:
+        """A requirement (an index into the doubled state) as text."""
+        n, size = len(self.slot_ids), len(self.slot_ids) + 3
+        slot, negated = (index - size, True) if index >= size else (index, False)
+        text = str(self.facts.decode(int(self.slot_ids[slot]))) if slot < n else "a static fact"
+        return f"not {text}" if negated else text

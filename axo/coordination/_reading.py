@@ -17,12 +17,12 @@ from axo.coordination.domain import (
     ROOT_TYPE,
     Atom,
     Call,
+    CompoundTask,
     Domain,
     Method,
     Operator,
     Parameter,
     PlanningProblem,
-    Task,
 )
 from axo.errors import ConfigError, Problem
 from axo.yamlsource import PathKey, Source, render_path
@@ -86,7 +86,7 @@ class _Checker:
 
     def raise_if_any(self) -> None:
         if self.problems:
-            raise ConfigError(self.problems)
+            raise ConfigError(sorted(self.problems, key=lambda p: (p.line is None, p.line or 0)))
 
     def mapping(self, value: object, path: PathKey, want: str) -> dict[str, Any]:
         if value is None:
@@ -214,11 +214,12 @@ def _terms(
     """Check arity, binding and types of ``args`` against ``expected`` parameter types."""
     if len(args) != len(expected):
         want = f"({', '.join(expected)})" if expected else "no arguments"
+        shape = tuple(f"<{t}>" if scope.ground else f"?{t}" for t in expected)
         c.add(
             path,
             f"{kind} '{name}' takes {len(expected)} argument"
             f"{'' if len(expected) == 1 else 's'} {want}, got {len(args)}",
-            f"write {_show(name, tuple(f'?{t}' for t in expected))}",
+            f"write {_show(name, shape)}",
         )
         return False
     ok = True
@@ -436,7 +437,9 @@ def _operator(
     return Operator(name, params, pre, neg, add, delete, internal)
 
 
-def _method(c: _Checker, value: object, path: PathKey, task: Task, stub: Domain) -> Method | None:
+def _method(
+    c: _Checker, value: object, path: PathKey, task: CompoundTask, stub: Domain
+) -> Method | None:
     data = c.mapping(value, path, "a method (name, parameters, preconditions, subtasks)")
     c.keys(data, path, ("name", "parameters", "preconditions", "subtasks"), ("name",))
     name = c.name(data["name"], (*path, "name"), "a method name") if "name" in data else None
@@ -484,12 +487,12 @@ def read_domain(source: Source) -> Domain:
         tuple(constants),
         predicates,
         {k: Operator(k, p) for (s, k), p in sigs.items() if s == "operators"},
-        {k: Task(k, p) for (s, k), p in sigs.items() if s == "tasks"},
+        {k: CompoundTask(k, p) for (s, k), p in sigs.items() if s == "tasks"},
     )
     operators = {
         k: _operator(c, k, raw_ops[k], stub.operators[k].parameters, stub) for k in stub.operators
     }
-    tasks: dict[str, Task] = {}
+    tasks: dict[str, CompoundTask] = {}
     for key, task in stub.tasks.items():
         body = c.mapping(raw_tasks[key], ("tasks", key), "a task (parameters, methods)")
         c.keys(body, ("tasks", key), ("parameters", "methods"))

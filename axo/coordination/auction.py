@@ -18,12 +18,13 @@ The rule, exactly (``tests/coordination/reference.py`` implements it as a plain 
 How it is fast. Agent state lives in numpy arrays that auctions update in place. Capabilities
 are bit-packed twice: per agent (``uint64`` words over capabilities, any number of them) and per
 capability (``uint64`` words over agents), so the agents able to take each task — all tasks at
-once, task-major — are a few word-wise ANDs, and their number one popcount. Tasks few agents can
-take scan those agents. For the others, agents are ranked by score once per *round*; since a
-score only ever falls, the first capable, eligible agent in that ranking that has not won since
-the round began is the winner, unless an agent that has won since scores higher, and those few
-are checked one by one. A task that runs off the end of its prefix of the ranking is settled
-over all its capable agents with numpy, and a few of those start a new round.
+once, task-major — are a few word-wise ANDs, and their number one popcount. Then each task walks
+a list of its capable agents in order of score: scores only fall, so the first eligible agent
+whose score has not fallen since the list was ordered wins, unless an agent that has won since
+still scores higher, and those are compared as they come. Tasks few agents can take get the
+whole list, ordered as the auction starts; the others get the capable agents among the top
+scorers, re-ranked every few hundred tasks, and fall back to numpy over all their capable agents
+when that prefix runs out.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, repeat
 from operator import attrgetter
 
 import numpy as np
@@ -41,7 +42,7 @@ from numpy.typing import NDArray
 from axo.errors import UsageError
 
 _RARE = 48  # tasks at most this many agents can take scan them all
-_PREFIX = 512  # agents per round's ranking
+_PREFIX = 256  # agents per round's ranking
 _WINDOW = 256  # common tasks per round
 _FALLBACKS = 8  # full evaluations that start a new round
 
@@ -87,11 +88,17 @@ class Unassigned:
 
 @dataclass(frozen=True)
 class AuctionResult:
-    """The outcome: ``winners[i]`` is the agent index for task ``i``, or -1."""
+    """The outcome: ``winners[i]`` is the agent index for task ``i`` (-1: nobody), ``scores[i]``
+    the winning bid. ``awards`` and ``unassigned`` are built when first asked for."""
 
     winners: NDArray[np.int64]
     scores: NDArray[np.float64]
-    unassigned: tuple[Unassigned, ...]
+    _tasks: _Tasks = field(repr=False, compare=False)
+
+    @property
+    def unassigned(self) -> tuple[Unassigned, ...]:
+        enc = self._tasks
+        return tuple(Unassigned(t, enc.why(t)) for t in np.flatnonzero(self.winners < 0).tolist())
 
     @property
     def awards(self) -> tuple[Award, ...]:
@@ -126,13 +133,25 @@ class _Tasks:
 
     capable: NDArray[np.uint64]  # [tasks, agent words]
     count: NDArray[np.int64]  # capable agents per task
-    unknown: list[str | None]  # a required capability no agent has
+    unknown: dict[int, str]  # task -> a required capability no agent has
     tokens: list[float]
     load: list[float]
     rare: list[bool]
-    rare_ptr: list[int]  # rare task t: its capable agents are rare_agents[ptr[t]:ptr[t+1]]
+    rare_ptr: list[int]  # rare task t: its capable agents, best score first, are
+    # rare_agents[ptr[t]:ptr[t+1]] (scores as the auction began)
     rare_agents: list[int]
     common: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def why(self, t: int) -> str:
+        """Why nobody could take task ``t``."""
+        if t in self.unknown:
+            return f"no agent has capability {self.unknown[t]!r}"
+        if self.count[t] == 0:
+            return "no agent has all the required capabilities"
+        return (
+            f"all {self.count[t]} capable agents lack budget ({self.tokens[t]:g} tokens) "
+            f"or capacity ({self.load[t]:g} load)"
+        )
 
 
 class Auctioneer:
@@ -225,81 +244,104 @@ class Auctioneer:
     # --- the auction -----------------------------------------------------------------------
 
     def auction(self, tasks: Sequence[Task]) -> AuctionResult:
-        """Auction ``tasks`` in order, updating the winners' load and budget as it goes."""
+        """Auction ``tasks`` in order, updating the winners' load and budget as it goes.
+
+        Raises:
+            UsageError: a task has negative tokens or load.
+        """
         start = time.perf_counter()
         enc = self._encode(tasks)
         winners, scores = _Run(self, enc).run()
-        unassigned = tuple(
-            Unassigned(t, self._why(enc, t)) for t in np.flatnonzero(winners < 0).tolist()
-        )
+        missed = int(np.count_nonzero(winners < 0))
         s = self._stats
         s["auctions"] += 1
         s["tasks"] += len(tasks)
-        s["unassigned"] += len(unassigned)
-        s["awarded"] += len(tasks) - len(unassigned)
+        s["unassigned"] += missed
+        s["awarded"] += len(tasks) - missed
         s["seconds"] += time.perf_counter() - start
-        return AuctionResult(winners, scores, unassigned)
-
-    def _why(self, enc: _Tasks, t: int) -> str:
-        if enc.unknown[t] is not None:
-            return f"no agent has capability {enc.unknown[t]!r}"
-        if enc.count[t] == 0:
-            return "no agent has all the required capabilities"
-        return (
-            f"all {enc.count[t]} capable agents lack budget ({enc.tokens[t]:g} tokens) "
-            f"or capacity ({enc.load[t]:g} load)"
-        )
+        return AuctionResult(winners, scores, enc)
 
     def _encode(self, tasks: Sequence[Task]) -> _Tasks:
         n_tasks = len(tasks)
         pad = len(self._by_cap) - 1
-        cache: dict[frozenset[str], tuple[int, ...]] = {}
-        unknown: list[str | None] = [None] * n_tasks
-        index = self._capability
-        reqs = []
-        for t, need in enumerate(map(attrgetter("requires"), tasks)):
-            idx = cache.get(need)
-            if idx is None:
-                idx = cache[need] = tuple(index.get(c, -1) for c in sorted(need))
-            if -1 in idx:
-                unknown[t] = next(c for c in sorted(need) if c not in index)
-            reqs.append(idx)
-        lens = np.fromiter(map(len, reqs), np.int64, n_tasks)
+        needs = list(map(attrgetter("requires"), tasks))
+        lens = np.fromiter(map(len, needs), np.int64, n_tasks)
         width = max(1, int(lens.max()) if n_tasks else 1)
+        names = chain.from_iterable(needs)  # unknown capabilities become -1
+        flat = np.fromiter(map(self._capability.get, names, repeat(-1)), np.int64, int(lens.sum()))
         need_idx = np.full((n_tasks, width), pad, np.int64)
-        flat = np.fromiter(chain.from_iterable(reqs), np.int64, int(lens.sum()))
         rows = np.repeat(np.arange(n_tasks), lens)
         need_idx[rows, np.arange(len(flat)) - np.repeat(np.cumsum(lens) - lens, lens)] = flat
-        need_idx[need_idx < 0] = pad
         capable = self._by_cap[need_idx[:, 0]]
         for k in range(1, width):
             capable &= self._by_cap[need_idx[:, k]]
-        capable[[u is not None for u in unknown]] = 0
+        unknown = {
+            int(t): min(c for c in needs[t] if c not in self._capability)
+            for t in np.unique(rows[flat < 0]).tolist()
+        }
+        if unknown:
+            capable[list(unknown)] = 0
         count = np.bitwise_count(capable).sum(axis=1, dtype=np.int64)
         rare = count <= _RARE
-        # capable agents of rare tasks, in agent order: unpack only their non-zero words
+        # agents able to take each rare task: the set bits of its non-zero words
         rr = np.flatnonzero(rare)
         sub = capable[rr]
-        ri, wi = np.nonzero(sub)
-        bits = np.unpackbits(sub[ri, wi].view(np.uint8).reshape(-1, 8), axis=1, bitorder="little")
-        bi, bj = np.nonzero(bits)
+        nz = np.flatnonzero(sub)
+        owner, agents = _set_bits(sub.ravel()[nz], nz)
+        owner, agents = rr[owner // sub.shape[1]], agents + (owner % sub.shape[1]) * 64
+        # best bid first (ties: lowest index); a (task, agent) pair occurs once, so one key
+        n_agents = len(self._score)
+        by_bid = np.argsort(-self._score, kind="stable")
+        rank = np.empty(n_agents, np.int64)
+        rank[by_bid] = np.arange(n_agents)
+        agents = by_bid[np.sort(owner * n_agents + rank[agents]) % max(n_agents, 1)]
         ptr = np.zeros(n_tasks + 1, np.int64)
-        ptr[1:] = np.cumsum(np.bincount(rr[ri[bi]], minlength=n_tasks))
+        ptr[1:] = np.cumsum(np.bincount(owner, minlength=n_tasks))
+        tokens = list(map(float, map(attrgetter("tokens"), tasks)))
+        load = list(map(float, map(attrgetter("load"), tasks)))
+        if not (np.greater_equal(tokens, 0).all() and np.greater_equal(load, 0).all()):  # NaN too
+            raise UsageError("a task's tokens and load must not be negative")
         return _Tasks(
             capable=capable,
             count=count,
             unknown=unknown,
-            tokens=list(map(float, map(attrgetter("tokens"), tasks))),
-            load=list(map(float, map(attrgetter("load"), tasks))),
+            tokens=tokens,
+            load=load,
             rare=rare.tolist(),
             rare_ptr=ptr.tolist(),
-            rare_agents=(wi[bi] * 64 + bj).tolist(),
+            rare_agents=agents.tolist(),
             common=np.flatnonzero(~rare),
         )
 
 
+def _set_bits(
+    words: NDArray[np.uint64], where: NDArray[np.int64]
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """For each set bit of each word: (``where`` of its word, bit position), lowest bit first."""
+    owners, bits = [], []
+    left, at = words.copy(), where
+    one = np.uint64(1)
+    while len(left):
+        low = left & (~left + one)  # the lowest set bit alone
+        owners.append(at)
+        bits.append(np.log2(low.astype(np.float64)).astype(np.int64))  # exact: a power of two
+        left = left ^ low
+        keep = left != 0
+        left, at = left[keep], at[keep]
+    if not owners:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(owners), np.concatenate(bits)
+
+
 class _Run:
-    """One auction over encoded tasks; mutates the auctioneer's arrays as awards are made."""
+    """One auction over encoded tasks; updates the auctioneer's arrays as it awards.
+
+    Candidate lists are in order of score as of some moment (the auction's start for rare
+    tasks, the round's start for the others). Walking one, the first eligible agent whose score
+    has not fallen since that moment settles the task: every agent after it scored at most as
+    much then, and scores only fall. Agents whose score has fallen are compared on their
+    current score until then.
+    """
 
     def __init__(self, auctioneer: Auctioneer, enc: _Tasks) -> None:
         self.a = auctioneer
@@ -309,13 +351,24 @@ class _Run:
         self.capacity = auctioneer._capacity.tolist()
         self.initial = auctioneer._initial.tolist()
         self.score = auctioneer._score.tolist()
-        self.rounds = self.fallbacks = self.scanned = 0
+        self.unsynced: set[int] = set()  # agents whose arrays lag the lists above
+        self.rounds = self.fallbacks = 0
+
+    def _sync(self) -> None:
+        """Write the awards made so far into the auctioneer's arrays."""
+        if self.unsynced:
+            idx = list(self.unsynced)
+            a = self.a
+            a._load[idx] = [self.load[i] for i in idx]
+            a._budget[idx] = [self.budget[i] for i in idx]
+            a._score[idx] = [self.score[i] for i in idx]
+            self.unsynced.clear()
 
     def _rank(self, start: int) -> tuple[list[int], list[int], int]:
-        """A round: the top agents by score, and for the next common tasks the capable ones
-        among them in rank order (agent lists, row pointers, first common position)."""
-        a, enc = self.a, self.enc
-        score = a._score
+        """A round: the top agents by score now and, for the next common tasks, the capable
+        ones among them in that order (agent lists, row pointers, how many were ranked)."""
+        self._sync()
+        score, enc = self.a._score, self.enc
         n = len(score)
         size = min(n, _PREFIX)
         if size < n:
@@ -325,10 +378,8 @@ class _Run:
             cand = np.arange(n)
         top = cand[np.lexsort((cand, -score[cand]))][:size]
         tasks = enc.common[start : start + _WINDOW]
-        shift = (top & 63).astype(np.uint64)
-        hit = (enc.capable[tasks][:, top >> 6] >> shift) & np.uint64(1)
-        flat = np.flatnonzero(hit.ravel())
-        rows, cols = np.divmod(flat, size)
+        bits = np.unpackbits(enc.capable[tasks].view(np.uint8), axis=1, bitorder="little")
+        rows, cols = np.divmod(np.flatnonzero(bits[:, top].ravel()), size)
         ptr = np.zeros(len(tasks) + 1, np.int64)
         ptr[1:] = np.cumsum(np.bincount(rows, minlength=len(tasks)))
         self.rounds += 1
@@ -336,12 +387,10 @@ class _Run:
 
     def _settle(self, t: int, tokens: float, load: float) -> int:
         """Exact winner of task ``t`` over all its capable agents, with numpy."""
+        self._sync()
         a = self.a
         words = self.enc.capable[t]
-        nz = np.flatnonzero(words)
-        bits = np.unpackbits(words[nz].view(np.uint8).reshape(-1, 8), axis=1, bitorder="little")
-        i, j = np.nonzero(bits)
-        cand = nz[i] * 64 + j
+        cand = np.flatnonzero(np.unpackbits(words.view(np.uint8), bitorder="little"))
         ok = (a._budget[cand] >= tokens) & (a._load[cand] + load <= a._capacity[cand])
         masked = np.where(ok, a._score[cand], -np.inf)
         k = int(masked.argmax()) if len(cand) else 0
@@ -351,67 +400,62 @@ class _Run:
     def run(self) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
         a, enc = self.a, self.enc
         w_load, w_budget = a._w
-        load_l, budget_l, cap_l, init_l, score_l = (
-            self.load,
-            self.budget,
-            self.capacity,
-            self.initial,
-            self.score,
-        )
-        load_a, budget_a, score_a = a._load, a._budget, a._score
-        n_tasks = len(enc.tokens)
+        load_l, budget_l, cap_l, init_l = self.load, self.budget, self.capacity, self.initial
+        score_l, unsynced = self.score, self.unsynced
+        tokens_l, loads_l = enc.tokens, enc.load
+        n_agents, n_tasks = len(score_l), len(tokens_l)
         winners = [-1] * n_tasks
         won = [0.0] * n_tasks
         rare, rare_ptr, rare_agents = enc.rare, enc.rare_ptr, enc.rare_agents
         n_common = len(enc.common)
-        common_pos = 0  # how many common tasks have been auctioned
+        common_pos = 0  # common tasks auctioned so far
         round_end = -1
         lists: list[int] = []
         ptr: list[int] = []
-        base = size = 0
-        fallbacks = 0
-        changed: set[int] = set()  # agents whose score fell since the round's ranking
-        scanned = 0
+        base = size = fallbacks = scanned = 0
+        since_start: set[int] = set()  # agents whose score fell since the auction began
+        since_round: set[int] = set()  # ... since the current round's ranking
         for t in range(n_tasks):
-            tokens, load = enc.tokens[t], enc.load[t]
+            tokens, load = tokens_l[t], loads_l[t]
             best, best_score = -1, -math.inf
             if rare[t]:
-                for i in rare_agents[rare_ptr[t] : rare_ptr[t + 1]]:
-                    if budget_l[i] >= tokens and load_l[i] + load <= cap_l[i]:
-                        s = score_l[i]
-                        if s > best_score:
-                            best, best_score = i, s
-                scanned += rare_ptr[t + 1] - rare_ptr[t]
+                cands = rare_agents[rare_ptr[t] : rare_ptr[t + 1]]
+                changed, complete = since_start, True
             else:
                 if common_pos >= round_end or fallbacks >= _FALLBACKS:
                     lists, ptr, size = self._rank(common_pos)
                     base, round_end = common_pos, min(n_common, common_pos + _WINDOW)
-                    changed, fallbacks = set(), 0
+                    since_round, fallbacks = set(), 0
                 j = common_pos - base
                 common_pos += 1
-                settled = False
-                for i in lists[ptr[j] : ptr[j + 1]]:
-                    scanned += 1
-                    if budget_l[i] >= tokens and load_l[i] + load <= cap_l[i]:
-                        s = score_l[i]
-                        if s > best_score or (s == best_score and i < best):
-                            best, best_score = i, s
-                        if i not in changed:
-                            settled = True  # nobody after it in the ranking can beat it
-                            break
-                if not settled and size < len(score_l):
-                    best = self._settle(t, tokens, load)
-                    best_score = score_l[best] if best >= 0 else -math.inf
-                    fallbacks += 1
+                cands = lists[ptr[j] : ptr[j + 1]]
+                changed, complete = since_round, size >= n_agents
+            settled = False
+            for i in cands:
+                scanned += 1
+                if budget_l[i] >= tokens and load_l[i] + load <= cap_l[i]:
+                    s = score_l[i]
+                    if s > best_score or (s == best_score and i < best):
+                        best, best_score = i, s
+                    if i not in changed:
+                        settled = True
+                        break
+            if not settled and not complete:
+                best = self._settle(t, tokens, load)
+                best_score = score_l[best] if best >= 0 else -math.inf
+                fallbacks += 1
             if best >= 0:
                 new_load = load_l[best] + load
                 new_budget = budget_l[best] - tokens
-                s = w_load * (1.0 - new_load / cap_l[best]) + w_budget * (new_budget / init_l[best])
-                load_l[best], budget_l[best], score_l[best] = new_load, new_budget, s
-                load_a[best], budget_a[best], score_a[best] = new_load, new_budget, s
-                changed.add(best)
+                load_l[best], budget_l[best] = new_load, new_budget
+                score_l[best] = w_load * (1.0 - new_load / cap_l[best]) + w_budget * (
+                    new_budget / init_l[best]
+                )
+                since_start.add(best)
+                since_round.add(best)
+                unsynced.add(best)
                 winners[t], won[t] = best, best_score
-        self.scanned = scanned
+        self._sync()
         stats = a._stats
         stats["rounds"] += self.rounds
         stats["fallbacks"] += self.fallbacks

@@ -2,9 +2,10 @@
 
 This module knows the shape of a domain (typed objects, predicates, primitive operators, compound
 tasks with ordered methods) and of a problem (objects, initial facts, a task list, an optional
-goal), and every mistake a user can make in them: each one becomes a ``Problem`` with the file,
-line, ``$.path``, what is wrong and how to fix it, all reported at once in one ``ConfigError``.
-It knows nothing about grounding or search (``axo.coordination.htn``).
+goal), and every mistake a user can make in them: each one becomes an ``axo.errors.Problem`` with
+the file, line, ``$.path``, what is wrong and how to fix it, all reported at once in one
+``ConfigError`` (the readers are in ``_reading``). It knows nothing about grounding or search
+(``axo.coordination.htn``).
 
 Syntax, the same everywhere (facts, preconditions, effects, subtasks, task lists)::
 
@@ -96,7 +97,7 @@ class Method:
 
 
 @dataclass(frozen=True, slots=True)
-class Task:
+class CompoundTask:
     """A compound task and its methods, tried in order."""
 
     name: str
@@ -119,7 +120,7 @@ class Domain:
     constants: tuple[tuple[str, str], ...]
     predicates: Mapping[str, tuple[str, ...]]
     operators: Mapping[str, Operator]
-    tasks: Mapping[str, Task]
+    tasks: Mapping[str, CompoundTask]
     file: str = field(default="<python>", compare=False)
 
     def is_subtype(self, sub: str, sup: str) -> bool:

@@ -98,6 +98,7 @@ class PlannerStatistics:
     ground_tasks: int
     method_groundings: int
     operator_groundings: int
+    facts: int  # facts that can ever hold, summed over the problems grounded
     grounding_seconds: float
     search_seconds: float
 
@@ -146,7 +147,7 @@ class Planner:
         self._cache.clear()
         return checked
 
-    def ground(self, problem: PlanningProblem) -> Grounding:
+    def _ground(self, problem: PlanningProblem) -> Grounding:
         """The problem's grounding, from the cache or made now."""
         if problem.domain != self._domain.name:
             raise UsageError(
@@ -166,6 +167,7 @@ class Planner:
         self._stats["ground_tasks"] += tasks
         self._stats["method_groundings"] += methods
         self._stats["operator_groundings"] += ops
+        self._stats["facts"] += grounding.facts
         self._cache[problem] = grounding
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
@@ -173,9 +175,9 @@ class Planner:
 
     def plan(self, problem: PlanningProblem) -> Plan | PlanFailure:
         """Find a plan for ``problem``, or say why there is none."""
-        g = self.ground(problem)
+        g = self._ground(problem)
         start = time.perf_counter()
-        if g.impossible_goal:
+        if g.impossible_goal and not g.undecomposable:  # else search: frontiers tell more
             result: Plan | PlanFailure = PlanFailure(
                 FailureReason.UNREACHABLE_GOAL,
                 f"goal fact {g.impossible_goal[0]} can never hold: it is not in the initial "

@@ -52,7 +52,7 @@ def unframe(data: bytes) -> bytes:
     magic, crc, size = _HEAD.unpack_from(data)
     if magic != MAGIC:
         raise CorruptFile(f"bad magic {magic!r}")
-    body = data[_HEAD.size:]
+    body = data[_HEAD.size :]
     if len(body) < size:
         raise CorruptFile(f"truncated body ({len(body)} of {size} bytes)")
     if len(body) > size:
@@ -107,8 +107,9 @@ class Loaded(msgspec.Struct, frozen=True, kw_only=True):
 class CheckpointStore:
     """The newest ``keep`` states of each agent under one directory (a run's, typically)."""
 
-    def __init__(self, directory: str | os.PathLike[str], *, keep: int = 3,
-                 sync: bool = True) -> None:
+    def __init__(
+        self, directory: str | os.PathLike[str], *, keep: int = 3, sync: bool = True
+    ) -> None:
         if keep < 1:
             raise ValueError("keep must be at least 1")
         self.dir = Path(directory)
@@ -159,8 +160,11 @@ class CheckpointStore:
         for turn, path in reversed(self._files(agent)):
             try:
                 body = unframe(path.read_bytes())
-                state = (msgspec.msgpack.decode(body) if type is None
-                         else msgspec.msgpack.decode(body, type=type))
+                state = (
+                    msgspec.msgpack.decode(body)
+                    if type is None
+                    else msgspec.msgpack.decode(body, type=type)
+                )
             except (OSError, CorruptFile, msgspec.DecodeError) as exc:
                 skipped.append(Skipped(agent=agent, path=str(path), reason=str(exc)))
                 continue
@@ -178,8 +182,9 @@ class CheckpointStore:
         """Agents with at least one checkpoint file."""
         if not self.dir.is_dir():
             return []
-        return sorted(unquote(p.name) for p in self.dir.iterdir()
-                      if p.is_dir() and any(p.glob(f"*{_SUFFIX}")))
+        return sorted(
+            unquote(p.name) for p in self.dir.iterdir() if p.is_dir() and any(p.glob(f"*{_SUFFIX}"))
+        )
 
     def _record(self, skipped: list[Skipped]) -> None:
         self.warnings.extend(skipped)

@@ -14,11 +14,11 @@ stays.
 Ranking (``recall``): BM25 over the facts' words (k1 = 1.2, b = 0.75) plus, for each query word
 that is a word of a tag, its IDF (a tag match counts as much as a rare word). A fact with no
 match is never returned. That relevance is multiplied by ``1 + 0.1·ln(hits)`` (facts seen
-often) and by ``0.5 + 0.5·2^(−age/half_life)`` (recent facts, age since ``last_seen``);
+often) and by ``0.5 + 0.5·2^(-age/half_life)`` (recent facts, age since ``last_seen``);
 ties go to the most recently seen. ``recall`` does not change the store.
 
 Eviction: at most ``capacity`` facts. Adding one more evicts the fact with the lowest
-retention ``hits · 2^(−age/half_life)`` (ties: the least recently seen) — never the fact
+retention ``hits · 2^(-age/half_life)`` (ties: the least recently seen) — never the fact
 being added.
 
 Saving: the file is a checksummed frame (see ``checkpoint.frame``) written by ``atomic_write``.
@@ -87,10 +87,17 @@ def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
 class FactStore:
     """Facts of one workflow on disk; implements ``MemoryPort``. See the module docstring."""
 
-    def __init__(self, path: str | os.PathLike[str], *, capacity: int = 1000,
-                 half_life_s: float = 30 * 86_400.0, clock: Callable[[], float] = time.time,
-                 autosave: bool = True, sync: bool = True,
-                 redact: Callable[[str], str] | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        capacity: int = 1000,
+        half_life_s: float = 30 * 86_400.0,
+        clock: Callable[[], float] = time.time,
+        autosave: bool = True,
+        sync: bool = True,
+        redact: Callable[[str], str] | None = None,
+    ) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self.path = Path(path)
@@ -114,8 +121,13 @@ class FactStore:
         if self._redact is not None:
             text, tags = self._redact(text), tuple(self._redact(t) for t in tags)
         now = self._clock()
-        new = StoredFact(text=text.strip(), tags=tuple(dict.fromkeys(tags)), agent=agent,
-                         first_seen=now, last_seen=now)
+        new = StoredFact(
+            text=text.strip(),
+            tags=tuple(dict.fromkeys(tags)),
+            agent=agent,
+            first_seen=now,
+            last_seen=now,
+        )
         fid = self._absorb(new, count_hit=True)
         self._stats["remembered"] += 1
         self._evict(keep=fid)
@@ -143,14 +155,22 @@ class FactStore:
                 e = self._entries[fid]
                 tf = e.tf[w]
                 scores[fid] = scores.get(fid, 0.0) + idf * tf * (K1 + 1) / (
-                    tf + K1 * (1 - B + B * e.length / avg))
+                    tf + K1 * (1 - B + B * e.length / avg)
+                )
             for fid in tagged:
                 scores[fid] = scores.get(fid, 0.0) + TAG_WEIGHT * idf
         ranked = sorted(
-            ((s * (1 + 0.1 * math.log(e.fact.hits)) * self._recency(e.fact, now),
-              e.fact.last_seen, fid) for fid, s in scores.items()
-             for e in (self._entries[fid],)),
-            key=lambda t: (-t[0], -t[1], t[2]))
+            (
+                (
+                    s * (1 + 0.1 * math.log(e.fact.hits)) * self._recency(e.fact, now),
+                    e.fact.last_seen,
+                    fid,
+                )
+                for fid, s in scores.items()
+                for e in (self._entries[fid],)
+            ),
+            key=lambda t: (-t[0], -t[1], t[2]),
+        )
         return [_public(self._entries[fid].fact) for _, _, fid in ranked[:k]]
 
     def facts(self) -> list[Fact]:
@@ -218,8 +238,11 @@ class FactStore:
         if excess <= 0:
             return
         now = self._clock()
-        victims = heapq.nsmallest(excess, (fid for fid in self._entries if fid != keep),
-                                  key=lambda fid: self._retention(fid, now))
+        victims = heapq.nsmallest(
+            excess,
+            (fid for fid in self._entries if fid != keep),
+            key=lambda fid: self._retention(fid, now),
+        )
         for victim in victims:
             e = self._entries.pop(victim)
             del self._by_norm[e.norm]
@@ -268,24 +291,26 @@ class FactStore:
                 for f in self._read():
                     self._absorb(f, count_hit=False)
                 self._evict()
-            body = msgspec.msgpack.encode(
-                _FactFile(facts=[e.fact for e in self._entries.values()]))
+            body = msgspec.msgpack.encode(_FactFile(facts=[e.fact for e in self._entries.values()]))
             atomic_write(self.path, frame(body), sync=self.sync)
             self._seen_file = self._file_id()
         self._stats["saves"] += 1
 
     def statistics(self) -> dict[str, int]:
         """Facts held, capacity, and counts of remembers, merges, evictions, saves, recalls."""
-        return {"facts": len(self._entries), "capacity": self.capacity,
-                "words": len(self._postings), **self._stats}
+        return {
+            "facts": len(self._entries),
+            "capacity": self.capacity,
+            "words": len(self._postings),
+            **self._stats,
+        }
 
 
 def _public(f: StoredFact) -> Fact:
     return Fact(text=f.text, tags=f.tags, agent=f.agent, at=f.last_seen)
 
 
-def distill_prompt(messages: Sequence[Any], *, max_facts: int = 5,
-                   max_chars: int = 8000) -> str:
+def distill_prompt(messages: Sequence[Any], *, max_facts: int = 5, max_chars: int = 8000) -> str:
     """Build the prompt an agent sends at shutdown to distil its session into durable facts.
 
     Args:
@@ -309,9 +334,10 @@ def distill_prompt(messages: Sequence[Any], *, max_facts: int = 5,
         "remembering for future runs of this workflow: lasting facts about the domain, the "
         "user's preferences, or what worked and what failed. Leave out anything that only "
         "concerns this run, anything you are unsure of, and any secret, key or password.\n"
-        "Answer with one fact per line, each line starting with \"- \", each fact one short "
-        "self-contained sentence. If nothing is worth remembering, answer \"- NONE\".\n\n"
-        f"Transcript:\n{transcript}\n")
+        'Answer with one fact per line, each line starting with "- ", each fact one short '
+        'self-contained sentence. If nothing is worth remembering, answer "- NONE".\n\n'
+        f"Transcript:\n{transcript}\n"
+    )
 
 
 def parse_distilled(text: str, *, max_facts: int = 10, max_len: int = 300) -> list[str]:

@@ -36,6 +36,7 @@ from axo.messages import (
     RunEvent,
     RunFinished,
     StartRun,
+    StopRun,
     TaskCompleted,
     ToAgentActor,
     ToolsCall,
@@ -200,6 +201,7 @@ class RunActor(Actor):  # type: ignore[misc]
         self.failed = False
         self.over = False
         self.outbox: list[RunEvent] = []
+        self.stopping = False
         self.on_host: list[bool] = []  # per agent: its LLM calls go through the host
         self.host_running = 0  # running agents that wait on the host
         self.configured: tuple[tuple[AgentSpec, ...], Any] | None = None  # compared by ==
@@ -245,6 +247,10 @@ class RunActor(Actor):  # type: ignore[misc]
                 self._failed(msg)
             case CancelRun():
                 self._cancel(msg)
+            case StopRun():
+                if self.start is not None and not self.over:
+                    self.stopping = True
+                    self._maybe_finish()
             case _:
                 assert_never(msg)
 
@@ -254,7 +260,7 @@ class RunActor(Actor):  # type: ignore[misc]
         if self.lattice is not None and not self.over:
             raise RuntimeError("StartRun while a run is in progress on this run actor")
         self.start, self.host = msg, host
-        self.outputs, self.failed, self.over = {}, False, False
+        self.outputs, self.failed, self.over, self.stopping = {}, False, False, False
         self.on_host = [spec.function is None for spec in msg.agents]
         self.host_running = 0
         self.lattice = EventLattice(msg.dependencies, thresholds=msg.thresholds,
@@ -266,12 +272,27 @@ class RunActor(Actor):  # type: ignore[misc]
                 self.send(addr, Configure(run_id="", spec=spec, run=self.myAddress,
                                           host=host))
             self.configured = (msg.agents, host)
-        self._activate(self.lattice.start())
+        ready = self.lattice.start()
+        # agents that completed in an earlier life of this run complete again at once, with
+        # their recorded output, and are not activated
+        done = dict(msg.completed)
+        self.outputs.update(done)
+        while pre := [i for i in ready if i in done]:
+            ready = [i for i in ready if i not in done]
+            for i in pre:
+                ready += self.lattice.complete(i)
+        self._activate(ready)
         self._maybe_finish()
 
     def _activate(self, ready: list[int]) -> None:
         start = self.start
-        assert start is not None
+        assert start is not None and self.lattice is not None
+        if self.stopping:  # leave them waiting: a resumed run activates them
+            for i in ready:
+                self.lattice.state[i] = int(State.WAITING)
+                self.lattice.signal[i] = 0.0
+            self.lattice.unfire(len(ready))
+            return
         now = time.time()
         for i in ready:
             self.host_running += self.on_host[i]
@@ -343,6 +364,10 @@ class RunActor(Actor):  # type: ignore[misc]
     def _finish(self) -> None:
         assert self.start is not None and self.lattice is not None
         self.over = True
+        if self.stopping and not self.failed:
+            self.emit(RunFinished(run_id=self.start.run_id, status="stopped",
+                                  lattice=self.lattice.statistics()))
+            return
         if self.lattice.running == 0:
             for i in self.lattice.finish():
                 self.emit(AgentSkipped(

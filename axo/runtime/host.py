@@ -15,6 +15,7 @@ move messages between the loop and Thespian:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 import os
@@ -37,9 +38,13 @@ from axo.messages import (
     RunEvent,
     RunFinished,
     StartRun,
+    StopRun,
     ToolsCall,
     TurnEvent,
 )
+from axo.eventlog import EventLog
+from axo.errors import UsageError
+from axo.runtime.journal import Journal
 from axo.memory.base import InMemoryFacts
 from axo.runtime.effects import EffectRunner
 from axo.tools.builtins import builtin_tools
@@ -197,6 +202,7 @@ class Host:
         # idle run actors (with their agent actors) by the agents they run: a later run of
         # the same agents reuses them with a fresh lattice instead of starting new actors
         self._idle: dict[bytes, list[Any]] = {}
+        self._stoppers: list[Callable[[str], None]] = []
 
     def close(self) -> None:
         if not self._closed:
@@ -209,27 +215,88 @@ class Host:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def request_stop(self, reason: str = "stop requested") -> None:
+        """Ask every run in progress to stop gracefully (resumable later)."""
+        for stop in list(self._stoppers):
+            stop(reason)
+
     async def run(self, workflow: Workflow, run_input: str, *,
                   providers: dict[str, Provider] | None = None,
                   on_event: EventHandler | None = None, timeout: float | None = None,
                   run_id: str | None = None, tools: Iterable[Tool | Callable[..., Any]] = (),
                   policy: Policy | None = None, workspace: str | None = None,
-                  memory: Any = None) -> RunResult:
+                  memory: Any = None, state_dir: str | None = None,
+                  resume: str | None = None) -> RunResult:
         """Run ``workflow`` on ``run_input`` and return its result (never raises for an
-        agent's failure: that is a status; raises only for set-up errors)."""
-        run_id = run_id or uuid.uuid4().hex[:12]
+        agent's failure: that is a status; raises only for set-up errors).
+
+        With ``state_dir`` the run is durable: every event goes to the event log there, and
+        every LLM and tool result is committed before the agent acts on it. ``resume`` names
+        a run of that log to continue (its input is taken from the log).
+        """
+        if resume is not None and state_dir is None:
+            raise UsageError("resuming a run needs the state directory its log is in")
+        run_id = resume or run_id or uuid.uuid4().hex[:12]
+        run_dir = os.path.join(state_dir or ".axo", "runs", run_id)
+        log = journal = None
+        if state_dir is not None:
+            log = EventLog.open(state_dir, redact=workflow.redact)
+            try:
+                if resume is not None:
+                    journal = Journal.reopen(log, run_id, run_dir, workflow)
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(os.path.join(run_dir, "STOP"))  # the stop it obeyed
+                    assert journal.resume is not None
+                    run_input = journal.resume.run_input
+                else:
+                    journal = Journal.start(log, run_id, run_dir, workflow, run_input,
+                                            self.mode)
+            except BaseException:
+                log.close()
+                raise
+        try:
+            return await self._run(workflow, run_input, run_id=run_id, run_dir=run_dir,
+                                   journal=journal, providers=providers, on_event=on_event,
+                                   timeout=timeout, tools=tools, policy=policy,
+                                   workspace=workspace, memory=memory)
+        finally:
+            if log is not None:
+                log.close()
+
+    async def _run(self, workflow: Workflow, run_input: str, *, run_id: str, run_dir: str,
+                   journal: Journal | None, providers: dict[str, Provider] | None,
+                   on_event: EventHandler | None, timeout: float | None,
+                   tools: Iterable[Tool | Callable[..., Any]], policy: Policy | None,
+                   workspace: str | None, memory: Any) -> RunResult:
         loop = asyncio.get_running_loop()
         tracker = RunTracker(run_id, [(a.id, a.display_name) for a in workflow.agents])
+        resumed = journal.resume if journal is not None else None
+        if resumed is not None:
+            for aid, done in resumed.completed.items():
+                if aid in tracker.agents:
+                    tracker.restore(aid, output=done.output, usage=done.usage,
+                                    llm_calls=done.llm_calls, tool_calls=done.tool_calls,
+                                    started_at=done.started_at, finished_at=done.finished_at)
+            for problem in resumed.problems:
+                tracker.note("resume_problem", "", {"problem": problem})
+            tracker.note("resumed", "", {"completed": sorted(resumed.completed),
+                                         "recorded_results": len(resumed.replies)})
         finished: asyncio.Future[RunFinished] = loop.create_future()
         registry = ToolRegistry(builtin_tools())
         for t in tools:
             registry.add(t)
+
+        def record(kind: str, agent: str, detail: dict[str, Any]) -> None:
+            tracker.note(kind, agent, detail)
+            if journal is not None:
+                journal.note(kind, agent, detail)
+
         hub = None
         if workflow.config.mcp_servers:
             from axo.mcp.client import McpHub
 
             hub = await McpHub.open(workflow.config.mcp_servers,
-                                    record=lambda kind, server, detail: tracker.note(
+                                    record=lambda kind, server, detail: record(
                                         kind, f"mcp:{server}", detail))
             for t in hub.tools():
                 registry.add(t)
@@ -239,13 +306,13 @@ class Host:
             if hub is not None:
                 await hub.aclose()
             raise
+        if resumed is not None and resumed.completed:
+            index = {a.id: i for i, a in enumerate(workflow.agents)}
+            start = msgspec.structs.replace(start, completed=tuple(
+                (index[a], c.output) for a, c in resumed.completed.items() if a in index))
         allowed = {spec.id: {t.name for t in spec.tool_specs} for spec in start.agents}
         provider_set = ProviderSet(workflow, providers)
-        workspace = workspace or os.path.join(".axo", "runs", run_id, "workspace")
-
-        def record(kind: str, agent: str, detail: dict[str, Any]) -> None:
-            tracker.note(kind, agent, detail)
-
+        workspace = workspace or os.path.join(run_dir, "workspace")
         effects = EffectRunner(
             run_id=run_id, providers=provider_set, registry=registry, allowed=allowed,
             policy=policy or Policy(), workspace=os.path.abspath(workspace),
@@ -253,10 +320,15 @@ class Host:
             redact=workflow.redact, run_budget=workflow.config.run.token_budget)
         tasks: set[asyncio.Task[None]] = set()
         bridge: InlineBridge | ThreadBridge
+        run_actor: Any = None
 
         async def perform(call: LLMCall | ToolsCall) -> None:
-            reply = await (effects.llm(call) if isinstance(call, LLMCall)
-                           else effects.tools(call))
+            reply = journal.replay(call) if journal is not None else None
+            if reply is None:
+                reply = await (effects.llm(call) if isinstance(call, LLMCall)
+                               else effects.tools(call))
+                if journal is not None:
+                    await journal.result(call, reply)  # durable before the agent acts on it
             if not finished.done():
                 bridge.send(call.reply_to, reply)
 
@@ -268,12 +340,14 @@ class Host:
                     task.add_done_callback(tasks.discard)
                 case TurnEvent():
                     if message.run_id == run_id:
-                        tracker.note(message.kind, message.agent, message.detail)
+                        record(message.kind, message.agent, message.detail)
                 case Events():
                     for event in message.events:
                         if event.run_id != run_id:
                             continue
                         tracker.apply(event)
+                        if journal is not None:
+                            journal.event(event)
                         if on_event is not None:
                             on_event(event, tracker)
                         if isinstance(event, RunFinished) and not finished.done():
@@ -281,10 +355,24 @@ class Host:
                 case _:
                     pass  # Thespian's own notices (e.g. poison messages) are not ours
 
+        def stop(reason: str) -> None:
+            if run_actor is not None and not finished.done():
+                record("stop_requested", "", {"reason": reason})
+                bridge.send(run_actor, StopRun(run_id=run_id, reason=reason))
+
+        async def watch_stop_file() -> None:
+            path = os.path.join(run_dir, "STOP")
+            while not finished.done():
+                if os.path.exists(path):
+                    stop(f"STOP file {path}")
+                    return
+                await asyncio.sleep(0.2)  # a file has no change event we can await portably
+
         bridge = (InlineBridge(self.rt, deliver) if self.rt.inline
                   else ThreadBridge(self.rt, deliver, loop))
-        run_actor = None
         failure: str | None = None
+        watcher = loop.create_task(watch_stop_file()) if journal is not None else None
+        self._stoppers.append(stop)
         try:
             await provider_set.open()
             idle = self._idle.get(crew_key)
@@ -297,6 +385,9 @@ class Host:
                 bridge.send(run_actor, CancelRun(run_id=run_id, reason=failure))
                 tracker.cancel_running(failure)
         finally:
+            self._stoppers.remove(stop)
+            if watcher is not None:
+                watcher.cancel()
             for t in list(tasks):
                 t.cancel()
             if tasks:
@@ -310,6 +401,9 @@ class Host:
             await provider_set.aclose()
             if hub is not None:
                 await hub.aclose()
-        return tracker.result(workflow=workflow.workflow_id, file=workflow.file,
-                              runtime=self.mode, run_input=run_input, sinks=workflow.sinks,
-                              failure=failure)
+        result = tracker.result(workflow=workflow.workflow_id, file=workflow.file,
+                                runtime=self.mode, run_input=run_input, sinks=workflow.sinks,
+                                failure=failure)
+        if journal is not None:
+            journal.finish(result.status)
+        return result

@@ -12,7 +12,9 @@ shut down cleanly. It knows nothing about runs, lattices or LLMs. Failure rules:
 from __future__ import annotations
 
 import os
+import select
 import socket
+import threading
 import tempfile
 from datetime import timedelta
 from typing import Any, Literal
@@ -50,6 +52,39 @@ def _bind_loopback_only() -> None:
 
     IPActorAddress.bindArgs = property(bind_args)
     IPActorAddress._axo_loopback = True
+
+
+_host_pid: int | None = None
+
+
+def _follow_host_in_child() -> None:
+    """In a process forked for the actor system: exit as soon as the host process is gone.
+
+    Thespian's multiproc admin daemonizes (a double fork), so it and the actor processes it
+    forks outlive a host killed with SIGKILL and keep its stdout open. Every process forked
+    from the host (and from those) runs this: one thread blocks on a pidfd of the host — no
+    polling — and ends the process when the host exits. A normal shutdown stops them first.
+    """
+    host = _host_pid
+    if host is None or host == os.getpid():
+        return
+    try:
+        fd = os.pidfd_open(host)
+    except (OSError, AttributeError):
+        return
+
+    def watch() -> None:
+        select.select([fd], [], [])
+        os._exit(0)
+
+    threading.Thread(target=watch, name="axo-host-watch", daemon=True).start()
+
+
+def _watch_host_from_children() -> None:
+    global _host_pid
+    if _host_pid is None:
+        os.register_at_fork(after_in_child=_follow_host_in_child)
+    _host_pid = os.getpid()
 
 
 def free_port() -> int:
@@ -91,6 +126,7 @@ class ActorRuntime:
             # bind and announce loopback only; children inherit the environment
             os.environ["THESPIAN_BASE_IPADDR"] = "127.0.0.1"
             _bind_loopback_only()
+            _watch_host_from_children()
             self.admin_port = admin_port or free_port()
             self._system = ActorSystem(
                 "multiprocTCPBase",

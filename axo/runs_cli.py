@@ -1,0 +1,77 @@
+"""``axo runs``, ``axo events RUN_ID`` and ``axo stop RUN_ID``: the state directory's runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import datetime
+
+import msgspec
+
+from axo.errors import UsageError
+from axo.eventlog import CorruptLog, EventLog
+
+
+def _open(state_dir: str) -> EventLog:
+    if not os.path.exists(os.path.join(state_dir, "events.db")):
+        raise UsageError(f"no event log in {state_dir} — runs started with `axo run` are "
+                         f"recorded there (or pass --state-dir)")
+    return EventLog.open(state_dir)
+
+
+def _when(t: float | None) -> str:
+    return "" if t is None else datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.command == "stop":
+        return _stop(args)
+    with _open(args.state_dir) as log:
+        if args.command == "runs":
+            runs = log.runs()
+            if args.json:
+                print(json.dumps([msgspec.to_builtins(r) for r in runs]))
+                return 0
+            if not runs:
+                print("no runs")
+            for r in runs:
+                wf = f"{r.workflow_file}" + (f" --workflow {r.workflow_id}" if r.workflow_id
+                                            else "")
+                print(f"{r.run_id}  {r.status:<9}  {_when(r.started)}  {r.events:>5} events  "
+                      f"{wf}")
+            return 0
+        try:
+            records = log.events(args.run_id)
+            problem = None
+        except CorruptLog as exc:
+            records, problem = exc.records, str(exc)
+        if not records and not any(r.run_id == args.run_id for r in log.runs()):
+            raise UsageError(f"no run '{args.run_id}' in {args.state_dir} — `axo runs` lists "
+                             f"them")
+        if args.json:
+            print(json.dumps({"run_id": args.run_id, "problem": problem, "events": [
+                {**msgspec.to_builtins(r), "data": r.data if isinstance(r.data, dict)
+                 else r.data.hex()} for r in records]}, default=str))
+        else:
+            for r in records:
+                data = r.data if isinstance(r.data, dict) else f"<{len(r.data)} bytes>"
+                if isinstance(data, dict) and "reply" in data:
+                    data = {**data, "reply": f"<{data['reply'].get('type', 'reply')}>"}
+                print(f"{r.seq:>5}  {_when(r.at)}  {r.kind:<16} {r.agent or '':<14} "
+                      f"{json.dumps(data, default=str)[:160]}")
+            if problem:
+                print(f"problem: {problem}", file=sys.stderr)
+        return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    run_dir = os.path.join(args.state_dir, "runs", args.run_id)
+    if not os.path.isdir(run_dir):
+        raise UsageError(f"no run folder {run_dir} — `axo runs` lists the runs")
+    with open(os.path.join(run_dir, "STOP"), "w") as f:
+        f.write(f"stop requested at {time.time()}\n")
+    print(f"asked run {args.run_id} to stop; it finishes its running agents first")
+    return 0

@@ -1,0 +1,209 @@
+"""A run's durable journal: what the host records, and what a resumed run reads back.
+
+The host appends every run event (agent started, done, skipped; decisions; run finished) to
+the event log, and every successful LLM or tool result *durably* — committed before the
+asking actor sees it. Each agent's session after every step is also checkpointed (the newest
+three are kept). A resumed run reads the log back: agents that completed are not run again,
+and an interrupted turn is replayed — its recorded results are answered from the journal,
+in order, so no completed LLM call or tool side effect happens twice.
+
+This module knows the event log's API and the messages it stores; not Thespian, not actors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from axo.errors import UsageError
+from axo.eventlog import EventLog, Record
+from axo.llm.base import Usage
+from axo.memory.checkpoint import CheckpointStore
+from axo.messages import (
+    AgentDone,
+    AgentSkipped,
+    AgentStarted,
+    LLMCall,
+    LLMReply,
+    RunEvent,
+    RunFinished,
+    ToolsCall,
+    ToolsReply,
+)
+from axo.workflow import Workflow
+
+
+
+def effect_index(corr: str) -> int:
+    """The step number inside an agent's turn, from a correlation id ``run:agent:n``."""
+    return int(corr.rsplit(":", 1)[1])
+
+
+@dataclass
+class Completed:
+    """An agent that finished in an earlier life of the run."""
+
+    output: str
+    usage: Usage
+    llm_calls: int = 0
+    tool_calls: int = 0
+    started_at: float = 0.0
+    finished_at: float = 0.0
+
+
+@dataclass
+class ResumeState:
+    """What a resumed run starts from."""
+
+    run_input: str
+    completed: dict[str, Completed] = field(default_factory=dict)
+    replies: dict[tuple[str, int], LLMReply | ToolsReply] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+class Journal:
+    """Records one run in an event log and its checkpoints in the run's folder."""
+
+    def __init__(self, log: EventLog, run_id: str, run_dir: str,
+                 resume: ResumeState | None = None) -> None:
+        self.log = log
+        self.run_id = run_id
+        self.run_dir = run_dir
+        self.checkpoints = CheckpointStore(os.path.join(run_dir, "checkpoints"))
+        self.resume = resume
+        self.sessions: dict[str, list[Any]] = {}
+        self.replayed = 0
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def start(cls, log: EventLog, run_id: str, run_dir: str, workflow: Workflow,
+              run_input: str, runtime: str) -> Journal:
+        digest = hashlib.sha256(run_input.encode()).hexdigest()[:16]
+        log.start_run(run_id, workflow.file, workflow.workflow_id, digest,
+                      {"input": run_input, "runtime": runtime,
+                       "agents": [a.id for a in workflow.agents]})
+        return cls(log, run_id, run_dir)
+
+    @classmethod
+    def reopen(cls, log: EventLog, run_id: str, run_dir: str,
+               workflow: Workflow) -> Journal:
+        """Resume ``run_id``: read what it did, drop a corrupt tail, recover from checkpoints.
+
+        Raises:
+            UsageError: no such run, or it ran another workflow.
+        """
+        info = next((r for r in log.runs() if r.run_id == run_id), None)
+        if info is None:
+            raise UsageError(f"no run '{run_id}' in {log.path} — `axo runs` lists the runs")
+        if info.workflow_id != workflow.workflow_id or \
+                info.meta.get("agents") != [a.id for a in workflow.agents]:
+            raise UsageError(f"run '{run_id}' ran workflow {info.workflow_id or '(all agents)'} "
+                             f"of {info.workflow_file}, not this one — resume it with the same "
+                             f"file and --workflow")
+        replay = log.resume_run(run_id)
+        state = ResumeState(run_input=str(info.meta.get("input", "")))
+        if replay.problem:
+            state.problems.append(f"event log: {replay.problem}; {replay.dropped} record(s) "
+                                  f"after it dropped, the run continues from the good ones")
+        journal = cls(log, run_id, run_dir, state)
+        journal._read(replay.records, workflow)
+        return journal
+
+    def _read(self, records: list[Record], workflow: Workflow) -> None:
+        state = self.resume
+        assert state is not None
+        for r in records:
+            data = r.data
+            if r.kind == "result" and isinstance(data, dict) and r.agent:
+                reply = msgspec.convert(data["reply"], LLMReply | ToolsReply)
+                state.replies[(r.agent, int(data["n"]))] = reply
+            elif r.kind == "agent_done" and isinstance(data, dict) and r.agent:
+                if data.get("status") == "done":
+                    state.completed[r.agent] = Completed(
+                        output=str(data.get("output") or ""),
+                        usage=msgspec.convert(data.get("usage") or {}, Usage),
+                        llm_calls=int(data.get("llm_calls") or 0),
+                        tool_calls=int(data.get("tool_calls") or 0),
+                        started_at=float(data.get("started_at") or 0.0),
+                        finished_at=float(data.get("finished_at") or 0.0))
+        # an agent whose completion the log lost may still have a checkpoint that says so
+        for a in workflow.agents:
+            if a.id in state.completed:
+                continue
+            loaded = self.checkpoints.load_latest(a.id)
+            if loaded is None:
+                continue
+            for skipped in loaded.skipped:
+                state.problems.append(f"checkpoint {skipped.path}: {skipped.reason}; "
+                                      f"using an older one")
+            snap = loaded.state
+            if isinstance(snap, dict) and snap.get("status") == "done":
+                state.completed[a.id] = Completed(
+                    output=str(snap.get("output") or ""),
+                    usage=msgspec.convert(snap.get("usage") or {}, Usage))
+                state.problems.append(f"agent '{a.id}': completion recovered from its "
+                                      f"checkpoint")
+
+    # ------------------------------------------------------------------ writing
+
+    def replay(self, call: LLMCall | ToolsCall) -> LLMReply | ToolsReply | None:
+        """The recorded result of this step of the agent's turn, if it completed before."""
+        if self.resume is None:
+            return None
+        reply = self.resume.replies.pop((call.agent, effect_index(call.corr)), None)
+        if reply is not None:
+            self.replayed += 1
+            self.log.append(self.run_id, "replayed", call.agent,
+                            {"n": effect_index(call.corr)})
+        return reply
+
+    async def result(self, call: LLMCall | ToolsCall, reply: LLMReply | ToolsReply) -> None:
+        """Make a successful result durable (before the agent acts on it) and checkpoint."""
+        n = effect_index(call.corr)
+        session = self.sessions.setdefault(call.agent, [])
+        if isinstance(call, LLMCall) and isinstance(reply, LLMReply):
+            if reply.response is None:
+                self.log.append(self.run_id, "llm_failed", call.agent,
+                                {"n": n, "error": reply.error, "kind": reply.kind})
+                return
+            session[:] = [msgspec.to_builtins(m) for m in call.request.messages]
+            session.append({"role": "assistant", "content": reply.response.content,
+                            "tool_calls": msgspec.to_builtins(reply.response.tool_calls)})
+        elif isinstance(reply, ToolsReply):
+            session.extend({"role": "tool", "content": o.content, "name": o.name}
+                           for o in reply.outcomes)
+        await self.log.append_durable(self.run_id, "result", call.agent,
+                                      {"n": n, "reply": msgspec.to_builtins(reply)})
+        self.checkpoints.save(call.agent, {"status": "running", "step": n,
+                                           "session": session})
+
+    def note(self, kind: str, agent: str, detail: dict[str, Any]) -> None:
+        self.log.append(self.run_id, kind, agent, detail)
+
+    def event(self, event: RunEvent) -> None:
+        match event:
+            case AgentStarted():
+                self.log.append(self.run_id, "agent_started", event.agent, {"at": event.at})
+            case AgentDone():
+                data = msgspec.to_builtins(event)
+                data.pop("type", None)
+                self.log.append(self.run_id, "agent_done", event.agent, data)
+                if event.status == "done":
+                    self.checkpoints.save(event.agent, {
+                        "status": "done", "output": event.output,
+                        "usage": msgspec.to_builtins(event.usage),
+                        "session": self.sessions.get(event.agent, [])})
+            case AgentSkipped():
+                self.log.append(self.run_id, "agent_skipped", event.agent,
+                                {"reason": event.reason})
+            case RunFinished():
+                self.log.append(self.run_id, "run_finished", None,
+                                {"status": event.status, "lattice": event.lattice})
+
+    def finish(self, status: str) -> None:
+        self.log.finish_run(self.run_id, status)

@@ -1,0 +1,39 @@
+"""A stateful MCP server: a counter that lives as long as the process.
+
+stdio by default; ``--http`` serves streamable HTTP on 127.0.0.1 (a free port) and prints
+``ready <url>`` on stdout once it listens.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from mcp.server.mcpserver import MCPServer
+from mcp.types import ToolAnnotations
+
+server = MCPServer("counter")
+_count = 0
+
+
+@server.tool(description="Add `by` to the counter and return the new total.")
+def increment(by: int = 1) -> int:
+    global _count
+    _count += by
+    return _count
+
+
+@server.tool(description="The counter's value and the server's process id.",
+             annotations=ToolAnnotations(read_only_hint=True))
+def state() -> dict[str, int]:
+    return {"count": _count, "pid": os.getpid()}
+
+
+if __name__ == "__main__":
+    if "--http" in sys.argv:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from http_recorder import serve_forever
+
+        serve_forever(server)
+    else:
+        server.run()

@@ -1,0 +1,106 @@
+"""Kill a real `axo run` process, resume it, and check nothing was asked or done twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from axo.testing import FakeLLM, Hang, Reply, ToolCalls
+from tests.helpers import wait_gone
+
+pytestmark = pytest.mark.slow
+
+
+def write_workflow(tmp_path: Path, fake: FakeLLM, agents: str) -> Path:
+    path = tmp_path / "wf.yaml"
+    path.write_text("providers:\n"
+                    f"  fake: {{type: openai, base_url: '{fake.base_url}', max_retries: 0,"
+                    " timeout: 60}\n"
+                    "agents:\n" + agents)
+    return path
+
+
+def axo(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "axo.cli", *args], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def only_run(state: Path, cwd: Path) -> str:
+    out = subprocess.run([sys.executable, "-m", "axo.cli", "runs", "--json", "--state-dir",
+                          str(state)], cwd=cwd, capture_output=True, text=True, check=True)
+    runs = json.loads(out.stdout)
+    assert len(runs) == 1
+    return str(runs[0]["run_id"])
+
+
+def kill_and_resume(tmp_path: Path, fake: FakeLLM, agents: str, runtime: str, *,
+                    wait: tuple[int, str]) -> dict[str, object]:
+    wf = write_workflow(tmp_path, fake, agents)
+    state = tmp_path / "state"
+    first = axo("run", str(wf), "--input", "the input", "--state-dir", str(state), "--json",
+                "--runtime", runtime, cwd=tmp_path)
+    try:
+        fake.wait_for(wait[0], key=wait[1], timeout=60)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.communicate(timeout=30)
+    run_id = only_run(state, tmp_path)
+    second = axo("run", str(wf), "--resume", run_id, "--state-dir", str(state), "--json",
+                 "--runtime", runtime, cwd=tmp_path)
+    out, err = second.communicate(timeout=120)
+    assert second.returncode == 0, err
+    leftovers = {p for p in processes_mentioning(str(state))}
+    assert wait_gone(leftovers, timeout=15) == set(), "a process of the killed run survived"
+    result: dict[str, object] = json.loads(out)
+    return result
+
+
+def processes_mentioning(text: str) -> set[int]:
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if text.encode() in f.read():
+                        found.add(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def test_a_run_killed_between_agents_resumes_without_asking_again(
+        tmp_path: Path, runtime: str) -> None:
+    scripts = {"a": [Reply("A-out")], "b": [Hang(), Reply("B-out")], "c": [Reply("C-out")]}
+    agents = ("  - {id: a}\n  - {id: b, depends_on: [a]}\n"
+              "  - {id: c, depends_on: [b]}\n")
+    with FakeLLM(scripts=scripts) as fake:
+        result = kill_and_resume(tmp_path, fake, agents, runtime, wait=(1, "b"))
+        assert [r.key for r in fake.requests] == ["a", "b", "b", "c"]
+        assert "B-out" in fake.requests_for("c")[0].text
+        assert "A-out" in fake.requests_for("b")[1].text
+    assert result["status"] == "succeeded"
+    assert result["outputs"] == {"c": "C-out"}
+    agents_out = {a["id"]: a["output"] for a in result["agents"]}  # type: ignore[index,union-attr]
+    assert agents_out == {"a": "A-out", "b": "B-out", "c": "C-out"}
+
+
+def test_a_run_killed_mid_turn_replays_the_llm_call_and_the_tool_call(
+        tmp_path: Path, runtime: str) -> None:
+    code = "open('side.txt', 'a').write('ran\\n')"
+    scripts = {"a": [ToolCalls([("run_python", {"code": code})]), Hang(), Reply("done")]}
+    with FakeLLM(scripts=scripts) as fake:
+        result = kill_and_resume(tmp_path, fake, "  - {id: a, tools: [run_python]}\n",
+                                 runtime, wait=(2, "a"))
+        requests = fake.requests_for("a")
+        # life 1: the tool-calling answer, then the hung request; life 2: only the hung one again
+        assert len(requests) == 3
+        assert requests[1].text == requests[2].text
+    assert result["status"] == "succeeded" and result["outputs"] == {"a": "done"}
+    run_dir = next((tmp_path / "state" / "runs").iterdir())
+    assert (run_dir / "workspace" / "side.txt").read_text() == "ran\n"
