@@ -179,9 +179,7 @@ class Planner:
         start = time.perf_counter()
         if g.impossible_goal and not g.undecomposable:  # else search: frontiers tell more
             result: Plan | PlanFailure = PlanFailure(
-                FailureReason.UNREACHABLE_GOAL,
-                f"goal fact {g.impossible_goal[0]} can never hold: it is not in the initial "
-                "state and no operator the tasks can reach adds it",
+                FailureReason.UNREACHABLE_GOAL, _unreachable(g.impossible_goal[0])
             )
         else:
             search = _Search(g, self._max_steps, self._max_depth)
@@ -191,6 +189,13 @@ class Planner:
         self._stats["search_seconds"] += time.perf_counter() - start
         self._stats["plans" if result.ok else "failures"] += 1
         return result
+
+
+def _unreachable(fact: Atom) -> str:
+    return (
+        f"goal fact {fact} can never hold: it is not in the initial state and no operator "
+        "the tasks can reach adds it"
+    )
 
 
 _Todo = tuple[int, int, "_Todo"] | None  # (ground task, depth, rest): a persistent list
@@ -316,6 +321,9 @@ class _Search:
             reason = FailureReason.NO_METHOD
             more = f" (and {len(frontiers) - 1} more tasks)" if len(frontiers) > 1 else ""
             message = f"no applicable method for {frontiers[0].task}{more}"
+        elif self.g.impossible_goal:
+            reason = FailureReason.UNREACHABLE_GOAL
+            message = _unreachable(self.g.impossible_goal[0])
         elif self.depth_cut:
             reason = FailureReason.DEPTH_LIMIT
             message = f"depth limit of {self.max_depth:,} reached; no plan within it"
