@@ -115,7 +115,10 @@ class Memory(_Model):
     checkpoint: bool = True
     long_term: bool = False
     vector: bool = False
+    embedder: Literal["static", "minilm"] = "static"
     recall_k: int = Field(5, ge=0)
+    context: Literal["last_round", "full"] = "last_round"
+    distill: bool = False
 
 
 class Agent(_Model):

@@ -44,6 +44,8 @@ class AgentSpec(msgspec.Struct, frozen=True, kw_only=True):
     per_execution: int | None = None
     overflow_policy: str = "abort"
     output_schema: dict[str, Any] | None = None
+    context: str = "last_round"  # or "full": what earlier rounds of a turn each request sees
+    recall_k: int = 0  # facts recalled into every request (0: no long-term memory)
 
 
 class Upstream(msgspec.Struct, frozen=True, kw_only=True):
@@ -102,6 +104,11 @@ class ToolsReply(_Msg, frozen=True, kw_only=True):
     outcomes: tuple[ToolOutcome, ...]
 
 
+class RecallReply(_Msg, frozen=True, kw_only=True):
+    corr: str
+    facts: tuple[str, ...]
+
+
 class CancelRun(_Msg, frozen=True, kw_only=True):
     run_id: str
     reason: str
@@ -137,6 +144,17 @@ class ToolsCall(_Msg, frozen=True, kw_only=True):
     run_id: str
     agent: str
     calls: tuple[ToolCall, ...]
+    reply_to: Any
+
+
+class RecallCall(_Msg, frozen=True, kw_only=True):
+    """An agent asks the host for the facts its memory holds about ``query``."""
+
+    corr: str
+    run_id: str
+    agent: str
+    query: str
+    k: int
     reply_to: Any
 
 
@@ -218,5 +236,5 @@ class Events(_Msg, frozen=True, kw_only=True):
 
 
 ToRunActor = StartRun | TaskCompleted | AgentFailed | CancelRun | StopRun
-ToAgentActor = Configure | Activate | LLMReply | ToolsReply
-ToHost = LLMCall | ToolsCall | TurnEvent | Events
+ToAgentActor = Configure | Activate | LLMReply | ToolsReply | RecallReply
+ToHost = LLMCall | ToolsCall | RecallCall | TurnEvent | Events

@@ -36,12 +36,17 @@ class CallTools(msgspec.Struct, frozen=True, kw_only=True):
     calls: tuple[ToolCall, ...]
 
 
+class Recall(msgspec.Struct, frozen=True, kw_only=True):
+    query: str
+    k: int
+
+
 class Emit(msgspec.Struct, frozen=True, kw_only=True):
     kind: str
     detail: dict[str, Any]
 
 
-Effect = CallLLM | CallTools | Emit
+Effect = CallLLM | CallTools | Recall | Emit
 
 
 class TurnResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -63,6 +68,7 @@ FINAL_NOTE = ("You have used all {n} tool rounds allowed. Give your final answer
 SUMMARY_SYSTEM = ("You compress the working notes of an AI agent so they fit its memory. Keep "
                   "every fact, number, name, decision and tool result that matters; drop "
                   "repetition and chatter. Answer with the compressed notes only.")
+RECALLED = "## What you remember (recalled from long-term memory)\n"
 SUMMARY_HEAD = "Summary of earlier work (compacted to fit the token budget):\n"
 LONG_RESULT = 200  # tokens above which a tool result is worth summarizing
 
@@ -80,7 +86,9 @@ class AgentTurn:
         self.budget = AgentBudget(spec.per_call, spec.per_execution)
         self.llm_calls = 0
         self.tool_calls = 0
-        self.messages: list[ChatMessage] = []
+        self.messages: list[ChatMessage] = []  # the session: every round of this turn
+        self.round_start = 0  # where the latest round begins in ``messages``
+        self.recalled: tuple[str, ...] = ()
 
     # ------------------------------------------------------------------ the loop
 
@@ -107,6 +115,7 @@ class AgentTurn:
                                   llm_calls=self.llm_calls, tool_calls=self.tool_calls,
                                   stop_reason=stop)
             rounds += 1
+            self.round_start = len(self.messages)
             self.messages.append(ChatMessage(role="assistant", content=response.content,
                                              tool_calls=response.tool_calls))
             outcomes, repeats = yield from self._tools(response.tool_calls, allowed, seen)
@@ -126,6 +135,17 @@ class AgentTurn:
                     role="user", content=FINAL_NOTE.format(n=spec.max_iterations)))
                 final = True
 
+    def context(self) -> list[ChatMessage]:
+        """What a request shows the model: identity and task, recalled facts, and — memory
+        first — only the latest round (``context: full`` shows every round)."""
+        head = self.messages[:2]
+        if self.recalled:
+            facts = "\n".join(f"- {f}" for f in self.recalled)
+            head = [*head, ChatMessage(role="user", content=RECALLED + facts)]
+        if self.spec.context == "full" or self.round_start == 0:
+            return [*head, *self.messages[2:]]
+        return [*head, *self.messages[self.round_start:]]
+
     def _request(self, *, final: bool) -> ChatRequest:
         spec = self.spec
         tools = () if final or spec.tool_choice == "none" else spec.tool_specs
@@ -134,17 +154,25 @@ class AgentTurn:
         first = not any(m.role == "tool" for m in self.messages)
         choice = spec.tool_choice if first else "auto"
         return ChatRequest(
-            model=spec.model, messages=tuple(self.messages), tools=tools,
+            model=spec.model, messages=tuple(self.context()), tools=tools,
             tool_choice=(choice if tools else None), max_tokens=spec.max_tokens,
             temperature=spec.temperature, top_p=spec.top_p, seed=spec.seed, stop=spec.stop,
             response_format=spec.output_schema if final else None)
 
     def _ask(self, *, final: bool) -> Generator[Effect, Any, ChatResponse]:
+        if self.spec.recall_k:
+            self.recalled = yield Recall(query=self._recall_query(), k=self.spec.recall_k)
         request = yield from self._preflight(self._request(final=final), final=final)
         response: ChatResponse = yield CallLLM(request=request)
         self.llm_calls += 1
         self.budget.record(response.usage)
         return response
+
+    def _recall_query(self) -> str:
+        task = self.messages[1].content or "" if len(self.messages) > 1 else ""
+        latest = " ".join(m.content or "" for m in self.messages[self.round_start:]) \
+            if self.round_start else ""
+        return f"{task[:1000]} {latest[-1000:]}"
 
     # ------------------------------------------------------------------ tools
 
@@ -219,14 +247,15 @@ class AgentTurn:
         head, body = msgs[:2], msgs[2:]
         last = max((i for i, m in enumerate(body) if m.role == "assistant"), default=None)
         if phase == "older_turns":
-            if last is None or last == 0:
-                return False
+            if self.spec.context != "full" or last is None or last == 0:
+                return False  # memory-first requests never carry older rounds
             older, tail = body[:last], body[last:]
             summary = yield from self._summarize(older)
             if summary is None:
                 return False
             self.messages = [*head, ChatMessage(role="user", content=SUMMARY_HEAD + summary),
                              *tail]
+            self.round_start = len(head) + 1
             return True
         long = [i for i, m in enumerate(msgs) if m.role == "tool"
                 and estimate_tokens(m.content) > LONG_RESULT]

@@ -15,7 +15,7 @@ import time
 import traceback
 from typing import Any, assert_never
 
-from axo.agent.turn import AgentTurn, CallLLM, CallTools, Emit, Turn, TurnResult
+from axo.agent.turn import AgentTurn, CallLLM, CallTools, Emit, Recall, Turn, TurnResult
 from axo.errors import RuntimeFault
 from axo.lattice import EventLattice, LatticeError, State
 
@@ -33,6 +33,8 @@ from axo.messages import (
     Events,
     LLMCall,
     LLMReply,
+    RecallCall,
+    RecallReply,
     RunEvent,
     RunFinished,
     StartRun,
@@ -108,6 +110,8 @@ class AgentActor(Actor):  # type: ignore[misc]
                     self._resume(msg.corr, value=msg.response)
             case ToolsReply():
                 self._resume(msg.corr, value=msg.outcomes)
+            case RecallReply():
+                self._resume(msg.corr, value=msg.facts)
             case _:
                 assert_never(msg)
 
@@ -155,6 +159,12 @@ class AgentActor(Actor):  # type: ignore[misc]
                         self.send(self.host, ToolsCall(
                             corr=self.pending, run_id=self.run_id, agent=spec.id,
                             calls=effect.calls, reply_to=self.myAddress))
+                        return
+                    case Recall():
+                        self.pending = self._corr()
+                        self.send(self.host, RecallCall(
+                            corr=self.pending, run_id=self.run_id, agent=spec.id,
+                            query=effect.query, k=effect.k, reply_to=self.myAddress))
                         return
                     case _:
                         assert_never(effect)

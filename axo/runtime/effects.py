@@ -19,7 +19,7 @@ from axo.agent.budget import estimate_request
 from axo.errors import AxoError
 from axo.llm.base import ChatRequest, ChatResponse, Usage
 from axo.llm.providers import ProviderSet
-from axo.messages import LLMCall, LLMReply, ToolsCall, ToolsReply
+from axo.messages import LLMCall, LLMReply, RecallCall, RecallReply, ToolsCall, ToolsReply
 from axo.tools.policy import CallInfo, Policy, as_decision, call_hook, check_tool
 from axo.tools.registry import ToolContext, ToolOutcome, ToolRegistry
 
@@ -102,6 +102,14 @@ class EffectRunner:
             if isinstance(value, ChatResponse):
                 response = value
         return LLMReply(corr=call.corr, response=response)
+
+    # ------------------------------------------------------------------ memory
+
+    def recall(self, call: RecallCall) -> RecallReply:
+        facts = self.memory.recall(call.query, call.k) if self.memory is not None else []
+        texts = tuple(self.redact(f.text) for f in facts)
+        self.record("recalled", call.agent, {"facts": len(texts)})
+        return RecallReply(corr=call.corr, facts=texts)
 
     # ------------------------------------------------------------------ tools
 

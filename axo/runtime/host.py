@@ -35,6 +35,7 @@ from axo.messages import (
     CancelRun,
     Events,
     LLMCall,
+    RecallCall,
     RunEvent,
     RunFinished,
     StartRun,
@@ -45,7 +46,7 @@ from axo.messages import (
 from axo.eventlog import EventLog
 from axo.errors import UsageError
 from axo.runtime.journal import Journal
-from axo.memory.base import InMemoryFacts
+from axo.memory.tiers import open_memory
 from axo.runtime.effects import EffectRunner
 from axo.tools.builtins import builtin_tools
 from axo.tools.policy import Policy
@@ -151,7 +152,9 @@ def agent_specs(workflow: Workflow, registry: ToolRegistry) -> tuple[AgentSpec, 
             stop=tuple(a.sampling.stop), context_tokens=a.context_tokens,
             max_iterations=a.max_iterations, tool_specs=tools, tool_choice=a.tool_choice,
             per_call=a.token_budget.per_call, per_execution=a.token_budget.per_execution,
-            overflow_policy=a.token_budget.overflow_policy, output_schema=a.output_schema))
+            overflow_policy=a.token_budget.overflow_policy, output_schema=a.output_schema,
+            context=a.memory.context,
+            recall_k=a.memory.recall_k if (a.memory.long_term or a.memory.vector) else 0))
     return tuple(specs)
 
 
@@ -256,6 +259,7 @@ class Host:
                 raise
         try:
             return await self._run(workflow, run_input, run_id=run_id, run_dir=run_dir,
+                                   state_dir=state_dir,
                                    journal=journal, providers=providers, on_event=on_event,
                                    timeout=timeout, tools=tools, policy=policy,
                                    workspace=workspace, memory=memory)
@@ -264,6 +268,7 @@ class Host:
                 log.close()
 
     async def _run(self, workflow: Workflow, run_input: str, *, run_id: str, run_dir: str,
+                   state_dir: str | None,
                    journal: Journal | None, providers: dict[str, Provider] | None,
                    on_event: EventHandler | None, timeout: float | None,
                    tools: Iterable[Tool | Callable[..., Any]], policy: Policy | None,
@@ -316,17 +321,22 @@ class Host:
         effects = EffectRunner(
             run_id=run_id, providers=provider_set, registry=registry, allowed=allowed,
             policy=policy or Policy(), workspace=os.path.abspath(workspace),
-            memory=memory if memory is not None else InMemoryFacts(), record=record,
+            memory=memory if memory is not None else open_memory(workflow, state_dir),
+            record=record,
             redact=workflow.redact, run_budget=workflow.config.run.token_budget)
         tasks: set[asyncio.Task[None]] = set()
         bridge: InlineBridge | ThreadBridge
         run_actor: Any = None
 
-        async def perform(call: LLMCall | ToolsCall) -> None:
+        async def perform(call: LLMCall | ToolsCall | RecallCall) -> None:
             reply = journal.replay(call) if journal is not None else None
             if reply is None:
-                reply = await (effects.llm(call) if isinstance(call, LLMCall)
-                               else effects.tools(call))
+                if isinstance(call, LLMCall):
+                    reply = await effects.llm(call)
+                elif isinstance(call, ToolsCall):
+                    reply = await effects.tools(call)
+                else:
+                    reply = effects.recall(call)
                 if journal is not None:
                     await journal.result(call, reply)  # durable before the agent acts on it
             if not finished.done():
@@ -334,7 +344,7 @@ class Host:
 
         def deliver(message: object) -> None:
             match message:
-                case LLMCall() | ToolsCall():
+                case LLMCall() | ToolsCall() | RecallCall():
                     task = loop.create_task(perform(message))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)

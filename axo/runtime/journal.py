@@ -29,6 +29,8 @@ from axo.messages import (
     AgentStarted,
     LLMCall,
     LLMReply,
+    RecallCall,
+    RecallReply,
     RunEvent,
     RunFinished,
     ToolsCall,
@@ -36,6 +38,10 @@ from axo.messages import (
 )
 from axo.workflow import Workflow
 
+
+
+Call = LLMCall | ToolsCall | RecallCall
+Reply = LLMReply | ToolsReply | RecallReply
 
 
 def effect_index(corr: str) -> int:
@@ -61,7 +67,7 @@ class ResumeState:
 
     run_input: str
     completed: dict[str, Completed] = field(default_factory=dict)
-    replies: dict[tuple[str, int], LLMReply | ToolsReply] = field(default_factory=dict)
+    replies: dict[tuple[str, int], Reply] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
 
@@ -120,7 +126,7 @@ class Journal:
         for r in records:
             data = r.data
             if r.kind == "result" and isinstance(data, dict) and r.agent:
-                reply = msgspec.convert(data["reply"], LLMReply | ToolsReply)
+                reply = msgspec.convert(data["reply"], LLMReply | ToolsReply | RecallReply)
                 state.replies[(r.agent, int(data["n"]))] = reply
             elif r.kind == "agent_done" and isinstance(data, dict) and r.agent:
                 if data.get("status") == "done":
@@ -151,7 +157,7 @@ class Journal:
 
     # ------------------------------------------------------------------ writing
 
-    def replay(self, call: LLMCall | ToolsCall) -> LLMReply | ToolsReply | None:
+    def replay(self, call: Call) -> Reply | None:
         """The recorded result of this step of the agent's turn, if it completed before."""
         if self.resume is None:
             return None
@@ -162,7 +168,7 @@ class Journal:
                             {"n": effect_index(call.corr)})
         return reply
 
-    async def result(self, call: LLMCall | ToolsCall, reply: LLMReply | ToolsReply) -> None:
+    async def result(self, call: Call, reply: Reply) -> None:
         """Make a successful result durable (before the agent acts on it) and checkpoint."""
         n = effect_index(call.corr)
         session = self.sessions.setdefault(call.agent, [])
@@ -179,6 +185,8 @@ class Journal:
                            for o in reply.outcomes)
         await self.log.append_durable(self.run_id, "result", call.agent,
                                       {"n": n, "reply": msgspec.to_builtins(reply)})
+        if isinstance(reply, RecallReply):
+            return
         self.checkpoints.save(call.agent, {"status": "running", "step": n,
                                            "session": session})
 
