@@ -243,6 +243,7 @@ class Host:
         run_dir = os.path.join(state_dir or ".axo", "runs", run_id)
         log = journal = None
         if state_dir is not None:
+            os.makedirs(run_dir, exist_ok=True)  # where STOP, checkpoints and the workspace go
             log = EventLog.open(state_dir, redact=workflow.redact)
             try:
                 if resume is not None:

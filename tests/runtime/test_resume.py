@@ -104,3 +104,41 @@ def test_a_run_killed_mid_turn_replays_the_llm_call_and_the_tool_call(
     assert result["status"] == "succeeded" and result["outputs"] == {"a": "done"}
     run_dir = next((tmp_path / "state" / "runs").iterdir())
     assert (run_dir / "workspace" / "side.txt").read_text() == "ran\n"
+
+
+def test_a_corrupt_log_record_and_checkpoint_are_reported_and_the_run_still_resumes(
+        tmp_path: Path) -> None:
+    import sqlite3
+
+    scripts = {"a": [Reply("A-out")], "b": [Reply("B-out")], "c": [Hang(), Reply("C-out")]}
+    agents = ("  - {id: a}\n  - {id: b, depends_on: [a]}\n"
+              "  - {id: c, depends_on: [b]}\n")
+    with FakeLLM(scripts=scripts) as fake:
+        wf = write_workflow(tmp_path, fake, agents)
+        state = tmp_path / "state"
+        first = axo("run", str(wf), "--input", "in", "--state-dir", str(state), "--json",
+                    cwd=tmp_path)
+        try:
+            fake.wait_for(1, key="c", timeout=60)
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.communicate(timeout=30)
+        run_id = only_run(state, tmp_path)
+        # flip bytes in b's completion record, and truncate b's newest checkpoint
+        with sqlite3.connect(state / "events.db") as db:
+            (seq,) = db.execute("SELECT seq FROM events WHERE kind='agent_done' AND agent='b'"
+                                ).fetchone()
+            db.execute("UPDATE events SET payload = x'00ff00ff' WHERE run_id=? AND seq=?",
+                       (run_id, seq))
+        newest = sorted((state / "runs" / run_id / "checkpoints" / "b").iterdir())[-1]
+        newest.write_bytes(newest.read_bytes()[:10])
+        second = axo("run", str(wf), "--resume", run_id, "--state-dir", str(state), "--json",
+                     cwd=tmp_path)
+        out, err = second.communicate(timeout=120)
+        assert second.returncode == 0, err
+        assert [r.key for r in fake.requests] == ["a", "b", "c", "c"], "nothing asked twice"
+    result = json.loads(out)
+    assert result["status"] == "succeeded" and result["outputs"] == {"c": "C-out"}
+    problems = [n["detail"]["problem"] for n in result["notes"] if n["kind"] == "resume_problem"]
+    assert any(f"record {seq}" in p for p in problems), problems
+    assert any("checkpoint" in p and "older one" in p for p in problems), problems
