@@ -164,9 +164,15 @@ class McpServer(_Model):
     call_timeout: float = Field(60.0, gt=0)
 
 
+class Retention(_Model):
+    keep_last: int | None = Field(None, ge=1)
+    older_than_days: float | None = Field(None, gt=0)
+
+
 class RunSettings(_Model):
     token_budget: int | None = Field(None, gt=0)
     timeout: float | None = Field(None, gt=0)
+    retention: Retention = Retention()
 
 
 class WorkflowFile(_Model):

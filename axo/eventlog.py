@@ -375,7 +375,8 @@ class EventLog:
             self._run_redact.pop(run_id, None)
 
     def prune(self, keep_last: int | None = None, older_than_s: float | None = None) -> int:
-        """Delete finished runs beyond the newest ``keep_last``, or idle for ``older_than_s``.
+        """Delete runs beyond the newest ``keep_last`` (not those still marked running), or
+        idle for ``older_than_s``.
 
         Runs open in this log are never pruned. Returns the number of runs deleted.
         """
@@ -385,15 +386,17 @@ class EventLog:
 
         def prune(conn: sqlite3.Connection) -> int:
             rows = conn.execute(
-                f"SELECT run_id, COALESCE({_LAST.format('at')}, started) FROM runs "
+                f"SELECT run_id, COALESCE({_LAST.format('at')}, started), status FROM runs "
                 "ORDER BY started DESC, run_id DESC"
             ).fetchall()
+            # a run still marked running may belong to another process (or was killed and
+            # awaits --resume): only age removes it, never the count
             doomed = [
                 rid
-                for i, (rid, last) in enumerate(rows)
+                for i, (rid, last, status) in enumerate(rows)
                 if rid not in open_runs
                 and (
-                    (keep_last is not None and i >= keep_last)
+                    (keep_last is not None and i >= keep_last and status != "running")
                     or (cutoff is not None and last < cutoff)
                 )
             ]

@@ -19,6 +19,7 @@ import contextlib
 import queue
 import threading
 import os
+import shutil
 import uuid
 import weakref
 from collections.abc import Callable, Iterable
@@ -35,6 +36,7 @@ from axo.messages import (
     CancelRun,
     Events,
     LLMCall,
+    LLMReply,
     RecallCall,
     RunEvent,
     RunFinished,
@@ -43,8 +45,9 @@ from axo.messages import (
     ToolsCall,
     TurnEvent,
 )
+from axo.errors import AxoError, UsageError
 from axo.eventlog import EventLog
-from axo.errors import UsageError
+from axo.llm.base import ChatMessage, ChatRequest
 from axo.runtime.journal import Journal
 from axo.memory.tiers import open_memory
 from axo.runtime.effects import EffectRunner
@@ -190,6 +193,51 @@ def _start_template(workflow: Workflow, registry: ToolRegistry) -> StartRun:
     )
 
 
+async def _distill(workflow: Workflow, specs: tuple[AgentSpec, ...],
+                   sessions: dict[str, list[ChatMessage]], providers: ProviderSet,
+                   memory: Any, record: Callable[[str, str, dict[str, Any]], None]) -> None:
+    """At the end of a run, agents with ``memory: {distill: true}`` turn their session into
+    a few durable facts (one LLM call each; duplicates merge in the fact store)."""
+    from axo.memory.facts import distill_prompt, parse_distilled
+
+    by_id = {s.id: s for s in specs}
+    for agent in workflow.agents:
+        session = sessions.get(agent.id)
+        if not (agent.memory.distill and agent.memory.long_term and session):
+            continue
+        spec = by_id[agent.id]
+        request = ChatRequest(model=spec.model, max_tokens=256, temperature=0.0, messages=(
+            ChatMessage(role="system", content=f"You are {spec.name}."),
+            ChatMessage(role="user", content=distill_prompt(session))))
+        try:
+            if spec.function is not None:
+                from axo.runtime.actors import call_function
+
+                response = call_function(spec.function, request)
+            else:
+                response = await providers.get(spec.provider).complete(request)
+        except AxoError as exc:
+            record("distill_failed", agent.id, {"reason": str(exc)})
+            continue
+        facts = parse_distilled(response.content or "")
+        for fact in facts:
+            memory.remember(fact, ("distilled",), agent=agent.id)
+        record("distilled", agent.id, {"facts": len(facts),
+                                       "tokens": response.usage.total_tokens})
+
+
+def _apply_retention(log: EventLog, state_dir: str, workflow: Workflow, *, keep: str) -> None:
+    """Prune old runs (and their folders) by the workflow's ``run.retention`` setting."""
+    rule = workflow.config.run.retention
+    if rule.keep_last is None and rule.older_than_days is None:
+        return
+    before = {r.run_id for r in log.runs()}
+    log.prune(keep_last=rule.keep_last, older_than_s=(
+        rule.older_than_days * 86_400 if rule.older_than_days else None))
+    for gone in before - {r.run_id for r in log.runs()} - {keep}:
+        shutil.rmtree(os.path.join(state_dir, "runs", gone), ignore_errors=True)
+
+
 class Host:
     """Runs workflows on an actor system it owns.
 
@@ -255,6 +303,7 @@ class Host:
                 else:
                     journal = Journal.start(log, run_id, run_dir, workflow, run_input,
                                             self.mode)
+                _apply_retention(log, state_dir, workflow, keep=run_id)
             except BaseException:
                 log.close()
                 raise
@@ -329,6 +378,8 @@ class Host:
         bridge: InlineBridge | ThreadBridge
         run_actor: Any = None
 
+        sessions: dict[str, list[ChatMessage]] = {}
+
         async def perform(call: LLMCall | ToolsCall | RecallCall) -> None:
             reply = journal.replay(call) if journal is not None else None
             if reply is None:
@@ -340,6 +391,9 @@ class Host:
                     reply = effects.recall(call)
                 if journal is not None:
                     await journal.result(call, reply)  # durable before the agent acts on it
+            if isinstance(call, LLMCall) and isinstance(reply, LLMReply) and reply.response:
+                sessions[call.agent] = [*call.request.messages, ChatMessage(
+                    role="assistant", content=reply.response.content)]
             if not finished.done():
                 bridge.send(call.reply_to, reply)
 
@@ -395,6 +449,9 @@ class Host:
                 failure = f"run timed out after {timeout:g}s"
                 bridge.send(run_actor, CancelRun(run_id=run_id, reason=failure))
                 tracker.cancel_running(failure)
+            else:
+                await _distill(workflow, start.agents, sessions, provider_set, effects.memory,
+                               record)
         finally:
             self._stoppers.remove(stop)
             if watcher is not None:

@@ -142,3 +142,38 @@ def test_a_corrupt_log_record_and_checkpoint_are_reported_and_the_run_still_resu
     problems = [n["detail"]["problem"] for n in result["notes"] if n["kind"] == "resume_problem"]
     assert any(f"record {seq}" in p for p in problems), problems
     assert any("checkpoint" in p and "older one" in p for p in problems), problems
+
+
+def test_retention_prunes_old_runs_and_their_folders(tmp_path: Path) -> None:
+    import axo as api
+
+    with FakeLLM(script=[Reply("x")] * 4) as fake:
+        text = (f"providers:\n  fake: {{type: openai, base_url: '{fake.base_url}'}}\n"
+                "agents:\n  - {id: a}\nrun: {retention: {keep_last: 2}}\n")
+        wf = api.load_workflow("r.yaml", text=text)
+        ids = [api.run(wf, "x", state_dir=str(tmp_path)).run_id for _ in range(4)]
+    from axo.eventlog import EventLog
+
+    with EventLog.open(tmp_path) as log:
+        kept = {r.run_id for r in log.runs()}
+    assert kept == set(ids[-2:])
+    assert {p.name for p in (tmp_path / "runs").iterdir()} == set(ids[-2:])
+
+
+def test_distill_turns_a_session_into_facts_for_later_runs(tmp_path: Path) -> None:
+    import axo as api
+
+    with FakeLLM(scripts={"a": [Reply("The deploy window is Tuesday 14:00.")],
+                          "*": [Reply("- The deploy window is Tuesday at 14:00\n- none")],
+                          }, key=lambda body: "*" if "transcript of your work session"
+                 in json.dumps(body) else "a") as fake:
+        text = (f"providers:\n  fake: {{type: openai, base_url: '{fake.base_url}'}}\n"
+                "agents:\n  - {id: a, memory: {long_term: true, distill: true}}\n")
+        wf = api.load_workflow("d.yaml", text=text)
+        result = api.run(wf, "When is the deploy window?", state_dir=str(tmp_path))
+    assert result.notes_of("distilled")[0].detail["facts"] == 1
+    from axo.memory.facts import FactStore
+
+    store = FactStore(next((tmp_path / "memory").iterdir()) / "facts.msgpack")
+    assert [f.text for f in store.recall("deploy window", 3)] == [
+        "The deploy window is Tuesday at 14:00"]
