@@ -121,6 +121,15 @@ class Memory(_Model):
     distill: bool = False
 
 
+class PlanConfig(_Model):
+    """A coordinator's planning setup; paths are relative to the workflow file."""
+
+    domain: str
+    problem: str | None = None
+    capabilities: dict[str, list[str]] = {}
+    max_rounds: int = Field(3, ge=0, le=20)
+
+
 class Agent(_Model):
     id: str = Field(pattern=_ID_PATTERN)
     name: str | None = None
@@ -139,6 +148,8 @@ class Agent(_Model):
     max_iterations: int = Field(10, ge=1, le=1000)
     context_tokens: int = Field(3072, ge=256)
     output_schema: dict[str, Any] | None = None
+    plan: PlanConfig | None = None
+    capabilities: list[str] = []
 
     @property
     def display_name(self) -> str:

@@ -214,6 +214,40 @@ class EventLattice:
         self._stats["skipped"] += len(skipped)
         return sorted(skipped)
 
+    def extend(self, dependencies: Sequence[Sequence[int]]) -> tuple[list[int], list[int]]:
+        """Add agents (a coordinator's plan steps) to a running lattice.
+
+        ``dependencies`` index the whole lattice, new agents included. Returns the new agents'
+        indices and those among them that fire at once (no dependencies).
+        """
+        start = self.n
+        deps = [list(dict.fromkeys(d)) for d in dependencies]
+        n = start + len(deps)
+        for d in deps:
+            for u in d:
+                if not 0 <= u < n:
+                    raise LatticeError(f"dependency index {u} out of range 0..{n - 1}")
+        self._dependents += [[] for _ in deps]
+        for k, d in enumerate(deps):
+            for u in d:
+                self._dependents[u].append(start + k)
+        self.n = n
+        self.n_deps = np.concatenate([self.n_deps, np.fromiter(map(len, deps), np.int64)])
+        self.threshold = np.concatenate([self.threshold, SIGNAL * self.n_deps[start:]])
+        self.signal = np.concatenate([self.signal, np.zeros(len(deps))])
+        self.state = np.concatenate([self.state, np.zeros(len(deps), dtype=np.int8)])
+        self.decay = np.concatenate([self.decay, np.zeros(len(deps))])
+        self._stamp = np.concatenate([self._stamp, np.zeros(len(deps))])
+        sizes = np.fromiter((len(d) for d in self._dependents), dtype=np.int64, count=n)
+        self.indptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(sizes, out=self.indptr[1:])
+        self.indices = np.fromiter((v for d in self._dependents for v in d), dtype=np.int64,
+                                   count=int(self.indptr[-1]))
+        self.max_activations += 3 * len(deps)
+        new = list(range(start, n))
+        ready = np.asarray([i for i in new if self.n_deps[i] == 0], dtype=np.int64)
+        return new, self._fire(ready)
+
     def unfire(self, count: int) -> None:
         """Undo the bookkeeping of ``count`` activations the caller put back to waiting
         (a run being stopped does not start what just became ready)."""

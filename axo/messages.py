@@ -22,6 +22,17 @@ class _Msg(msgspec.Struct, frozen=True, kw_only=True, tag=True):
 # ---------------------------------------------------------------- the agent's description
 
 
+class PlanSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """What a coordinator needs: its domain and problem (texts read by the host)."""
+
+    domain_file: str
+    domain_text: str
+    problem_file: str | None = None
+    problem_text: str | None = None
+    capabilities: dict[str, tuple[str, ...]] = {}
+    max_rounds: int = 3
+
+
 class AgentSpec(msgspec.Struct, frozen=True, kw_only=True):
     """What an agent actor needs to know about its agent (no secrets, no providers)."""
 
@@ -46,6 +57,9 @@ class AgentSpec(msgspec.Struct, frozen=True, kw_only=True):
     output_schema: dict[str, Any] | None = None
     context: str = "last_round"  # or "full": what earlier rounds of a turn each request sees
     recall_k: int = 0  # facts recalled into every request (0: no long-term memory)
+    role: str = "agent"
+    plan: PlanSpec | None = None
+    capabilities: tuple[str, ...] = ()  # what a worker offers in an auction (with its tools)
 
 
 class Upstream(msgspec.Struct, frozen=True, kw_only=True):
@@ -220,13 +234,37 @@ class AgentSkipped(_Msg, frozen=True, kw_only=True):
     reason: str
 
 
+class PlanMade(_Msg, frozen=True, kw_only=True):
+    """A coordinator's plan: its steps and which worker won each in the auction."""
+
+    run_id: str
+    coordinator: str
+    steps: list[dict[str, Any]]
+    awards: list[dict[str, Any]]
+    unassigned: list[dict[str, Any]]
+
+
+class StepDone(_Msg, frozen=True, kw_only=True):
+    run_id: str
+    coordinator: str
+    step: int
+    worker: str
+    status: AgentStatus
+    output: str | None
+    reason: str | None
+    usage: Usage
+    llm_calls: int
+    started_at: float
+    finished_at: float
+
+
 class RunFinished(_Msg, frozen=True, kw_only=True):
     run_id: str
     status: Literal["succeeded", "failed", "stopped"]
     lattice: dict[str, int]
 
 
-RunEvent = AgentStarted | AgentDone | AgentSkipped | RunFinished
+RunEvent = AgentStarted | AgentDone | AgentSkipped | PlanMade | StepDone | RunFinished
 
 
 class Events(_Msg, frozen=True, kw_only=True):

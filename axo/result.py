@@ -12,7 +12,16 @@ from typing import Any, Literal
 import msgspec
 
 from axo.llm.base import Usage
-from axo.messages import AgentDone, AgentSkipped, AgentStarted, AgentStatus, RunEvent, RunFinished
+from axo.messages import (
+    AgentDone,
+    AgentSkipped,
+    AgentStarted,
+    AgentStatus,
+    PlanMade,
+    RunEvent,
+    RunFinished,
+    StepDone,
+)
 
 
 class AgentResult(msgspec.Struct, kw_only=True):
@@ -78,6 +87,7 @@ class RunResult(msgspec.Struct, kw_only=True):
     lattice: dict[str, int] = {}
     failure: str | None = None
     notes: list[Note] = []
+    plan: dict[str, Any] | None = None
 
     def notes_of(self, kind: str) -> list[Note]:
         return [n for n in self.notes if n.kind == kind]
@@ -119,6 +129,7 @@ class RunTracker:
         self.finished: RunFinished | None = None
         self.events = 0
         self.notes: list[Note] = []
+        self.plan: dict[str, Any] | None = None
 
     def note(self, kind: str, agent: str, detail: dict[str, Any]) -> None:
         """Record a decision or incident (tool decision, budget, loop guard…)."""
@@ -140,6 +151,16 @@ class RunTracker:
             case AgentSkipped():
                 a = self.agents[event.agent]
                 a.status, a.reason = "skipped", event.reason
+            case PlanMade():
+                self.plan = {"coordinator": event.coordinator, "steps": event.steps,
+                             "awards": event.awards, "unassigned": event.unassigned,
+                             "results": []}
+            case StepDone():
+                if self.plan is not None:
+                    self.plan["results"].append({
+                        "step": event.step + 1, "worker": event.worker, "status": event.status,
+                        "output": event.output, "reason": event.reason,
+                        "tokens": event.usage.total_tokens})
             case RunFinished():
                 self.finished = event
 
@@ -189,4 +210,4 @@ class RunTracker:
             sinks=sinks, outputs=outputs, usage=self.usage, started_at=self.started_at,
             finished_at=time.time(),
             lattice=dict(lattice or (self.finished.lattice if self.finished else {})),
-            failure=failure, notes=list(self.notes))
+            failure=failure, notes=list(self.notes), plan=self.plan)

@@ -150,6 +150,30 @@ def _provider_problems(source: Source) -> list[Problem]:
     return problems
 
 
+def _role_problems(source: Source) -> list[Problem]:
+    data = source.data if isinstance(source.data, dict) else {}
+    agents = data.get("agents") if isinstance(data.get("agents"), list) else []
+    workers = {a.get("id") for a in agents if isinstance(a, dict) and a.get("role") == "worker"}
+    problems = []
+    for i, a in enumerate(agents):
+        if not isinstance(a, dict):
+            continue
+        if a.get("role") == "coordinator" and not a.get("plan"):
+            problems.append(source.problem(
+                ("agents", i, "role"), f"coordinator '{a.get('id')}' has no plan",
+                "add plan: {domain: path/to/domain.yaml} (and a problem file)"))
+        if a.get("role") == "worker" and a.get("depends_on"):
+            problems.append(source.problem(
+                ("agents", i, "depends_on"), f"worker '{a.get('id')}' has dependencies",
+                "workers run the steps a coordinator awards them; remove depends_on"))
+        for j, d in enumerate(a.get("depends_on") or []):
+            if d in workers:
+                problems.append(source.problem(
+                    ("agents", i, "depends_on", j), f"'{a.get('id')}' depends on worker '{d}'",
+                    "depend on the coordinator instead: it completes when its plan has"))
+    return problems
+
+
 def _tool_choice_problems(source: Source) -> list[Problem]:
     data = source.data if isinstance(source.data, dict) else {}
     agents = data.get("agents")
@@ -186,6 +210,7 @@ def load_file(path: str | os.PathLike[str], *, env: dict[str, str] | None = None
     problems += check_graph(source)
     problems += _provider_problems(source)
     problems += _tool_choice_problems(source)
+    problems += _role_problems(source)
     raise_if(problems)
     assert cfg is not None
     return Workflow(source.file, cfg, cfg.agents, None, frozenset(source.secrets))

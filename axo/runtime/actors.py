@@ -47,6 +47,7 @@ from axo.messages import (
     TurnEvent,
     Upstream,
 )
+from axo.runtime.plans import PlanDispatch
 from axo.runtime.system import Actor, SystemMessages
 
 _functions: dict[str, Any] = {}
@@ -122,8 +123,14 @@ class AgentActor(Actor):  # type: ignore[misc]
         self.started = time.time()
         self.effects = 0
         self.pending = None
-        self.state = AgentTurn(self.spec)
-        self.turn = self.state.run(msg.input, msg.upstream)
+        if self.spec.role == "coordinator" and self.spec.plan is not None:
+            from axo.coordination.coordinator import coordinate
+
+            self.state = None
+            self.turn = coordinate(self.spec, self.spec.plan, msg.input)
+        else:
+            self.state = AgentTurn(self.spec)
+            self.turn = self.state.run(msg.input, msg.upstream)
         self._step(None, None)
 
     def _resume(self, corr: str, *, value: Any = None,
@@ -198,8 +205,10 @@ class AgentActor(Actor):  # type: ignore[misc]
             started_at=self.started, finished_at=time.time()))
 
 
-class RunActor(Actor):  # type: ignore[misc]
+class RunActor(PlanDispatch, Actor):  # type: ignore[misc]
     """Owns one run's EventLattice; activates agents as their dependencies complete."""
+
+    agent_class = AgentActor
 
     def __init__(self) -> None:
         super().__init__()
@@ -212,6 +221,7 @@ class RunActor(Actor):  # type: ignore[misc]
         self.over = False
         self.outbox: list[RunEvent] = []
         self.stopping = False
+        self._plan_setup()
         self.on_host: list[bool] = []  # per agent: its LLM calls go through the host
         self.host_running = 0  # running agents that wait on the host
         self.configured: tuple[tuple[AgentSpec, ...], Any] | None = None  # compared by ==
@@ -271,6 +281,7 @@ class RunActor(Actor):  # type: ignore[misc]
             raise RuntimeError("StartRun while a run is in progress on this run actor")
         self.start, self.host = msg, host
         self.outputs, self.failed, self.over, self.stopping = {}, False, False, False
+        self._plan_setup()
         self.on_host = [spec.function is None for spec in msg.agents]
         self.host_running = 0
         self.lattice = EventLattice(msg.dependencies, thresholds=msg.thresholds,
@@ -283,6 +294,11 @@ class RunActor(Actor):  # type: ignore[misc]
                                           host=host))
             self.configured = (msg.agents, host)
         ready = self.lattice.start()
+        # workers are not activated by the lattice: they wait for a coordinator's plan
+        workers = set(self.workers)
+        ready = [i for i in ready if i not in workers]
+        if workers:
+            self.lattice.complete_many(sorted(workers))
         # agents that completed in an earlier life of this run complete again at once, with
         # their recorded output, and are not activated
         done = dict(msg.completed)
@@ -314,11 +330,21 @@ class RunActor(Actor):  # type: ignore[misc]
             self.send(self.actors[i], Activate(run_id=start.run_id, agent=i,
                                                input=start.input, upstream=upstream))
 
-    def _completed(self, msg: TaskCompleted) -> None:
+    def _completed(self, msg: TaskCompleted, *, planned: bool = False) -> None:
         assert self.start is not None and self.lattice is not None
         if self.over or self.lattice.state[msg.agent] != RUNNING:
             return
-        self.host_running -= self.on_host[msg.agent]
+        if msg.agent in self.step_of:
+            self._step_finished(msg.agent, output=msg.output, reason=None, usage=msg.usage,
+                                llm_calls=msg.llm_calls, started=msg.started_at,
+                                finished=msg.finished_at)
+            self._maybe_finish()
+            return
+        if not planned:
+            self.host_running -= self.on_host[msg.agent]
+            if self.start.agents[msg.agent].role == "coordinator" and self._plan_answered(msg):
+                self._maybe_finish()
+                return
         self.outputs[msg.agent] = msg.output
         try:
             ready = self.lattice.complete(msg.agent)
@@ -334,11 +360,17 @@ class RunActor(Actor):  # type: ignore[misc]
         self._activate(ready)
         self._maybe_finish()
 
-    def _failed(self, msg: AgentFailed) -> None:
+    def _failed(self, msg: AgentFailed, *, planned: bool = False) -> None:
         assert self.start is not None and self.lattice is not None
         if self.over or self.lattice.state[msg.agent] != RUNNING:
             return
-        self.host_running -= self.on_host[msg.agent]
+        if msg.agent in self.step_of:
+            self._step_finished(msg.agent, output=None, reason=msg.reason, usage=msg.usage,
+                                llm_calls=0, started=msg.started_at, finished=msg.finished_at)
+            self._maybe_finish()
+            return
+        if not planned:
+            self.host_running -= self.on_host[msg.agent]
         self.failed = True
         agent = self.start.agents[msg.agent]
         skipped = self.lattice.fail(msg.agent)
@@ -360,11 +392,24 @@ class RunActor(Actor):  # type: ignore[misc]
 
     def _skip_rest(self, reason: str) -> None:
         assert self.start is not None and self.lattice is not None
-        for i in range(self.lattice.n):
+        for i in range(len(self.start.agents)):
             if self.lattice.status(i) == State.WAITING:
                 self.lattice.state[i] = State.SKIPPED
                 self.emit(AgentSkipped(run_id=self.start.run_id,
                                        agent=self.start.agents[i].id, reason=reason))
+
+    def _report_workers(self) -> None:
+        assert self.start is not None
+        reported = set()
+        for w, text, usage, calls, at in self._workers_report():
+            reported.add(w)
+            self.emit(AgentDone(run_id=self.start.run_id, agent=self.start.agents[w].id,
+                                status="done", output=text, reason=None, usage=usage,
+                                llm_calls=calls, started_at=at, finished_at=at))
+        for w in self.workers:
+            if w not in reported:
+                self.emit(AgentSkipped(run_id=self.start.run_id, agent=self.start.agents[w].id,
+                                       reason="no plan step was awarded to it"))
 
     def _maybe_finish(self) -> None:
         assert self.lattice is not None
@@ -378,8 +423,11 @@ class RunActor(Actor):  # type: ignore[misc]
             self.emit(RunFinished(run_id=self.start.run_id, status="stopped",
                                   lattice=self.lattice.statistics()))
             return
+        self._report_workers()
         if self.lattice.running == 0:
             for i in self.lattice.finish():
+                if i >= len(self.start.agents):
+                    continue  # a plan step that never ran: its coordinator reported why
                 self.emit(AgentSkipped(
                     run_id=self.start.run_id, agent=self.start.agents[i].id,
                     reason="never activated: its dependencies completed without reaching "

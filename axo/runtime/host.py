@@ -28,12 +28,14 @@ from typing import Any
 import msgspec
 
 
-from axo.config import FunctionProvider
+from axo.config import Agent, FunctionProvider
+from axo.yamlsource import load_yaml
 from axo.llm.base import Provider
 from axo.llm.providers import ProviderSet
 from axo.messages import (
     AgentSpec,
     CancelRun,
+    PlanSpec,
     Events,
     LLMCall,
     LLMReply,
@@ -157,8 +159,34 @@ def agent_specs(workflow: Workflow, registry: ToolRegistry) -> tuple[AgentSpec, 
             per_call=a.token_budget.per_call, per_execution=a.token_budget.per_execution,
             overflow_policy=a.token_budget.overflow_policy, output_schema=a.output_schema,
             context=a.memory.context,
-            recall_k=a.memory.recall_k if (a.memory.long_term or a.memory.vector) else 0))
+            recall_k=a.memory.recall_k if (a.memory.long_term or a.memory.vector) else 0,
+            role=a.role, plan=_plan_spec(workflow, a), capabilities=tuple(a.capabilities)))
     return tuple(specs)
+
+
+def _plan_spec(workflow: Workflow, agent: Agent) -> PlanSpec | None:
+    """Read a coordinator's domain and problem files (relative to the workflow file) and check
+    them now, so a broken domain is a ConfigError before anything runs."""
+    if agent.role != "coordinator" or agent.plan is None:
+        return None
+    base = os.path.dirname(os.path.abspath(workflow.file)) if os.path.exists(workflow.file) \
+        else os.getcwd()
+
+    def read(path: str) -> tuple[str, str]:
+        full = path if os.path.isabs(path) else os.path.join(base, path)
+        load_yaml(full, what="planning")  # missing or unreadable: a located ConfigError
+        with open(full, encoding="utf-8") as f:
+            return full, f.read()
+
+    domain_file, domain_text = read(agent.plan.domain)
+    problem_file, problem_text = read(agent.plan.problem) if agent.plan.problem else (None, None)
+    spec = PlanSpec(domain_file=domain_file, domain_text=domain_text, problem_file=problem_file,
+                    problem_text=problem_text, max_rounds=agent.plan.max_rounds,
+                    capabilities={k: tuple(v) for k, v in agent.plan.capabilities.items()})
+    from axo.coordination.coordinator import load
+
+    load(spec)
+    return spec
 
 
 _templates: weakref.WeakKeyDictionary[Workflow, dict[tuple[str, ...], tuple[StartRun, bytes]]] = (

@@ -29,10 +29,12 @@ from axo.messages import (
     AgentStarted,
     LLMCall,
     LLMReply,
+    PlanMade,
     RecallCall,
     RecallReply,
     RunEvent,
     RunFinished,
+    StepDone,
     ToolsCall,
     ToolsReply,
 )
@@ -209,6 +211,11 @@ class Journal:
             case AgentSkipped():
                 self.log.append(self.run_id, "agent_skipped", event.agent,
                                 {"reason": event.reason})
+            case PlanMade() | StepDone():
+                data = msgspec.to_builtins(event)
+                kind = data.pop("type", "plan")
+                self.log.append(self.run_id, "plan_made" if kind == "PlanMade" else "step_done",
+                                event.coordinator, data)
             case RunFinished():
                 self.log.append(self.run_id, "run_finished", None,
                                 {"status": event.status, "lattice": event.lattice})

@@ -58,7 +58,7 @@ providers:
 agents:
   - id: a
     name: Alpha
-    role: coordinator
+    role: agent
     provider: gpt
     token_budget: {per_call: 100, per_execution: 1000, overflow_policy: warn}
     sampling: {temperature: 0.5, top_p: 1, max_tokens: 10, seed: 3, stop: ["\\n"]}

@@ -1,0 +1,215 @@
+"""How a run actor carries out a coordinator's plan: auction the steps, run them, report.
+
+When a ``role: coordinator`` agent answers with a plan, its steps are auctioned among the
+run's ``role: worker`` agents (capabilities = their tools and ``capabilities``; live load =
+steps awarded so far; budget = what is left of their ``per_execution`` budget), added to the
+run's EventLattice as new agents — a step depends on the earlier steps it causally needs —
+and activated on fresh actors of the winning workers. The coordinator completes (and its
+dependents fire) when every step has; a failed step skips the steps that need it and fails
+the coordinator. A plan with a step nobody can take is reported, not dropped.
+
+This is a mixin of ``RunActor``; it uses the actor's ``lattice``, ``emit`` and sending.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from axo.coordination.auction import Agent as Bidder
+from axo.coordination.auction import Auctioneer
+from axo.coordination.auction import Task as Job
+from axo.llm.base import Usage
+from axo.messages import (
+    Activate,
+    AgentFailed,
+    AgentSpec,
+    AgentStarted,
+    Configure,
+    PlanMade,
+    StepDone,
+    TaskCompleted,
+    Upstream,
+)
+
+STEP_TOKENS = 500.0  # the auction's estimate of one step's cost
+UNLIMITED = 1e12
+
+
+@dataclass
+class PlanRun:
+    coordinator: int
+    answer: TaskCompleted
+    steps: list[dict[str, Any]]
+    nodes: list[int]
+    winners: list[int]
+    outputs: dict[int, str] = field(default_factory=dict)
+    finished: set[int] = field(default_factory=set)
+    failure: str | None = None
+
+
+class PlanDispatch:
+    """Mixin: the plan-running part of the run actor."""
+
+    lattice: Any
+    start: Any
+    agent_class: type
+    actors: list[Any]
+    on_host: list[bool]
+    host_running: int
+
+    def _plan_setup(self) -> None:
+        self.plans: dict[int, PlanRun] = {}
+        self.step_of: dict[int, tuple[int, int]] = {}
+        self.worker_log: dict[int, list[tuple[int, str, str, Usage, int]]] = {}
+        self.worker_used: dict[int, int] = {}
+
+    @property
+    def workers(self) -> list[int]:
+        return [i for i, s in enumerate(self.start.agents) if s.role == "worker"]
+
+    def _plan_answered(self, msg: TaskCompleted) -> bool:
+        """A coordinator answered: start its plan. False when there is nothing to run."""
+        try:
+            steps = json.loads(msg.output).get("steps") or []
+        except (ValueError, AttributeError):
+            steps = []
+        if not steps:
+            return False
+        coord = msg.agent
+        workers = self.workers
+        specs: list[AgentSpec] = self.start.agents
+        bidders = []
+        for w in workers:
+            spec = specs[w]
+            caps = frozenset({t.name for t in spec.tool_specs} | set(spec.capabilities))
+            budget = (spec.per_execution - self.worker_used.get(w, 0)
+                      if spec.per_execution else UNLIMITED)
+            bidders.append(Bidder(name=spec.id, capabilities=caps, budget=float(budget),
+                                  initial_budget=float(spec.per_execution or UNLIMITED),
+                                  load=float(len(self.worker_log.get(w, []))),
+                                  capacity=float(len(steps) + len(self.worker_log.get(w, [])))))
+        jobs = [Job(name=s["action"], requires=frozenset(s.get("requires") or ()),
+                    tokens=STEP_TOKENS) for s in steps]
+        if bidders:
+            result = Auctioneer(bidders).auction(jobs)
+            winners = [int(w) for w in result.winners]
+            unassigned = [{"step": u.task, "action": steps[u.task]["action"],
+                           "reason": u.reason} for u in result.unassigned]
+            awards = [{"step": a.task, "worker": specs[workers[a.agent]].id,
+                       "score": round(float(a.score), 4)} for a in result.awards]
+        else:
+            winners = [-1] * len(steps)
+            unassigned = [{"step": i, "action": s["action"], "reason": "no role: worker agents"}
+                          for i, s in enumerate(steps)]
+            awards = []
+        self.emit(PlanMade(run_id=self.start.run_id, coordinator=specs[coord].id, steps=steps,
+                           awards=awards, unassigned=unassigned))
+        if unassigned:
+            names = ", ".join(f"{u['action']} ({u['reason']})" for u in unassigned)
+            self._failed(AgentFailed(  # type: ignore[attr-defined]
+                run_id=msg.run_id, agent=coord, kind="PlanningFailed",
+                reason=f"steps nobody can take: {names}", usage=msg.usage,
+                started_at=msg.started_at, finished_at=msg.finished_at), planned=True)
+            return True
+        base = self.lattice.n
+        new, ready = self.lattice.extend([[base + a for a in s.get("after", ())]
+                                          for s in steps])
+        plan = PlanRun(coordinator=coord, answer=msg, steps=steps, nodes=new,
+                       winners=[workers[w] for w in winners])
+        self.plans[coord] = plan
+        for k, node in enumerate(new):
+            worker = specs[plan.winners[k]]
+            addr = self.createActor(self.agent_class)  # type: ignore[attr-defined]
+            self.actors.append(addr)
+            self.on_host.append(worker.function is None)
+            self.step_of[node] = (coord, k)
+            self.send(addr, Configure(  # type: ignore[attr-defined]
+                run_id="", spec=msgspec.structs.replace(worker, id=f"{worker.id}.{k + 1}"),
+                run=self.myAddress, host=self.host))  # type: ignore[attr-defined]
+        self._activate_steps(plan, ready)
+        return True
+
+    def _activate_steps(self, plan: PlanRun, ready: list[int]) -> None:
+        now = msg_time()
+        for node in ready:
+            k = self.step_of[node][1]
+            step, worker = plan.steps[k], self.start.agents[plan.winners[k]]
+            self.host_running += self.on_host[node]
+            upstream = tuple(Upstream(agent=f"step {j + 1}", name=plan.steps[j]["action"],
+                                      output=plan.outputs[j])
+                             for j in step.get("after", ()) if j in plan.outputs)
+            task = (f"Goal: {self.start.input}\n\nYour step of the plan (step {k + 1} of "
+                    f"{len(plan.steps)}): {step['action']}")
+            self.emit(AgentStarted(run_id=self.start.run_id, agent=worker.id, at=now))
+            self.send(self.actors[node], Activate(  # type: ignore[attr-defined]
+                run_id=self.start.run_id, agent=node, input=task, upstream=upstream))
+
+    def _step_finished(self, node: int, *, output: str | None, reason: str | None,
+                       usage: Usage, llm_calls: int, started: float, finished: float) -> None:
+        coord, k = self.step_of[node]
+        plan = self.plans[coord]
+        w = plan.winners[k]
+        self.host_running -= self.on_host[node]
+        self.worker_used[w] = self.worker_used.get(w, 0) + usage.total_tokens
+        plan.finished.add(k)
+        if reason is None:
+            plan.outputs[k] = output or ""
+            self.worker_log.setdefault(w, []).append(
+                (k, plan.steps[k]["action"], output or "", usage, llm_calls))
+            ready = self.lattice.complete(node)
+        else:
+            plan.failure = plan.failure or f"step {k + 1} ({plan.steps[k]['action']}): {reason}"
+            ready = []
+            for skipped in self.lattice.fail(node):
+                plan.finished.add(self.step_of[skipped][1])
+        self.emit(StepDone(run_id=self.start.run_id, coordinator=self.start.agents[coord].id,
+                           step=k, worker=self.start.agents[w].id,
+                           status="done" if reason is None else "failed", output=output,
+                           reason=reason, usage=usage, llm_calls=llm_calls,
+                           started_at=started, finished_at=finished))
+        if plan.failure is None:
+            self._activate_steps(plan, ready)
+        if not self._plan_running(plan) and (plan.failure is not None
+                                             or len(plan.finished) == len(plan.steps)):
+            self._plan_over(plan)
+
+    def _plan_running(self, plan: PlanRun) -> bool:
+        return any(self.lattice.state[n] == 1 for n in plan.nodes)
+
+    def _plan_over(self, plan: PlanRun) -> None:
+        msg = plan.answer
+        del self.plans[plan.coordinator]
+        if plan.failure is not None:
+            self._failed(AgentFailed(  # type: ignore[attr-defined]
+                run_id=msg.run_id, agent=plan.coordinator, kind="StepFailed",
+                reason=plan.failure, usage=msg.usage, started_at=msg.started_at,
+                finished_at=msg_time()), planned=True)
+            return
+        summary = json.loads(msg.output)
+        summary["results"] = [{"step": k + 1, "action": s["action"],
+                               "worker": self.start.agents[plan.winners[k]].id,
+                               "output": plan.outputs[k]} for k, s in enumerate(plan.steps)]
+        self._completed(msgspec.structs.replace(  # type: ignore[attr-defined]
+            msg, output=json.dumps(summary),
+            finished_at=msg_time()), planned=True)
+
+    def _workers_report(self) -> list[tuple[int, str, Usage, int, float]]:
+        out = []
+        for w, log in sorted(self.worker_log.items()):
+            text = "\n".join(f"step {k + 1} ({action}): {output}"
+                             for k, action, output, _, _ in sorted(log))
+            usage = Usage()
+            for *_, used, _calls in log:
+                usage = usage + used
+            out.append((w, text, usage, sum(c for *_, c in log), msg_time()))
+        return out
+
+
+def msg_time() -> float:
+    import time
+
+    return time.time()
