@@ -53,6 +53,7 @@ class EffectRunner:
         self.tool_extra = tool_extra or {}
         self.used = Usage()
         self.reserved = 0
+        self._workspace_ready = False
 
     # ------------------------------------------------------------------ LLM
 
@@ -140,7 +141,9 @@ class EffectRunner:
             arguments = json.dumps(decision.value)
         self.record("tool_decision", agent, {"tool": name, "action": decision.action,
                                              "reason": decision.reason})
-        os.makedirs(self.workspace, exist_ok=True)  # created when first needed
+        if not self._workspace_ready:  # created when first needed
+            os.makedirs(self.workspace, exist_ok=True)
+            self._workspace_ready = True
         ctx = ToolContext(run_id=self.run_id, agent=agent, workspace=self.workspace,
                           memory=self.memory, extra=self.tool_extra)
         outcome = await self.registry.execute(name, call_id, arguments, ctx)

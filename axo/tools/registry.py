@@ -9,6 +9,7 @@ This module knows nothing about agents, policies or actors.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import re
@@ -109,8 +110,24 @@ def tool(fn: ToolFn | None = None, *, name: str | None = None, writes: bool = Fa
     return wrap(fn) if fn is not None else wrap
 
 
+_made: dict[tuple[Any, ...], Tool] = {}
+
+
 def make_tool(fn: ToolFn, *, name: str | None = None, writes: bool = False,
               timeout: float = 30.0) -> Tool:
+    """A Tool for ``fn``; built once per function and options (pydantic models cost ~1 ms)."""
+    key = (fn, name, writes, timeout)
+    try:
+        return _made[key]
+    except (KeyError, TypeError):
+        pass
+    made = _make_tool(fn, name=name, writes=writes, timeout=timeout)
+    with contextlib.suppress(TypeError):
+        _made[key] = made
+    return made
+
+
+def _make_tool(fn: ToolFn, *, name: str | None, writes: bool, timeout: float) -> Tool:
     sig = inspect.signature(fn)
     hints = get_type_hints(fn)
     summary, arg_docs = _doc_parts(fn)
