@@ -17,11 +17,18 @@ from axo.runtime.system import MODES, Mode
 from axo.workflow import Workflow, load_workflow
 
 
-async def run_async(workflow: Workflow | str | os.PathLike[str], input: str = "", *,
-                    runtime: Mode = "local", providers: dict[str, Provider] | None = None,
-                    on_event: EventHandler | None = None, timeout: float | None = None,
-                    workflow_id: str | None = None, admin_port: int | None = None,
-                    **options: Any) -> RunResult:
+async def run_async(
+    workflow: Workflow | str | os.PathLike[str],
+    input: str = "",
+    *,
+    runtime: Mode = "local",
+    providers: dict[str, Provider] | None = None,
+    on_event: EventHandler | None = None,
+    timeout: float | None = None,
+    workflow_id: str | None = None,
+    admin_port: int | None = None,
+    **options: Any,
+) -> RunResult:
     """Run a workflow inside an already running event loop. See ``run``."""
     if not isinstance(workflow, Workflow):
         workflow = load_workflow(workflow, workflow_id)
@@ -31,24 +38,33 @@ async def run_async(workflow: Workflow | str | os.PathLike[str], input: str = ""
     handle_signals = bool(options.pop("handle_signals", False))
     with Host(runtime, admin_port=admin_port) as host:
         if not handle_signals:
-            return await host.run(workflow, input, providers=providers, on_event=on_event,
-                                  timeout=timeout, **options)
+            return await host.run(
+                workflow, input, providers=providers, on_event=on_event, timeout=timeout, **options
+            )
         loop = asyncio.get_running_loop()
         for sig, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
             loop.add_signal_handler(sig, host.request_stop, f"{name} received")
         try:
-            return await host.run(workflow, input, providers=providers, on_event=on_event,
-                                  timeout=timeout, **options)
+            return await host.run(
+                workflow, input, providers=providers, on_event=on_event, timeout=timeout, **options
+            )
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
 
 
-def run(workflow: Workflow | str | os.PathLike[str], input: str = "", *,
-        runtime: Mode = "local", providers: dict[str, Provider] | None = None,
-        on_event: EventHandler | None = None, timeout: float | None = None,
-        workflow_id: str | None = None, admin_port: int | None = None,
-        **options: Any) -> RunResult:
+def run(
+    workflow: Workflow | str | os.PathLike[str],
+    input: str = "",
+    *,
+    runtime: Mode = "local",
+    providers: dict[str, Provider] | None = None,
+    on_event: EventHandler | None = None,
+    timeout: float | None = None,
+    workflow_id: str | None = None,
+    admin_port: int | None = None,
+    **options: Any,
+) -> RunResult:
     """Run a workflow to the end and return its result.
 
     Args:
@@ -77,8 +93,19 @@ def run(workflow: Workflow | str | os.PathLike[str], input: str = "", *,
     except RuntimeError:
         pass
     else:
-        raise UsageError("axo.run() was called inside a running event loop; "
-                         "use 'await axo.run_async(...)' there")
-    return uvloop.run(run_async(workflow, input, runtime=runtime, providers=providers,
-                                on_event=on_event, timeout=timeout, workflow_id=workflow_id,
-                                admin_port=admin_port, **options))
+        raise UsageError(
+            "axo.run() was called inside a running event loop; use 'await axo.run_async(...)' there"
+        )
+    return uvloop.run(
+        run_async(
+            workflow,
+            input,
+            runtime=runtime,
+            providers=providers,
+            on_event=on_event,
+            timeout=timeout,
+            workflow_id=workflow_id,
+            admin_port=admin_port,
+            **options,
+        )
+    )

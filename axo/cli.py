@@ -13,8 +13,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-
-
 from axo.errors import UserError
 from axo.graph import to_dot, to_mermaid, to_text
 from axo.workflow import load_file, load_workflow
@@ -45,12 +43,20 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--timeout", type=float, help="cancel the run after this many seconds")
     r.add_argument("--json", action="store_true", help="print the full result as JSON")
     r.add_argument("--quiet", action="store_true", help="no progress view")
-    r.add_argument("--resume", metavar="RUN_ID", help="continue a run that was stopped or "
-                   "killed (completed agents and LLM/tool results are not repeated)")
-    r.add_argument("--state-dir", default=".axo",
-                   help="where the event log, checkpoints and workspaces live (.axo)")
-    r.add_argument("--workspace", help="folder the file tools are confined to "
-                   "(default: the run's own folder)")
+    r.add_argument(
+        "--resume",
+        metavar="RUN_ID",
+        help="continue a run that was stopped or "
+        "killed (completed agents and LLM/tool results are not repeated)",
+    )
+    r.add_argument(
+        "--state-dir",
+        default=".axo",
+        help="where the event log, checkpoints and workspaces live (.axo)",
+    )
+    r.add_argument(
+        "--workspace", help="folder the file tools are confined to (default: the run's own folder)"
+    )
 
     rs = sub.add_parser("runs", help="list the runs in the state directory")
     rs.add_argument("--state-dir", default=".axo")
@@ -119,9 +125,17 @@ def _validate(args: argparse.Namespace) -> int:
     else:
         summaries.append(wf.summary())
     if args.json:
-        print(json.dumps({"ok": True, "file": args.file, "agents": len(cfg.agents),
-                          "workflows": [w.id for w in cfg.workflows],
-                          "summaries": summaries}))
+        print(
+            json.dumps(
+                {
+                    "ok": True,
+                    "file": args.file,
+                    "agents": len(cfg.agents),
+                    "workflows": [w.id for w in cfg.workflows],
+                    "summaries": summaries,
+                }
+            )
+        )
     else:
         for s in summaries:
             print(f"ok  {args.file}: {s}")
@@ -137,8 +151,9 @@ def _read_input(args: argparse.Namespace) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise UserError(f"{args.input_file}: cannot read the input file ({exc.strerror}) — "
-                        f"check the path") from None
+        raise UserError(
+            f"{args.input_file}: cannot read the input file ({exc.strerror}) — check the path"
+        ) from None
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -147,11 +162,18 @@ def _run(args: argparse.Namespace) -> int:
 
     wf = load_workflow(args.file, args.workflow)
     if args.resume and (args.input is not None or args.input_file is not None):
-        raise UserError("--resume continues a run with the input it started with; "
-                        "drop --input/--input-file")
+        raise UserError(
+            "--resume continues a run with the input it started with; drop --input/--input-file"
+        )
     text = "" if args.resume else _read_input(args)
-    options = {"runtime": args.runtime, "timeout": args.timeout, "state_dir": args.state_dir,
-               "resume": args.resume, "workspace": args.workspace, "handle_signals": True}
+    options = {
+        "runtime": args.runtime,
+        "timeout": args.timeout,
+        "state_dir": args.state_dir,
+        "resume": args.resume,
+        "workspace": args.workspace,
+        "handle_signals": True,
+    }
     if args.json or args.quiet:
         result = run(wf, text, **options)
     else:
@@ -163,9 +185,11 @@ def _run(args: argparse.Namespace) -> int:
     else:
         print_result(result)
     if result.status == "stopped":
-        sys.stderr.write(f"run {result.run_id} stopped; continue it with: axo run "
-                         f"{args.file} --resume {result.run_id}"
-                         f"{' --workflow ' + args.workflow if args.workflow else ''}\n")
+        sys.stderr.write(
+            f"run {result.run_id} stopped; continue it with: axo run "
+            f"{args.file} --resume {result.run_id}"
+            f"{' --workflow ' + args.workflow if args.workflow else ''}\n"
+        )
         return 3
     return 0 if result.ok else 1
 
@@ -173,8 +197,10 @@ def _run(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     root = Path.cwd()
     if not (root / "benches" / "runner.py").exists():
-        raise UserError("axo bench runs the subjects in the repository's benches/ folder: "
-                        "run it from the repository's top directory")
+        raise UserError(
+            "axo bench runs the subjects in the repository's benches/ folder: "
+            "run it from the repository's top directory"
+        )
     sys.path.insert(0, str(root))
     from benches.runner import main as bench_main
 
@@ -187,8 +213,6 @@ def _graph(args: argparse.Namespace) -> int:
     render = {"text": to_text, "mermaid": to_mermaid, "dot": to_dot}[args.format]
     print(render(wf.graph, names))
     return 0
-
-
 
 
 if __name__ == "__main__":

@@ -89,8 +89,10 @@ ProviderConfig = Annotated[
 
 PROVIDER_TYPES = ("openai", "anthropic", "local", "function")
 _PROVIDER_MODELS: dict[str, type[BaseModel]] = {
-    "openai": OpenAIProvider, "anthropic": AnthropicProvider,
-    "local": LocalProvider, "function": FunctionProvider,
+    "openai": OpenAIProvider,
+    "anthropic": AnthropicProvider,
+    "local": LocalProvider,
+    "function": FunctionProvider,
 }
 # validated as a key type (not an after-validator) so it is reported with everything else
 ProviderName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")]
@@ -202,15 +204,30 @@ class WorkflowFile(_Model):
 # ---------------------------------------------------------------- pydantic errors → Problems
 
 _WANT = {
-    "string_type": "a string", "int_type": "an integer", "int_from_float": "an integer",
-    "float_type": "a number", "bool_type": "true or false", "list_type": "a list",
-    "dict_type": "a mapping", "model_type": "a mapping", "model_attributes_type": "a mapping",
+    "string_type": "a string",
+    "int_type": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
 }
-_BOUNDS = {"greater_than": "> {gt}", "greater_than_equal": ">= {ge}",
-           "less_than": "< {lt}", "less_than_equal": "<= {le}"}
+_BOUNDS = {
+    "greater_than": "> {gt}",
+    "greater_than_equal": ">= {ge}",
+    "less_than": "< {lt}",
+    "less_than_equal": "<= {le}",
+}
 _GOT: tuple[tuple[type, str], ...] = (
-    (bool, "a boolean"), (int, "an integer"), (float, "a number"), (str, "a string"),
-    (list, "a list"), (dict, "a mapping"), (datetime.date, "a date"),
+    (bool, "a boolean"),
+    (int, "an integer"),
+    (float, "a number"),
+    (str, "a string"),
+    (list, "a list"),
+    (dict, "a mapping"),
+    (datetime.date, "a date"),
 )
 
 
@@ -258,7 +275,8 @@ def _describe(ann: Any) -> str:
     if get_origin(ann) is dict or _is_model(ann):
         return "a mapping"
     return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
-        ann, str(ann))
+        ann, str(ann)
+    )
 
 
 @dataclass(frozen=True)
@@ -325,14 +343,19 @@ def _problem_from(err: Any, where: _Where, source: Source) -> Problem:
     subject = f"each item of '{name}'" if loc and isinstance(loc[-1], int) else f"'{name}'"
     if err["loc"] and err["loc"][-1] == "[key]":
         if kind == "string_pattern_mismatch":
-            return source.problem(loc, f"provider name '{key}' may only use letters, digits, "
-                                       "'_' and '-'", "rename it")
+            return source.problem(
+                loc, f"provider name '{key}' may only use letters, digits, '_' and '-'", "rename it"
+            )
         return source.problem(loc, f"the name {key} is not a string", f"quote it: '{key}':")
     if kind in ("extra_forbidden", "invalid_key"):
         near = difflib.get_close_matches(key, where.fields, n=1, cutoff=0.6)
-        fix = (f"did you mean '{near[0]}'?" if near else
-               "remove it; valid keys here: " + ", ".join(sorted(where.fields))
-               if where.fields else "remove it")
+        fix = (
+            f"did you mean '{near[0]}'?"
+            if near
+            else "remove it; valid keys here: " + ", ".join(sorted(where.fields))
+            if where.fields
+            else "remove it"
+        )
         return source.problem(loc, f"unknown key '{key}'", fix)
     if kind == "missing":
         where_to = "here" if len(loc) > 1 else "at the top level"
@@ -355,21 +378,32 @@ def _problem_from(err: Any, where: _Where, source: Source) -> Problem:
         fix = f"did you mean '{near[0]}'?" if near else "use one of: " + ", ".join(PROVIDER_TYPES)
         return source.problem((*loc, "type"), f"unknown provider type '{tag}'", fix)
     if kind == "union_tag_not_found":
-        return source.problem(loc, "missing required key 'type'",
-                              "add 'type:' with one of: " + ", ".join(PROVIDER_TYPES))
+        return source.problem(
+            loc,
+            "missing required key 'type'",
+            "add 'type:' with one of: " + ", ".join(PROVIDER_TYPES),
+        )
     if kind == "literal_error":
-        return source.problem(loc, f"{_show(value)} is not a valid {name}",
-                              f"use one of: {ctx.get('expected', '')}")
+        return source.problem(
+            loc, f"{_show(value)} is not a valid {name}", f"use one of: {ctx.get('expected', '')}"
+        )
     if kind == "string_pattern_mismatch":
         if name == "function":
-            return source.problem(loc, f"{_show(value)} is not a 'module:function' import path",
-                                  "write it as package.module:function")
-        return source.problem(loc, f"{_show(value)} is not a valid {name}",
-                              "use letters, digits, '_' and '-', starting with a letter or '_'")
+            return source.problem(
+                loc,
+                f"{_show(value)} is not a 'module:function' import path",
+                "write it as package.module:function",
+            )
+        return source.problem(
+            loc,
+            f"{_show(value)} is not a valid {name}",
+            "use letters, digits, '_' and '-', starting with a letter or '_'",
+        )
     if kind in _BOUNDS:
         bound = _BOUNDS[kind].format(**ctx)
-        return source.problem(loc, f"must be {bound}, got {_show(value)}",
-                              f"set {subject} to a value {bound}")
+        return source.problem(
+            loc, f"must be {bound}, got {_show(value)}", f"set {subject} to a value {bound}"
+        )
     if kind == "too_short":
         return source.problem(loc, "must not be empty", f"list at least one item under '{name}'")
     message = str(ctx.get("error", err["msg"])) if kind == "value_error" else err["msg"]
@@ -379,9 +413,13 @@ def _problem_from(err: Any, where: _Where, source: Source) -> Problem:
 def validate_source(source: Source) -> tuple[WorkflowFile | None, list[Problem]]:
     """Validate parsed YAML against the schema; return the model (if valid) and problems."""
     if not isinstance(source.data, dict):
-        return None, [source.problem((), f"expected a mapping at the top, got "
-                                         f"{_type_of(source.data)}",
-                                     "start the file with 'agents:' (and 'providers:')")]
+        return None, [
+            source.problem(
+                (),
+                f"expected a mapping at the top, got {_type_of(source.data)}",
+                "start the file with 'agents:' (and 'providers:')",
+            )
+        ]
     try:
         return WorkflowFile.model_validate(source.data), []
     except ValidationError as exc:
@@ -398,8 +436,12 @@ def validate_source(source: Source) -> tuple[WorkflowFile | None, list[Problem]]
     return None, problems
 
 
-def read_source(path: str | os.PathLike[str] | None = None, *, text: str | None = None,
-                env: dict[str, str] | None = None) -> tuple[Source, list[Problem]]:
+def read_source(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    text: str | None = None,
+    env: dict[str, str] | None = None,
+) -> tuple[Source, list[Problem]]:
     """Parse a workflow file (or text) and expand ``${VAR}``.
 
     Returns:

@@ -54,8 +54,11 @@ def _raw_agents(data: Any) -> list[_Node | None]:
             out.append(None)
             continue
         raw = a.get("depends_on", [])
-        deps = [(j, d) for j, d in enumerate(raw) if isinstance(d, str)] if isinstance(
-            raw, list) else []
+        deps = (
+            [(j, d) for j, d in enumerate(raw) if isinstance(d, str)]
+            if isinstance(raw, list)
+            else []
+        )
         out.append(_Node(a["id"], [d for _, d in deps], [j for j, _ in deps]))
     return out
 
@@ -69,9 +72,13 @@ def check_graph(source: Source) -> list[Problem]:
         if a is None:
             continue
         if a.id in first_index:
-            problems.append(source.problem(
-                ("agents", i, "id"), f"duplicate agent id '{a.id}' (first at $.agents"
-                f"[{first_index[a.id]}])", "give each agent a unique id"))
+            problems.append(
+                source.problem(
+                    ("agents", i, "id"),
+                    f"duplicate agent id '{a.id}' (first at $.agents[{first_index[a.id]}])",
+                    "give each agent a unique id",
+                )
+            )
         else:
             first_index[a.id] = i
     ids = list(first_index)
@@ -82,16 +89,25 @@ def check_graph(source: Source) -> list[Problem]:
         for j, d in zip(a.positions, a.depends_on, strict=True):
             where = ("agents", i, "depends_on", j)
             if d == a.id:
-                problems.append(source.problem(where, f"agent '{a.id}' depends on itself",
-                                               "remove it from its own depends_on"))
+                problems.append(
+                    source.problem(
+                        where,
+                        f"agent '{a.id}' depends on itself",
+                        "remove it from its own depends_on",
+                    )
+                )
             elif d not in first_index:
                 near = difflib.get_close_matches(d, ids, n=1)
                 fix = f"did you mean '{near[0]}'?" if near else "define that agent or remove it"
-                problems.append(source.problem(
-                    where, f"agent '{a.id}' depends on unknown agent '{d}'", fix))
+                problems.append(
+                    source.problem(where, f"agent '{a.id}' depends on unknown agent '{d}'", fix)
+                )
             elif d in seen:
-                problems.append(source.problem(where, f"'{d}' is listed twice in depends_on",
-                                               "list each dependency once"))
+                problems.append(
+                    source.problem(
+                        where, f"'{d}' is listed twice in depends_on", "list each dependency once"
+                    )
+                )
             seen.add(d)
     nodes = [a for a in agents if a is not None]
     problems += _cycles(nodes, source, first_index)
@@ -116,9 +132,13 @@ def _cycles(agents: Sequence[_Node], source: Source, index: dict[str, int]) -> l
         k = cycle.index(first)
         cycle = [*cycle[k:], *cycle[:k], first]
         text = " → ".join(cycle)
-        problems.append(source.problem(
-            ("agents", index[first], "depends_on"), f"dependency cycle: {text}",
-            "remove one of these depends_on entries; a workflow must be acyclic"))
+        problems.append(
+            source.problem(
+                ("agents", index[first], "depends_on"),
+                f"dependency cycle: {text}",
+                "remove one of these depends_on entries; a workflow must be acyclic",
+            )
+        )
     return problems
 
 
@@ -135,9 +155,13 @@ def _workflows(source: Source, agents: Sequence[_Node], index: dict[str, int]) -
             continue
         wid = w.get("id") if isinstance(w.get("id"), str) else f"#{w_i}"
         if wid in seen_ids:
-            problems.append(source.problem(("workflows", w_i, "id"),
-                                           f"duplicate workflow id '{wid}'",
-                                           "give each workflow a unique id"))
+            problems.append(
+                source.problem(
+                    ("workflows", w_i, "id"),
+                    f"duplicate workflow id '{wid}'",
+                    "give each workflow a unique id",
+                )
+            )
         seen_ids.add(wid)
         listed = w.get("agents")
         listed = listed if isinstance(listed, list) else []
@@ -148,35 +172,57 @@ def _workflows(source: Source, agents: Sequence[_Node], index: dict[str, int]) -
                 continue
             where = ("workflows", w_i, "agents", a_i)
             if aid in counted:
-                problems.append(source.problem(where, f"'{aid}' is listed twice in workflow "
-                                               f"'{wid}'", "list each agent once"))
+                problems.append(
+                    source.problem(
+                        where,
+                        f"'{aid}' is listed twice in workflow '{wid}'",
+                        "list each agent once",
+                    )
+                )
                 continue
             counted.add(aid)
             if aid not in by_id:
                 near = difflib.get_close_matches(aid, list(index), n=1)
                 fix = f"did you mean '{near[0]}'?" if near else "define that agent under agents:"
-                problems.append(source.problem(
-                    where, f"workflow '{wid}' lists unknown agent '{aid}'", fix))
+                problems.append(
+                    source.problem(where, f"workflow '{wid}' lists unknown agent '{aid}'", fix)
+                )
                 continue
             for dep in by_id[aid].depends_on:
                 if dep in by_id and dep not in members:
-                    problems.append(source.problem(
-                        where, f"agent '{aid}' depends on '{dep}', which is not in workflow "
-                        f"'{wid}'", f"add '{dep}' to the workflow's agents"))
+                    problems.append(
+                        source.problem(
+                            where,
+                            f"agent '{aid}' depends on '{dep}', which is not in workflow '{wid}'",
+                            f"add '{dep}' to the workflow's agents",
+                        )
+                    )
         entry = w.get("entry")
         entries = [entry] if isinstance(entry, str) else (entry if isinstance(entry, list) else [])
         for e_i, e in enumerate(entries):
             if not isinstance(e, str):
                 continue
-            where = ("workflows", w_i, "entry") if isinstance(entry, str) else (
-                "workflows", w_i, "entry", e_i)
+            where = (
+                ("workflows", w_i, "entry")
+                if isinstance(entry, str)
+                else ("workflows", w_i, "entry", e_i)
+            )
             if e not in members:
-                problems.append(source.problem(where, f"entry '{e}' is not in workflow '{wid}'",
-                                               "name one of the workflow's agents"))
+                problems.append(
+                    source.problem(
+                        where,
+                        f"entry '{e}' is not in workflow '{wid}'",
+                        "name one of the workflow's agents",
+                    )
+                )
             elif e in by_id and by_id[e].depends_on:
-                problems.append(source.problem(
-                    where, f"entry '{e}' has dependencies, so the run's input cannot start it",
-                    "name an agent with no depends_on"))
+                problems.append(
+                    source.problem(
+                        where,
+                        f"entry '{e}' has dependencies, so the run's input cannot start it",
+                        "name an agent with no depends_on",
+                    )
+                )
     return problems
 
 

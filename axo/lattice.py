@@ -90,8 +90,9 @@ class EventLattice:
         sizes = np.fromiter((len(d) for d in dependents), dtype=np.int64, count=n)
         self.indptr = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(sizes, out=self.indptr[1:])
-        self.indices = np.fromiter((v for d in dependents for v in d), dtype=np.int64,
-                                   count=int(self.indptr[-1]))
+        self.indices = np.fromiter(
+            (v for d in dependents for v in d), dtype=np.int64, count=int(self.indptr[-1])
+        )
         self.signal = np.zeros(n, dtype=np.float64)
         self.state = np.zeros(n, dtype=np.int8)
         self.decay = np.zeros(n) if decay is None else np.asarray(decay, dtype=np.float64)
@@ -101,8 +102,13 @@ class EventLattice:
         self.activations = 0
         self._running = 0
         self._started = False
-        self._stats = {"completions": 0, "failures": 0, "signal_updates": 0, "skipped": 0,
-                       "batches": 0}
+        self._stats = {
+            "completions": 0,
+            "failures": 0,
+            "signal_updates": 0,
+            "skipped": 0,
+            "batches": 0,
+        }
 
     # ------------------------------------------------------------------ driving
 
@@ -124,8 +130,10 @@ class EventLattice:
         state = self.state
         self._check_index(agent)
         if state[agent] != _RUNNING:
-            raise LatticeError(f"agent {agent} completed but was not running "
-                               f"(state {State(int(state[agent])).name})")
+            raise LatticeError(
+                f"agent {agent} completed but was not running "
+                f"(state {State(int(state[agent])).name})"
+            )
         state[agent] = _DONE
         self._running -= 1
         self._stats["completions"] += 1
@@ -147,8 +155,10 @@ class EventLattice:
             return []
         self.activations += len(ready)
         if self.activations > self.max_activations:
-            raise LatticeError(f"cycle guard: {self.activations} activations exceed "
-                               f"{self.max_activations} (3 × agents)")
+            raise LatticeError(
+                f"cycle guard: {self.activations} activations exceed "
+                f"{self.max_activations} (3 × agents)"
+            )
         for v in ready:
             state[v] = _RUNNING
         self._running += len(ready)
@@ -165,8 +175,10 @@ class EventLattice:
             raise LatticeError(f"an agent appears twice in one batch: {ids.tolist()}")
         bad = ids[self.state[ids] != _RUNNING]
         if bad.size:
-            raise LatticeError(f"agent {int(bad[0])} completed but was not running "
-                               f"(state {State(int(self.state[bad[0]])).name})")
+            raise LatticeError(
+                f"agent {int(bad[0])} completed but was not running "
+                f"(state {State(int(self.state[bad[0]])).name})"
+            )
         self.state[ids] = _DONE
         self._running -= ids.size
         self._stats["completions"] += int(ids.size)
@@ -184,8 +196,7 @@ class EventLattice:
         np.add.at(self.signal, targets, SIGNAL)
         self._stats["signal_updates"] += int(targets.size)
         cand = np.unique(targets)
-        ready = cand[(self.state[cand] == _WAITING)
-                     & (self.signal[cand] >= self.threshold[cand])]
+        ready = cand[(self.state[cand] == _WAITING) & (self.signal[cand] >= self.threshold[cand])]
         return self._fire(ready)
 
     def fail(self, agent: int) -> list[int]:
@@ -193,8 +204,10 @@ class EventLattice:
         (also those behind a dependent that fired early on a quorum); return them."""
         self._check_index(agent)
         if self.state[agent] != _RUNNING:
-            raise LatticeError(f"agent {agent} failed but was not running "
-                               f"(state {State(int(self.state[agent])).name})")
+            raise LatticeError(
+                f"agent {agent} failed but was not running "
+                f"(state {State(int(self.state[agent])).name})"
+            )
         self.state[agent] = _FAILED
         self._running -= 1
         self._stats["failures"] += 1
@@ -241,8 +254,9 @@ class EventLattice:
         sizes = np.fromiter((len(d) for d in self._dependents), dtype=np.int64, count=n)
         self.indptr = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(sizes, out=self.indptr[1:])
-        self.indices = np.fromiter((v for d in self._dependents for v in d), dtype=np.int64,
-                                   count=int(self.indptr[-1]))
+        self.indices = np.fromiter(
+            (v for d in self._dependents for v in d), dtype=np.int64, count=int(self.indptr[-1])
+        )
         self.max_activations += 3 * len(deps)
         new = list(range(start, n))
         ready = np.asarray([i for i in new if self.n_deps[i] == 0], dtype=np.int64)
@@ -301,8 +315,10 @@ class EventLattice:
             return []
         self.activations += int(ready.size)
         if self.activations > self.max_activations:
-            raise LatticeError(f"cycle guard: {self.activations} activations exceed "
-                               f"{self.max_activations} (3 × agents)")
+            raise LatticeError(
+                f"cycle guard: {self.activations} activations exceed "
+                f"{self.max_activations} (3 × agents)"
+            )
         self.state[ready] = _RUNNING
         self._running += int(ready.size)
         return ready.tolist()
@@ -312,7 +328,7 @@ class EventLattice:
         rate = self.decay[targets]
         dt = now - self._stamp[targets]
         has = (rate > 0) & (self.signal[targets] > 0)
-        self.signal[targets] = np.where(has, self.signal[targets] * np.exp(-rate * dt),
-                                        self.signal[targets])
+        self.signal[targets] = np.where(
+            has, self.signal[targets] * np.exp(-rate * dt), self.signal[targets]
+        )
         self._stamp[targets] = now
-

@@ -19,8 +19,13 @@ from rich.text import Text
 from axo.messages import AgentDone, AgentSkipped, AgentStarted, RunEvent, RunFinished
 from axo.result import AgentResult, RunResult, RunTracker
 
-_STYLE = {"waiting": "dim", "running": "yellow", "done": "green", "failed": "bold red",
-          "skipped": "magenta"}
+_STYLE = {
+    "waiting": "dim",
+    "running": "yellow",
+    "done": "green",
+    "failed": "bold red",
+    "skipped": "magenta",
+}
 _MARK = {"waiting": "·", "running": "▶", "done": "✓", "failed": "✗", "skipped": "–"}
 
 
@@ -67,15 +72,22 @@ class ProgressView:
         agents = [t.agents[a] for a in t.order]
         elapsed = time.monotonic() - self._t0
         u = t.usage
-        footer = Text(f"{elapsed:.1f}s · {u.total_tokens} tokens "
-                      f"({u.prompt_tokens} in, {u.completion_tokens} out)", style="dim")
+        footer = Text(
+            f"{elapsed:.1f}s · {u.total_tokens} tokens "
+            f"({u.prompt_tokens} in, {u.completion_tokens} out)",
+            style="dim",
+        )
         return Group(agent_table(agents), footer)
 
     def __enter__(self) -> ProgressView:
         self._t0 = time.monotonic()
         if self.live_mode:
-            self._live = Live(get_renderable=self._render, console=self.console,
-                              refresh_per_second=8, transient=True)
+            self._live = Live(
+                get_renderable=self._render,
+                console=self.console,
+                refresh_per_second=8,
+                transient=True,
+            )
             self._live.__enter__()
         return self
 
@@ -95,8 +107,10 @@ class ProgressView:
                 line = f"{event.agent}: running"
             case AgentDone():
                 a = tracker.agents[event.agent]
-                line = (f"{event.agent}: {event.status} ({a.usage.total_tokens} tokens, "
-                        f"{_fmt_seconds(a.seconds)})")
+                line = (
+                    f"{event.agent}: {event.status} ({a.usage.total_tokens} tokens, "
+                    f"{_fmt_seconds(a.seconds)})"
+                )
                 if event.reason:
                     line += f" — {event.reason.splitlines()[0]}"
             case AgentSkipped():
@@ -118,8 +132,10 @@ def readable(output: str) -> str:
         return output
     if not isinstance(data, dict):
         return output
-    return "\n".join(f"{k}: {' '.join(str(v).split()) if isinstance(v, str) else json.dumps(v)}"
-                     for k, v in data.items())
+    return "\n".join(
+        f"{k}: {' '.join(str(v).split()) if isinstance(v, str) else json.dumps(v)}"
+        for k, v in data.items()
+    )
 
 
 def print_result(result: RunResult, stream: IO[str] | None = None) -> None:
@@ -137,8 +153,10 @@ def print_result(result: RunResult, stream: IO[str] | None = None) -> None:
     console.print(agent_table(result.agents))
     u = result.usage
     style = "green" if result.ok else "bold red"
-    summary = (f"run {result.run_id} {result.status} in {result.wall_seconds:.2f}s · "
-               f"{u.total_tokens} tokens ({u.prompt_tokens} in, {u.completion_tokens} out)")
+    summary = (
+        f"run {result.run_id} {result.status} in {result.wall_seconds:.2f}s · "
+        f"{u.total_tokens} tokens ({u.prompt_tokens} in, {u.completion_tokens} out)"
+    )
     console.print(Text(summary, style=style))
     if result.failure:
         console.print(Text(result.failure, style="red"))

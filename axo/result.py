@@ -112,8 +112,9 @@ class RunResult(msgspec.Struct, kw_only=True):
         data["usage"]["total_tokens"] = self.usage.total_tokens
         for a, raw in zip(self.agents, data["agents"], strict=True):
             raw["seconds"] = None if a.seconds is None else round(a.seconds, 6)
-            raw["tokens_per_second"] = (None if a.tokens_per_second is None
-                                        else round(a.tokens_per_second, 3))
+            raw["tokens_per_second"] = (
+                None if a.tokens_per_second is None else round(a.tokens_per_second, 3)
+            )
             raw["usage"]["total_tokens"] = a.usage.total_tokens
         return msgspec.json.encode(data)
 
@@ -152,20 +153,39 @@ class RunTracker:
                 a = self.agents[event.agent]
                 a.status, a.reason = "skipped", event.reason
             case PlanMade():
-                self.plan = {"coordinator": event.coordinator, "steps": event.steps,
-                             "awards": event.awards, "unassigned": event.unassigned,
-                             "results": []}
+                self.plan = {
+                    "coordinator": event.coordinator,
+                    "steps": event.steps,
+                    "awards": event.awards,
+                    "unassigned": event.unassigned,
+                    "results": [],
+                }
             case StepDone():
                 if self.plan is not None:
-                    self.plan["results"].append({
-                        "step": event.step + 1, "worker": event.worker, "status": event.status,
-                        "output": event.output, "reason": event.reason,
-                        "tokens": event.usage.total_tokens})
+                    self.plan["results"].append(
+                        {
+                            "step": event.step + 1,
+                            "worker": event.worker,
+                            "status": event.status,
+                            "output": event.output,
+                            "reason": event.reason,
+                            "tokens": event.usage.total_tokens,
+                        }
+                    )
             case RunFinished():
                 self.finished = event
 
-    def restore(self, agent: str, *, output: str, usage: Usage, llm_calls: int,
-                tool_calls: int, started_at: float, finished_at: float) -> None:
+    def restore(
+        self,
+        agent: str,
+        *,
+        output: str,
+        usage: Usage,
+        llm_calls: int,
+        tool_calls: int,
+        started_at: float,
+        finished_at: float,
+    ) -> None:
         """An agent that completed in an earlier life of a resumed run."""
         a = self.agents[agent]
         a.status, a.output, a.usage = "done", output, usage
@@ -188,26 +208,42 @@ class RunTracker:
             total = total + a.usage
         return total
 
-    def result(self, *, workflow: str | None, file: str, runtime: str, run_input: str,
-               sinks: list[str], failure: str | None = None,
-               lattice: dict[str, Any] | None = None) -> RunResult:
+    def result(
+        self,
+        *,
+        workflow: str | None,
+        file: str,
+        runtime: str,
+        run_input: str,
+        sinks: list[str],
+        failure: str | None = None,
+        lattice: dict[str, Any] | None = None,
+    ) -> RunResult:
         agents = [self.agents[aid] for aid in self.order]
         failed = failure is not None or any(a.status == "failed" for a in agents)
         if self.finished is not None and self.finished.status == "failed":
             failed = True
-        stopped = (self.finished is not None and self.finished.status == "stopped"
-                   and not failed)
+        stopped = self.finished is not None and self.finished.status == "stopped" and not failed
         if failure is None and failed:
             bad = next((a for a in agents if a.status == "failed"), None)
             if bad is not None:
                 failure = f"agent '{bad.id}' failed: {(bad.reason or '').splitlines()[0]}"
-        outputs = {s: self.agents[s].output or "" for s in sinks
-                   if self.agents[s].status == "done"}
+        outputs = {s: self.agents[s].output or "" for s in sinks if self.agents[s].status == "done"}
         return RunResult(
-            run_id=self.run_id, workflow=workflow, file=file, runtime=runtime,
+            run_id=self.run_id,
+            workflow=workflow,
+            file=file,
+            runtime=runtime,
             status="stopped" if stopped else "failed" if failed else "succeeded",
-            input=run_input, agents=agents,
-            sinks=sinks, outputs=outputs, usage=self.usage, started_at=self.started_at,
+            input=run_input,
+            agents=agents,
+            sinks=sinks,
+            outputs=outputs,
+            usage=self.usage,
+            started_at=self.started_at,
             finished_at=time.time(),
             lattice=dict(lattice or (self.finished.lattice if self.finished else {})),
-            failure=failure, notes=list(self.notes), plan=self.plan)
+            failure=failure,
+            notes=list(self.notes),
+            plan=self.plan,
+        )

@@ -17,8 +17,10 @@ from axo.eventlog import CorruptLog, EventLog
 
 def _open(state_dir: str) -> EventLog:
     if not os.path.exists(os.path.join(state_dir, "events.db")):
-        raise UsageError(f"no event log in {state_dir} — runs started with `axo run` are "
-                         f"recorded there (or pass --state-dir)")
+        raise UsageError(
+            f"no event log in {state_dir} — runs started with `axo run` are "
+            f"recorded there (or pass --state-dir)"
+        )
     return EventLog.open(state_dir)
 
 
@@ -38,10 +40,10 @@ def main(args: argparse.Namespace) -> int:
             if not runs:
                 print("no runs")
             for r in runs:
-                wf = f"{r.workflow_file}" + (f" --workflow {r.workflow_id}" if r.workflow_id
-                                            else "")
-                print(f"{r.run_id}  {r.status:<9}  {_when(r.started)}  {r.events:>5} events  "
-                      f"{wf}")
+                wf = f"{r.workflow_file}" + (
+                    f" --workflow {r.workflow_id}" if r.workflow_id else ""
+                )
+                print(f"{r.run_id}  {r.status:<9}  {_when(r.started)}  {r.events:>5} events  {wf}")
             return 0
         try:
             records = log.events(args.run_id)
@@ -49,19 +51,33 @@ def main(args: argparse.Namespace) -> int:
         except CorruptLog as exc:
             records, problem = exc.records, str(exc)
         if not records and not any(r.run_id == args.run_id for r in log.runs()):
-            raise UsageError(f"no run '{args.run_id}' in {args.state_dir} — `axo runs` lists "
-                             f"them")
+            raise UsageError(f"no run '{args.run_id}' in {args.state_dir} — `axo runs` lists them")
         if args.json:
-            print(json.dumps({"run_id": args.run_id, "problem": problem, "events": [
-                {**msgspec.to_builtins(r), "data": r.data if isinstance(r.data, dict)
-                 else r.data.hex()} for r in records]}, default=str))
+            print(
+                json.dumps(
+                    {
+                        "run_id": args.run_id,
+                        "problem": problem,
+                        "events": [
+                            {
+                                **msgspec.to_builtins(r),
+                                "data": r.data if isinstance(r.data, dict) else r.data.hex(),
+                            }
+                            for r in records
+                        ],
+                    },
+                    default=str,
+                )
+            )
         else:
             for r in records:
                 data = r.data if isinstance(r.data, dict) else f"<{len(r.data)} bytes>"
                 if isinstance(data, dict) and "reply" in data:
                     data = {**data, "reply": f"<{data['reply'].get('type', 'reply')}>"}
-                print(f"{r.seq:>5}  {_when(r.at)}  {r.kind:<16} {r.agent or '':<14} "
-                      f"{json.dumps(data, default=str)[:160]}")
+                print(
+                    f"{r.seq:>5}  {_when(r.at)}  {r.kind:<16} {r.agent or '':<14} "
+                    f"{json.dumps(data, default=str)[:160]}"
+                )
             if problem:
                 print(f"problem: {problem}", file=sys.stderr)
         return 0

@@ -22,8 +22,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Drop", "FakeLLM", "Fail", "Hang", "LoggedRequest", "Reply", "ScriptExhausted",
-           "Step", "ToolCalls"]
+__all__ = [
+    "Drop",
+    "Fail",
+    "FakeLLM",
+    "Hang",
+    "LoggedRequest",
+    "Reply",
+    "ScriptExhausted",
+    "Step",
+    "ToolCalls",
+]
 
 
 @dataclass(frozen=True)
@@ -118,8 +127,9 @@ class _LoopbackHttp:
 
     def __init__(self) -> None:
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
-                                        name=type(self).__name__)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, daemon=True, name=type(self).__name__
+        )
         self._server: asyncio.Server | None = None
         self._stopping: asyncio.Event | None = None
         self._conns: set[asyncio.StreamWriter] = set()
@@ -177,9 +187,13 @@ class _LoopbackHttp:
                     return
                 status, payload, extra = answer
                 body = json.dumps(payload).encode()
-                head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}",
-                        "Content-Type: application/json", f"Content-Length: {len(body)}",
-                        "Connection: keep-alive", *(f"{k}: {v}" for k, v in extra.items())]
+                head = [
+                    f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}",
+                    "Content-Type: application/json",
+                    f"Content-Length: {len(body)}",
+                    "Connection: keep-alive",
+                    *(f"{k}: {v}" for k, v in extra.items()),
+                ]
                 writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError, ValueError):
@@ -188,8 +202,9 @@ class _LoopbackHttp:
             self._conns.discard(writer)
             writer.close()
 
-    async def answer(self, method: str, path: str, headers: dict[str, str],
-                     raw: bytes) -> tuple[int, Any, dict[str, str]] | None:
+    async def answer(
+        self, method: str, path: str, headers: dict[str, str], raw: bytes
+    ) -> tuple[int, Any, dict[str, str]] | None:
         raise NotImplementedError
 
     async def _hang(self) -> None:
@@ -197,9 +212,17 @@ class _LoopbackHttp:
         await self._stopping.wait()
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
-            429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
-            503: "Service Unavailable", 529: "Overloaded"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    529: "Overloaded",
+}
 
 
 @dataclass
@@ -224,16 +247,22 @@ class FakeLLM(_LoopbackHttp):
     the script empty, and stops the server.
     """
 
-    def __init__(self, script: Sequence[Step] | None = None, *,
-                 scripts: Mapping[str, Sequence[Step]] | None = None, name: str | None = None,
-                 key: Callable[[Mapping[str, Any]], str] = agent_key,
-                 model: str = "fake-model") -> None:
+    def __init__(
+        self,
+        script: Sequence[Step] | None = None,
+        *,
+        scripts: Mapping[str, Sequence[Step]] | None = None,
+        name: str | None = None,
+        key: Callable[[Mapping[str, Any]], str] = agent_key,
+        model: str = "fake-model",
+    ) -> None:
         super().__init__()
         if (script is None) == (scripts is None):
             raise ValueError("give exactly one of script= or scripts=")
         self._scripts = _Scripts(
             shared=list(script) if script is not None else None,
-            per_key={k: list(v) for k, v in (scripts or {}).items()})
+            per_key={k: list(v) for k, v in (scripts or {}).items()},
+        )
         self.name = name or _current_test() or "FakeLLM script"
         self._key = key
         self.model = model
@@ -270,15 +299,18 @@ class FakeLLM(_LoopbackHttp):
     def wait_for(self, count: int, *, key: str | None = None, timeout: float = 30.0) -> None:
         """Block until ``count`` requests (for ``key``, or in all) have arrived, or raise
         ``TimeoutError`` after ``timeout`` seconds."""
+
         def enough() -> bool:
             got = self.requests if key is None else [r for r in self.requests if r.key == key]
             return len(got) >= count
 
         with self._arrived:
             if not self._arrived.wait_for(enough, timeout):
-                raise TimeoutError(f"{self.name}: {count} request(s)"
-                                   f"{' for ' + key if key else ''} did not arrive within "
-                                   f"{timeout:g}s")
+                raise TimeoutError(
+                    f"{self.name}: {count} request(s)"
+                    f"{' for ' + key if key else ''} did not arrive within "
+                    f"{timeout:g}s"
+                )
 
     def requests_for(self, key: str) -> list[LoggedRequest]:
         return [r for r in self.requests if r.key == key]
@@ -293,17 +325,22 @@ class FakeLLM(_LoopbackHttp):
             elif "*" in s.per_key:
                 slot, steps = "*", s.per_key["*"]
             else:
-                return None, (f"{self.name}: no script for agent '{key}' (scripted: "
-                              f"{', '.join(sorted(s.per_key))})")
+                return None, (
+                    f"{self.name}: no script for agent '{key}' (scripted: "
+                    f"{', '.join(sorted(s.per_key))})"
+                )
             i = s.used.get(slot, 0)
             if i >= len(steps):
-                return None, (f"{self.name}: script for '{slot}' exhausted — it has "
-                              f"{len(steps)} step(s) and request #{i + 1} arrived")
+                return None, (
+                    f"{self.name}: script for '{slot}' exhausted — it has "
+                    f"{len(steps)} step(s) and request #{i + 1} arrived"
+                )
             s.used[slot] = i + 1
             return steps[i], ""
 
-    async def answer(self, method: str, path: str, headers: dict[str, str],
-                     raw: bytes) -> tuple[int, Any, dict[str, str]] | None:
+    async def answer(
+        self, method: str, path: str, headers: dict[str, str], raw: bytes
+    ) -> tuple[int, Any, dict[str, str]] | None:
         if method == "GET" and path.rstrip("/").endswith("/models"):
             return 200, {"object": "list", "data": [{"id": self.model, "object": "model"}]}, {}
         if method != "POST" or not path.rstrip("/").endswith("/chat/completions"):
@@ -313,8 +350,14 @@ class FakeLLM(_LoopbackHttp):
         except ValueError:
             return 400, {"error": {"message": "body is not JSON"}}, {}
         key = self._key(body)
-        entry = LoggedRequest(index=len(self.requests), key=key, path=path,
-                              headers=headers, body=body, received=time.monotonic())
+        entry = LoggedRequest(
+            index=len(self.requests),
+            key=key,
+            path=path,
+            headers=headers,
+            body=body,
+            received=time.monotonic(),
+        )
         with self._lock:
             self.requests.append(entry)
             self._arrived.notify_all()
@@ -334,14 +377,14 @@ class FakeLLM(_LoopbackHttp):
             return None
         if isinstance(step, Fail):
             entry.status = step.status
-            extra = {"Retry-After": f"{step.retry_after:g}"} if step.retry_after is not None \
-                else {}
+            extra = {"Retry-After": f"{step.retry_after:g}"} if step.retry_after is not None else {}
             return step.status, {"error": {"message": step.message}}, extra
         entry.status = 200
         return 200, self._completion(body, step, entry.index), {}
 
-    def _completion(self, body: dict[str, Any], step: Reply | ToolCalls,
-                    index: int) -> dict[str, Any]:
+    def _completion(
+        self, body: dict[str, Any], step: Reply | ToolCalls, index: int
+    ) -> dict[str, Any]:
         prompt_chars = sum(len(str(m.get("content") or "")) for m in body.get("messages", []))
         if isinstance(step, Reply):
             message: dict[str, Any] = {"role": "assistant", "content": step.content}
@@ -351,21 +394,32 @@ class FakeLLM(_LoopbackHttp):
                 completion = max(1, len(step.content) // 4)
             prompt = step.prompt_tokens
         else:
-            message = {"role": "assistant", "content": step.content, "tool_calls": [
-                {"id": f"call_{index}_{i}", "type": "function",
-                 "function": {"name": name, "arguments": json.dumps(dict(args))}}
-                for i, (name, args) in enumerate(step.calls)]}
+            message = {
+                "role": "assistant",
+                "content": step.content,
+                "tool_calls": [
+                    {
+                        "id": f"call_{index}_{i}",
+                        "type": "function",
+                        "function": {"name": name, "arguments": json.dumps(dict(args))},
+                    }
+                    for i, (name, args) in enumerate(step.calls)
+                ],
+            }
             finish = "tool_calls"
             completion = step.completion_tokens or 8 * len(step.calls)
             prompt = step.prompt_tokens
         return {
-            "id": f"chatcmpl-fake-{index}", "object": "chat.completion",
-            "created": int(time.time()), "model": self.model,
+            "id": f"chatcmpl-fake-{index}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.model,
             "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-            "usage": {"prompt_tokens": prompt if prompt is not None else
-                      max(1, prompt_chars // 4),
-                      "completion_tokens": completion,
-                      "total_tokens": (prompt or max(1, prompt_chars // 4)) + completion},
+            "usage": {
+                "prompt_tokens": prompt if prompt is not None else max(1, prompt_chars // 4),
+                "completion_tokens": completion,
+                "total_tokens": (prompt or max(1, prompt_chars // 4)) + completion,
+            },
         }
 
 

@@ -95,8 +95,10 @@ class Workflow:
     def summary(self) -> str:
         n_layers = len(self.layers())
         label = f"workflow '{self.workflow_id}'" if self.workflow_id else "all agents"
-        return (f"{label}: {len(self.agents)} agents, {self.edges} edges, {n_layers} layers; "
-                f"entry: {', '.join(self.entries)}; sinks: {', '.join(self.sinks)}")
+        return (
+            f"{label}: {len(self.agents)} agents, {self.edges} edges, {n_layers} layers; "
+            f"entry: {', '.join(self.entries)}; sinks: {', '.join(self.sinks)}"
+        )
 
     def redact(self, text: str) -> str:
         """Replace every secret value in ``text`` with ``***``."""
@@ -111,8 +113,12 @@ class Workflow:
         if workflow_id is None:
             if len(cfg.workflows) > 1:
                 names = ", ".join(w.id for w in cfg.workflows)
-                raise UsageError(self.redact(f"{self.file} defines several workflows ({names}) "
-                                             f"— choose one with --workflow ID"))
+                raise UsageError(
+                    self.redact(
+                        f"{self.file} defines several workflows ({names}) "
+                        f"— choose one with --workflow ID"
+                    )
+                )
             if not cfg.workflows:
                 return Workflow(self.file, cfg, cfg.agents, None, self.secrets)
             workflow_id = cfg.workflows[0].id
@@ -124,7 +130,8 @@ class Workflow:
                 fix = "the file defines no workflows; leave out --workflow to run every agent"
             else:
                 fix = (f"did you mean '{near[0]}'? " if near else "") + (
-                    f"Workflows in the file: {', '.join(names)}")
+                    f"Workflows in the file: {', '.join(names)}"
+                )
             raise UsageError(self.redact(f"{self.file}: no workflow '{workflow_id}' — {fix}"))
         members = set(spec.agents)
         agents = tuple(a for a in cfg.agents if a.id in members)
@@ -141,12 +148,19 @@ def _provider_problems(source: Source) -> list[Problem]:
         name = a.get("provider") if isinstance(a, dict) else None
         if isinstance(name, str) and name not in names and name != DEFAULT_PROVIDER:
             near = difflib.get_close_matches(name, names, n=1)
-            fix = (f"did you mean '{near[0]}'?" if near else
-                   f"define it under providers: (defined: {', '.join(names) or 'none'}), "
-                   f"or use '{DEFAULT_PROVIDER}' for the embedded model")
-            problems.append(source.problem(("agents", i, "provider"),
-                                           f"agent '{a.get('id')}' uses undefined provider "
-                                           f"'{name}'", fix))
+            fix = (
+                f"did you mean '{near[0]}'?"
+                if near
+                else f"define it under providers: (defined: {', '.join(names) or 'none'}), "
+                f"or use '{DEFAULT_PROVIDER}' for the embedded model"
+            )
+            problems.append(
+                source.problem(
+                    ("agents", i, "provider"),
+                    f"agent '{a.get('id')}' uses undefined provider '{name}'",
+                    fix,
+                )
+            )
     return problems
 
 
@@ -159,18 +173,30 @@ def _role_problems(source: Source) -> list[Problem]:
         if not isinstance(a, dict):
             continue
         if a.get("role") == "coordinator" and not a.get("plan"):
-            problems.append(source.problem(
-                ("agents", i, "role"), f"coordinator '{a.get('id')}' has no plan",
-                "add plan: {domain: path/to/domain.yaml} (and a problem file)"))
+            problems.append(
+                source.problem(
+                    ("agents", i, "role"),
+                    f"coordinator '{a.get('id')}' has no plan",
+                    "add plan: {domain: path/to/domain.yaml} (and a problem file)",
+                )
+            )
         if a.get("role") == "worker" and a.get("depends_on"):
-            problems.append(source.problem(
-                ("agents", i, "depends_on"), f"worker '{a.get('id')}' has dependencies",
-                "workers run the steps a coordinator awards them; remove depends_on"))
+            problems.append(
+                source.problem(
+                    ("agents", i, "depends_on"),
+                    f"worker '{a.get('id')}' has dependencies",
+                    "workers run the steps a coordinator awards them; remove depends_on",
+                )
+            )
         for j, d in enumerate(a.get("depends_on") or []):
             if d in workers:
-                problems.append(source.problem(
-                    ("agents", i, "depends_on", j), f"'{a.get('id')}' depends on worker '{d}'",
-                    "depend on the coordinator instead: it completes when its plan has"))
+                problems.append(
+                    source.problem(
+                        ("agents", i, "depends_on", j),
+                        f"'{a.get('id')}' depends on worker '{d}'",
+                        "depend on the coordinator instead: it completes when its plan has",
+                    )
+                )
     return problems
 
 
@@ -185,15 +211,19 @@ def _tool_choice_problems(source: Source) -> list[Problem]:
         if choice in ("auto", "required", "none") or not isinstance(tools, list):
             continue
         if choice not in tools:
-            problems.append(source.problem(
-                ("agents", i, "tool_choice"),
-                f"tool_choice '{choice}' is not one of the agent's tools",
-                "use auto, required, none, or a tool listed under tools:"))
+            problems.append(
+                source.problem(
+                    ("agents", i, "tool_choice"),
+                    f"tool_choice '{choice}' is not one of the agent's tools",
+                    "use auto, required, none, or a tool listed under tools:",
+                )
+            )
     return problems
 
 
-def load_file(path: str | os.PathLike[str], *, env: dict[str, str] | None = None,
-              text: str | None = None) -> Workflow:
+def load_file(
+    path: str | os.PathLike[str], *, env: dict[str, str] | None = None, text: str | None = None
+) -> Workflow:
     """Load and validate a whole workflow file (every agent, no workflow selected).
 
     Args:
@@ -216,8 +246,13 @@ def load_file(path: str | os.PathLike[str], *, env: dict[str, str] | None = None
     return Workflow(source.file, cfg, cfg.agents, None, frozenset(source.secrets))
 
 
-def load_workflow(path: str | os.PathLike[str], workflow: str | None = None, *,
-                  env: dict[str, str] | None = None, text: str | None = None) -> Workflow:
+def load_workflow(
+    path: str | os.PathLike[str],
+    workflow: str | None = None,
+    *,
+    env: dict[str, str] | None = None,
+    text: str | None = None,
+) -> Workflow:
     """Load, validate and select the workflow to run.
 
     Raises:

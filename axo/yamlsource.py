@@ -82,12 +82,18 @@ class Source:
 
     def problem(self, path: PathKey, message: str, fix: str = "") -> Problem:
         """A located problem, with every secret value redacted from its text."""
-        return Problem(self.file, self.line_of(path), render_path(path),
-                       redact(message, self.secrets), redact(fix, self.secrets))
+        return Problem(
+            self.file,
+            self.line_of(path),
+            render_path(path),
+            redact(message, self.secrets),
+            redact(fix, self.secrets),
+        )
 
 
-def _walk(node: yaml.Node, path: PathKey, lines: dict[PathKey, int], dupes: list[Problem],
-          file: str) -> None:
+def _walk(
+    node: yaml.Node, path: PathKey, lines: dict[PathKey, int], dupes: list[Problem], file: str
+) -> None:
     lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
@@ -96,9 +102,15 @@ def _walk(node: yaml.Node, path: PathKey, lines: dict[PathKey, int], dupes: list
             child = (*path, key)
             line = key_node.start_mark.line + 1
             if key in seen:
-                dupes.append(Problem(file, line, render_path(child),
-                                     f"duplicate key '{key}' (first at line {seen[key]})",
-                                     "keep one of them; YAML would silently use the last"))
+                dupes.append(
+                    Problem(
+                        file,
+                        line,
+                        render_path(child),
+                        f"duplicate key '{key}' (first at line {seen[key]})",
+                        "keep one of them; YAML would silently use the last",
+                    )
+                )
                 # the last value wins, so its lines replace the first one's
                 for stale in [k for k in lines if k[: len(child)] == child]:
                     del lines[stale]
@@ -111,8 +123,9 @@ def _walk(node: yaml.Node, path: PathKey, lines: dict[PathKey, int], dupes: list
             _walk(item, (*path, i), lines, dupes, file)
 
 
-def load_yaml(path: str | os.PathLike[str], *, what: str = "workflow",
-              collect: bool = False) -> Source:
+def load_yaml(
+    path: str | os.PathLike[str], *, what: str = "workflow", collect: bool = False
+) -> Source:
     """Parse the file at ``path``.
 
     Args:
@@ -127,24 +140,58 @@ def load_yaml(path: str | os.PathLike[str], *, what: str = "workflow",
     file = os.fspath(path)
     p = Path(file)
     if not p.exists():
-        raise ConfigError([Problem(file, None, "$", f"{what} file not found",
-                                   "check the path; a relative path starts from the "
-                                   "current directory")])
+        raise ConfigError(
+            [
+                Problem(
+                    file,
+                    None,
+                    "$",
+                    f"{what} file not found",
+                    "check the path; a relative path starts from the current directory",
+                )
+            ]
+        )
     if p.is_dir():
-        raise ConfigError([Problem(file, None, "$", "is a directory, not a file",
-                                   f"give the path of a {what} YAML file")])
+        raise ConfigError(
+            [
+                Problem(
+                    file,
+                    None,
+                    "$",
+                    "is a directory, not a file",
+                    f"give the path of a {what} YAML file",
+                )
+            ]
+        )
     try:
         raw = p.read_bytes()
     except OSError as exc:
-        raise ConfigError([Problem(file, None, "$", f"cannot read the file ({exc.strerror})",
-                                   "check that it exists and that you may read it")]) from None
+        raise ConfigError(
+            [
+                Problem(
+                    file,
+                    None,
+                    "$",
+                    f"cannot read the file ({exc.strerror})",
+                    "check that it exists and that you may read it",
+                )
+            ]
+        ) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise ConfigError([Problem(file, line, "$",
-                                   f"the file is not UTF-8 text (byte 0x{raw[exc.start]:02x})",
-                                   "save it as UTF-8")]) from None
+        raise ConfigError(
+            [
+                Problem(
+                    file,
+                    line,
+                    "$",
+                    f"the file is not UTF-8 text (byte 0x{raw[exc.start]:02x})",
+                    "save it as UTF-8",
+                )
+            ]
+        ) from None
     return parse_yaml(text.removeprefix("\ufeff"), file=file, what=what, collect=collect)
 
 
@@ -152,20 +199,34 @@ def _is_empty(text: str) -> bool:
     return all(not ln.strip() or ln.lstrip().startswith("#") for ln in text.splitlines())
 
 
-def parse_yaml(text: str, *, file: str = "<string>", what: str = "workflow",
-               collect: bool = False) -> Source:
+def parse_yaml(
+    text: str, *, file: str = "<string>", what: str = "workflow", collect: bool = False
+) -> Source:
     """Parse YAML text; see ``load_yaml``."""
-    empty = ConfigError([Problem(file, 1, "$", "the file is empty",
-                                 f"write a {what} in it, starting with 'agents:'"
-                                 if what == "workflow" else f"write a {what} in it")])
+    empty = ConfigError(
+        [
+            Problem(
+                file,
+                1,
+                "$",
+                "the file is empty",
+                f"write a {what} in it, starting with 'agents:'"
+                if what == "workflow"
+                else f"write a {what} in it",
+            )
+        ]
+    )
     if _is_empty(text):
         raise empty
     loader = None
     try:
         loader = _Loader(text)
         node = loader.get_single_node()
-        if node is None or (isinstance(node, yaml.ScalarNode)
-                            and node.tag == "tag:yaml.org,2002:null" and not node.value):
+        if node is None or (
+            isinstance(node, yaml.ScalarNode)
+            and node.tag == "tag:yaml.org,2002:null"
+            and not node.value
+        ):
             raise empty
         lines: dict[PathKey, int] = {}
         dupes: list[Problem] = []
@@ -175,14 +236,22 @@ def parse_yaml(text: str, *, file: str = "<string>", what: str = "workflow",
         raise ConfigError([_syntax_problem(exc, text, file)]) from None
     except yaml.reader.ReaderError as exc:
         line = text[: exc.position].count("\n") + 1
-        raise ConfigError([Problem(file, line, "$",
-                                   f"invalid YAML: control character #x{exc.character:04x} is "
-                                   f"not allowed", "remove it; the file must be plain text")]
-                          ) from None
+        raise ConfigError(
+            [
+                Problem(
+                    file,
+                    line,
+                    "$",
+                    f"invalid YAML: control character #x{exc.character:04x} is not allowed",
+                    "remove it; the file must be plain text",
+                )
+            ]
+        ) from None
     except yaml.YAMLError as exc:
         reason = " ".join(str(exc).split())
-        raise ConfigError([Problem(file, None, "$", f"invalid YAML: {reason}",
-                                   "fix the YAML syntax")]) from None
+        raise ConfigError(
+            [Problem(file, None, "$", f"invalid YAML: {reason}", "fix the YAML syntax")]
+        ) from None
     finally:
         if loader is not None:
             loader.dispose()
@@ -199,8 +268,11 @@ def _syntax_problem(exc: yaml.MarkedYAMLError, text: str, file: str) -> Problem:
     line = mark.line + 1 if mark is not None else None
     opened = exc.context_mark.line + 1 if exc.context_mark is not None else line
     fix = "fix the syntax (indentation, quotes, colons) at that line"
-    if "tab" in problem or (mark is not None and "cannot start any token" in problem
-                            and text[mark.index: mark.index + 1] == "\t"):
+    if "tab" in problem or (
+        mark is not None
+        and "cannot start any token" in problem
+        and text[mark.index : mark.index + 1] == "\t"
+    ):
         what, fix = "a tab character in the indentation", "indent with spaces; YAML forbids tabs"
     elif "quoted scalar" in context:
         line = opened
@@ -215,7 +287,7 @@ def _syntax_problem(exc: yaml.MarkedYAMLError, text: str, file: str) -> Problem:
         fix = "indent it like the other keys or items at its level (spaces only)"
     elif "mapping values are not allowed" in problem:
         what = "a ': ' inside a plain value"
-        fix = "quote the value, e.g. \"a: b\""
+        fix = 'quote the value, e.g. "a: b"'
     elif "single document" in context:
         what = "more than one YAML document ('---')"
         fix = "keep one document per file"
@@ -253,10 +325,14 @@ def expand_env(source: Source, env: dict[str, str] | None = None) -> list[Proble
                 return "${"
             if name is None or (default is not None and "${" in default):
                 end = value.find("}", m.start())
-                shown = value[m.start(): end + 1] if end >= 0 else value[m.start():]
-                problems.append(source.problem(
-                    path, f"malformed variable reference '{shown[:40]}'",
-                    "write ${NAME} or ${NAME:-default} (and $${ for a literal ${)"))
+                shown = value[m.start() : end + 1] if end >= 0 else value[m.start() :]
+                problems.append(
+                    source.problem(
+                        path,
+                        f"malformed variable reference '{shown[:40]}'",
+                        "write ${NAME} or ${NAME:-default} (and $${ for a literal ${)",
+                    )
+                )
                 return whole
             if default is not None and not environ.get(name):  # unset or empty, as in sh
                 return default
@@ -266,9 +342,13 @@ def expand_env(source: Source, env: dict[str, str] | None = None) -> list[Proble
                 if val:
                     source.secrets.add(val)
                 return val
-            problems.append(source.problem(
-                path, f"environment variable {name} is not set",
-                f"export {name}=… before running, or write ${{{name}:-default}}"))
+            problems.append(
+                source.problem(
+                    path,
+                    f"environment variable {name} is not set",
+                    f"export {name}=… before running, or write ${{{name}:-default}}",
+                )
+            )
             return whole
 
         return _REF.sub(repl, value)

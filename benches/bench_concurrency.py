@@ -30,24 +30,40 @@ def run(quick: bool) -> list[Measurement]:
             start = time.perf_counter()
             with httpx.Client(base_url=fake.base_url) as client:
                 for _ in range(n):
-                    client.post("/chat/completions", json={"model": "m", "messages": [
-                        {"role": "user", "content": "hi"}]}).raise_for_status()
+                    client.post(
+                        "/chat/completions",
+                        json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+                    ).raise_for_status()
             sequential = time.perf_counter() - start
-        rows.append(Measurement(case=case, impl="plain Python, sequential", value=sequential,
-                                unit="s", baseline=True))
+        rows.append(
+            Measurement(
+                case=case,
+                impl="plain Python, sequential",
+                value=sequential,
+                unit="s",
+                baseline=True,
+            )
+        )
         for mode in ("local", "multiproc"):
             with FakeLLM(script=[Reply("ok", delay=DELAY)] * n) as fake:
-                text = graphs.to_yaml(graphs.independent(n),
-                                      f"{{type: openai, base_url: '{fake.base_url}'}}")
+                text = graphs.to_yaml(
+                    graphs.independent(n), f"{{type: openai, base_url: '{fake.base_url}'}}"
+                )
                 wf = axo.load_workflow("bench.yaml", text=text)
                 start = time.perf_counter()
                 result = axo.run(wf, "go", runtime=mode)  # type: ignore[arg-type]
                 wall = time.perf_counter() - start
                 assert result.ok, result.failure
-            rows.append(Measurement(case=case, impl=f"axo {mode}", value=wall, unit="s",
-                                    note="includes starting the actor system" +
-                                    (" and one process per agent" if mode == "multiproc"
-                                     else "")))
+            rows.append(
+                Measurement(
+                    case=case,
+                    impl=f"axo {mode}",
+                    value=wall,
+                    unit="s",
+                    note="includes starting the actor system"
+                    + (" and one process per agent" if mode == "multiproc" else ""),
+                )
+            )
     return rows
 
 

@@ -40,13 +40,19 @@ def session(rounds: int, context: str) -> list[int]:
             script.append(ToolCalls([("step", {"n": i})]))
     script.append(Reply("done"))
     with FakeLLM(script=script) as fake, tempfile.TemporaryDirectory() as state:
-        text = (f"providers:\n  fake: {{type: openai, base_url: '{fake.base_url}'}}\n"
-                "agents:\n  - id: worker\n    tools: [step, remember]\n"
-                f"    max_iterations: {rounds + 5}\n"
-                f"    memory: {{long_term: true, context: {context}, recall_k: 3}}\n")
+        text = (
+            f"providers:\n  fake: {{type: openai, base_url: '{fake.base_url}'}}\n"
+            "agents:\n  - id: worker\n    tools: [step, remember]\n"
+            f"    max_iterations: {rounds + 5}\n"
+            f"    memory: {{long_term: true, context: {context}, recall_k: 3}}\n"
+        )
         wf = axo.load_workflow("context.yaml", text=text)
-        result = axo.run(wf, "Keep the vault code safe and report it when you finish.",
-                         tools=[step], state_dir=state)
+        result = axo.run(
+            wf,
+            "Keep the vault code safe and report it when you finish.",
+            tools=[step],
+            state_dir=state,
+        )
         assert result.ok, result.failure
         sizes = [len(json.dumps(r.body["messages"])) for r in fake.requests]
         last = fake.requests[-1].text
@@ -59,15 +65,29 @@ def run(quick: bool) -> list[Measurement]:
     rows = []
     for context, baseline in (("full", True), ("last_round", False)):
         sizes = session(rounds, context)
-        label = "axo memory-first (last round + recall)" if context == "last_round" \
-            else "full history"
+        label = (
+            "axo memory-first (last round + recall)" if context == "last_round" else "full history"
+        )
         for turn in (10, rounds // 2, rounds):
-            rows.append(Measurement(case=f"request at round {turn}", impl=label,
-                                    value=sizes[turn - 1], unit="chars", baseline=baseline))
-        rows.append(Measurement(case=f"round {rounds} / round 10", impl=label,
-                                value=sizes[rounds - 1] / sizes[9], unit="×",
-                                baseline=baseline,
-                                note="target ≤ 1.2 for memory-first" if not baseline else ""))
+            rows.append(
+                Measurement(
+                    case=f"request at round {turn}",
+                    impl=label,
+                    value=sizes[turn - 1],
+                    unit="chars",
+                    baseline=baseline,
+                )
+            )
+        rows.append(
+            Measurement(
+                case=f"round {rounds} / round 10",
+                impl=label,
+                value=sizes[rounds - 1] / sizes[9],
+                unit="×",
+                baseline=baseline,
+                note="target ≤ 1.2 for memory-first" if not baseline else "",
+            )
+        )
     return rows
 
 

@@ -99,20 +99,50 @@ def run(quick: bool) -> list[Measurement]:
     case = f"review.yaml, {len(timed.intervals)} LLM calls"
     completion = result.usage.completion_tokens
     return [
-        Measurement(case=case, impl="llama.cpp total time (Σ)", value=server, unit="s",
-                    baseline=True, note="what the model spent, from the server's own log"),
-        Measurement(case=case, impl="LLM calls in flight (union)", value=in_flight, unit="s",
-                    note="as the client saw them, HTTP and the server's Python included"),
+        Measurement(
+            case=case,
+            impl="llama.cpp total time (Σ)",
+            value=server,
+            unit="s",
+            baseline=True,
+            note="what the model spent, from the server's own log",
+        ),
+        Measurement(
+            case=case,
+            impl="LLM calls in flight (union)",
+            value=in_flight,
+            unit="s",
+            note="as the client saw them, HTTP and the server's Python included",
+        ),
         Measurement(case=case, impl="axo run, wall", value=wall, unit="s"),
-        Measurement(case="axo overhead", impl="wall − calls in flight", value=overhead * 1000,
-                    unit="ms", note=f"{100 * overhead / wall:.2f}% of the wall time"),
-        Measurement(case="axo overhead", impl="share of wall time", value=100 * overhead / wall,
-                    unit="%", note="target < 2%"),
-        Measurement(case="throughput", impl="completion tokens / wall", value=completion / wall,
-                    unit="tok/s", lower_is_better=False),
-        Measurement(case="throughput", impl="generation speed (llama.cpp eval)",
-                    value=eval_tokens / eval_s if eval_s else 0.0, unit="tok/s",
-                    lower_is_better=False),
+        Measurement(
+            case="axo overhead",
+            impl="wall − calls in flight",
+            value=overhead * 1000,
+            unit="ms",
+            note=f"{100 * overhead / wall:.2f}% of the wall time",
+        ),
+        Measurement(
+            case="axo overhead",
+            impl="share of wall time",
+            value=100 * overhead / wall,
+            unit="%",
+            note="target < 2%",
+        ),
+        Measurement(
+            case="throughput",
+            impl="completion tokens / wall",
+            value=completion / wall,
+            unit="tok/s",
+            lower_is_better=False,
+        ),
+        Measurement(
+            case="throughput",
+            impl="generation speed (llama.cpp eval)",
+            value=eval_tokens / eval_s if eval_s else 0.0,
+            unit="tok/s",
+            lower_is_better=False,
+        ),
     ]
 
 

@@ -35,7 +35,7 @@ from benches._harness import Measurement, main
 
 DESCRIPTION = "MCP tools/call through axo (McpHub, ToolRegistry) vs the SDK ClientSession"
 
-SERVER = '''
+SERVER = """
 import socket, sys
 from mcp.server.mcpserver import MCPServer
 
@@ -60,7 +60,7 @@ if "--http" in sys.argv:
     asyncio.run(web.serve(sockets=[sock]))
 else:
     server.run()
-'''
+"""
 
 CTX = ToolContext(run_id="bench", agent="bench", workspace=".")
 Call = Callable[[], Awaitable[Any]]
@@ -91,12 +91,22 @@ async def _session(stack: AsyncExitStack, transport: Any) -> ClientSession:
 
 def _rows(case: str, best: dict[str, float], unit: str, note: str = "") -> list[Measurement]:
     base = "SDK ClientSession"
-    return [Measurement(case=case, impl=impl, value=v, unit=unit, baseline=impl == base,
-                        note=note if impl == base else "") for impl, v in best.items()]
+    return [
+        Measurement(
+            case=case,
+            impl=impl,
+            value=v,
+            unit=unit,
+            baseline=impl == base,
+            note=note if impl == base else "",
+        )
+        for impl, v in best.items()
+    ]
 
 
-async def _calls(case: str, direct: Any, config: McpServer, n: int,
-                 rounds: int) -> list[Measurement]:
+async def _calls(
+    case: str, direct: Any, config: McpServer, n: int, rounds: int
+) -> list[Measurement]:
     async with AsyncExitStack() as stack:
         session = await _session(stack, direct)
         hub = await stack.enter_async_context(await McpHub.open({"counter": config}))
@@ -113,26 +123,31 @@ async def _calls(case: str, direct: Any, config: McpServer, n: int,
     return _rows(case, best, "µs/call", f"{n} sequential calls, best of {rounds}")
 
 
-async def _connects(case: str, direct: Callable[[], Any], config: McpServer,
-                    rounds: int) -> list[Measurement]:
+async def _connects(
+    case: str, direct: Callable[[], Any], config: McpServer, rounds: int
+) -> list[Measurement]:
     best = {"SDK ClientSession": float("inf"), "McpHub.open": float("inf")}
     for _ in range(rounds):
         start = time.perf_counter()
         async with AsyncExitStack() as stack:
             await _session(stack, direct())
-            best["SDK ClientSession"] = min(best["SDK ClientSession"],
-                                            time.perf_counter() - start)
+            best["SDK ClientSession"] = min(best["SDK ClientSession"], time.perf_counter() - start)
         start = time.perf_counter()
         async with await McpHub.open({"counter": config}) as hub:
             assert hub.tools()
             best["McpHub.open"] = min(best["McpHub.open"], time.perf_counter() - start)
-    return _rows(case, {k: v * 1e3 for k, v in best.items()}, "ms",
-                 f"connect, negotiate, list tools; best of {rounds}")
+    return _rows(
+        case,
+        {k: v * 1e3 for k, v in best.items()},
+        "ms",
+        f"connect, negotiate, list tools; best of {rounds}",
+    )
 
 
 def _http_server(script: Path) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([sys.executable, str(script), "--http"], stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "--http"], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline().split()  # the server prints its URL once it listens
     if len(line) != 2 or line[0] != "ready":
@@ -149,11 +164,13 @@ async def _measure(quick: bool, script: Path) -> list[Measurement]:
     proc, url = _http_server(script)
     try:
         http_cfg = McpServer(transport="streamable_http", url=url)
-        rows += await _calls("streamable_http call_tool", streamable_http_client(url),
-                             http_cfg, n, rounds)
+        rows += await _calls(
+            "streamable_http call_tool", streamable_http_client(url), http_cfg, n, rounds
+        )
         if not quick:
-            rows += await _connects("streamable_http connect", lambda: streamable_http_client(url),
-                                    http_cfg, 5)
+            rows += await _connects(
+                "streamable_http connect", lambda: streamable_http_client(url), http_cfg, 5
+            )
             rows += await _connects("stdio connect", lambda: stdio_client(stdio), stdio_cfg, 3)
     finally:
         proc.terminate()

@@ -63,8 +63,11 @@ class _Instant:
 
 def axo_runs(graph: Graph, mode: str, repeat: int, *, bridge: bool = False) -> float:
     """Best seconds per run over ``repeat`` runs on one host."""
-    provider = ("{type: openai, base_url: 'http://127.0.0.1:9/v1'}" if bridge
-                else "{type: function, function: 'axo.testing:noop'}")
+    provider = (
+        "{type: openai, base_url: 'http://127.0.0.1:9/v1'}"
+        if bridge
+        else "{type: function, function: 'axo.testing:noop'}"
+    )
     wf = axo.load_workflow("bench.yaml", text=graphs.to_yaml(graph, provider))
     overrides: dict[str, Any] = {"p": _Instant()} if bridge else {}
 
@@ -111,27 +114,51 @@ def langgraph_runs(graph: Graph, repeat: int) -> float:
 
 
 def run(quick: bool) -> list[Measurement]:
-    cases = {"100-agent chain": graphs.chain(100 if not quick else 20),
-             "10×10 all-to-all DAG": graphs.all_to_all(10, 10 if not quick else 3)}
+    cases = {
+        "100-agent chain": graphs.chain(100 if not quick else 20),
+        "10×10 all-to-all DAG": graphs.all_to_all(10, 10 if not quick else 3),
+    }
     repeat = 2 if quick else 7
     rows: list[Measurement] = []
     for case, graph in cases.items():
         n = len(graph)
         per = 1e6 / n
         t_floor = min(_time(lambda g=graph: floor(g)) for _ in range(repeat))
-        rows.append(Measurement(case=case, impl="python floor", value=t_floor * per,
-                                unit="µs/act"))
-        rows.append(Measurement(case=case, impl="axo local",
-                                value=axo_runs(graph, "local", repeat) * per, unit="µs/act"))
-        rows.append(Measurement(case=case, impl="axo local, I/O bridge",
-                                value=axo_runs(graph, "local", repeat, bridge=True) * per,
-                                unit="µs/act"))
-        rows.append(Measurement(
-            case=case, impl="axo multiproc", value=axo_runs(graph, "multiproc", 1 if quick
-                                                            else 3) * per,
-            unit="µs/act", note="best of several runs on one host; actors started once"))
-        rows.append(Measurement(case=case, impl="LangGraph", value=langgraph_runs(
-            graph, repeat) * per, unit="µs/act", baseline=True))
+        rows.append(Measurement(case=case, impl="python floor", value=t_floor * per, unit="µs/act"))
+        rows.append(
+            Measurement(
+                case=case,
+                impl="axo local",
+                value=axo_runs(graph, "local", repeat) * per,
+                unit="µs/act",
+            )
+        )
+        rows.append(
+            Measurement(
+                case=case,
+                impl="axo local, I/O bridge",
+                value=axo_runs(graph, "local", repeat, bridge=True) * per,
+                unit="µs/act",
+            )
+        )
+        rows.append(
+            Measurement(
+                case=case,
+                impl="axo multiproc",
+                value=axo_runs(graph, "multiproc", 1 if quick else 3) * per,
+                unit="µs/act",
+                note="best of several runs on one host; actors started once",
+            )
+        )
+        rows.append(
+            Measurement(
+                case=case,
+                impl="LangGraph",
+                value=langgraph_runs(graph, repeat) * per,
+                unit="µs/act",
+                baseline=True,
+            )
+        )
     return rows
 
 

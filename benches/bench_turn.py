@@ -35,18 +35,25 @@ def three_tools(request: ChatRequest) -> ChatResponse:
     done = sum(1 for m in request.messages if m.role == "tool")
     calls = sum(1 for m in request.messages if m.role == "assistant")
     if calls + done < 3 and not any("ok 2" in (m.content or "") for m in request.messages):
-        n = int(request.messages[-1].content.split()[-1]) + 1 \
-            if request.messages[-1].role == "tool" else 0
-        return ChatResponse(content=None, tool_calls=(
-            ToolCall(id=f"c{n}", name="noop_tool", arguments=json.dumps({"n": n})),))
+        n = (
+            int(request.messages[-1].content.split()[-1]) + 1
+            if request.messages[-1].role == "tool"
+            else 0
+        )
+        return ChatResponse(
+            content=None,
+            tool_calls=(ToolCall(id=f"c{n}", name="noop_tool", arguments=json.dumps({"n": n})),),
+        )
     return ChatResponse(content="done")
 
 
 def plain(turns: int) -> float:
     start = time.perf_counter()
     for _ in range(turns):
-        messages: list[dict[str, Any]] = [{"role": "system", "content": "You are a."},
-                                          {"role": "user", "content": "go"}]
+        messages: list[dict[str, Any]] = [
+            {"role": "system", "content": "You are a."},
+            {"role": "user", "content": "go"},
+        ]
         for n in range(3):
             args = json.loads(json.dumps({"n": n}))
             messages.append({"role": "assistant", "tool_calls": [{"name": "noop_tool"}]})
@@ -55,9 +62,13 @@ def plain(turns: int) -> float:
 
 
 def axo_turns(turns: int) -> tuple[float, int]:
-    wf = axo.load_workflow("turn.yaml", text=(
-        "providers:\n  p: {type: function, function: 'benches.bench_turn:three_tools'}\n"
-        "agents:\n  - {id: a, tools: [noop_tool]}\n"))
+    wf = axo.load_workflow(
+        "turn.yaml",
+        text=(
+            "providers:\n  p: {type: function, function: 'benches.bench_turn:three_tools'}\n"
+            "agents:\n  - {id: a, tools: [noop_tool]}\n"
+        ),
+    )
 
     async def go() -> tuple[float, int]:
         with Host("local") as host:
@@ -80,15 +91,24 @@ def run(quick: bool) -> list[Measurement]:
     best, calls = axo_turns(turns)
     case = "turn with 3 tool calls"
     return [
-        Measurement(case=case, impl="plain Python loop", value=base * 1e6, unit="µs/turn",
-                    baseline=True),
-        Measurement(case=case, impl="axo local (whole run of one agent)", value=best * 1e6,
-                    unit="µs/turn", note=f"{calls} tool calls through the host; best of "
-                    f"{turns}; includes starting and finishing the run"),
-        Measurement(case="per effect (4 model calls + 3 tool calls)", impl="axo local",
-                    value=best * 1e6 / 7, unit="µs",
-                    note="sync tools run in a worker thread so a blocking tool cannot stall "
-                    "the loop"),
+        Measurement(
+            case=case, impl="plain Python loop", value=base * 1e6, unit="µs/turn", baseline=True
+        ),
+        Measurement(
+            case=case,
+            impl="axo local (whole run of one agent)",
+            value=best * 1e6,
+            unit="µs/turn",
+            note=f"{calls} tool calls through the host; best of "
+            f"{turns}; includes starting and finishing the run",
+        ),
+        Measurement(
+            case="per effect (4 model calls + 3 tool calls)",
+            impl="axo local",
+            value=best * 1e6 / 7,
+            unit="µs",
+            note="sync tools run in a worker thread so a blocking tool cannot stall the loop",
+        ),
     ]
 
 

@@ -21,8 +21,20 @@ import msgspec
 from benches._harness import Measurement, format_table
 
 ROOT = Path(__file__).resolve().parents[1]
-VERSIONS = ("axo", "thespian", "msgspec", "numpy", "networkx", "pydantic", "uvloop", "mcp",
-            "langgraph", "autogen-core", "gtpyhop", "llama_cpp_python")
+VERSIONS = (
+    "axo",
+    "thespian",
+    "msgspec",
+    "numpy",
+    "networkx",
+    "pydantic",
+    "uvloop",
+    "mcp",
+    "langgraph",
+    "autogen-core",
+    "gtpyhop",
+    "llama_cpp_python",
+)
 
 
 def subjects() -> list[str]:
@@ -36,12 +48,18 @@ def machine() -> dict[str, object]:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
-    return {"python": platform.python_version(), "platform": platform.platform(),
-            "cpus": os.cpu_count(), "load": os.getloadavg(), "versions": versions}
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "load": os.getloadavg(),
+        "versions": versions,
+    }
 
 
-def run_subject(name: str, *, quick: bool, timeout: float = 1800) -> tuple[list[Measurement],
-                                                                          str, float]:
+def run_subject(
+    name: str, *, quick: bool, timeout: float = 1800
+) -> tuple[list[Measurement], str, float]:
     """Rows of one subject (empty on failure), its error text, and its wall time."""
     cmd = [sys.executable, "-m", f"benches.bench_{name}", "--json"]
     if quick:
@@ -69,15 +87,19 @@ def main(names: list[str], *, as_json: bool = False, quick: bool = False) -> int
     info = machine()
     report: dict[str, object] = {"machine": info, "subjects": {}}
     if not as_json:
-        print(f"python {info['python']} on {info['platform']}, {info['cpus']} CPUs, "
-              f"load {info['load']}")
+        print(
+            f"python {info['python']} on {info['platform']}, {info['cpus']} CPUs, "
+            f"load {info['load']}"
+        )
         print("versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
     failed = 0
     for name in chosen:
         rows, error, took = run_subject(name, quick=quick)
         report["subjects"][name] = {  # type: ignore[index]
-            "seconds": round(took, 2), "error": error or None,
-            "rows": [msgspec.to_builtins(r) for r in rows]}
+            "seconds": round(took, 2),
+            "error": error or None,
+            "rows": [msgspec.to_builtins(r) for r in rows],
+        }
         if as_json:
             continue
         print()

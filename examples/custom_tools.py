@@ -56,16 +56,20 @@ def show(event: object, tracker: RunTracker) -> None:
     if isinstance(event, AgentStarted):
         print(f"… {event.agent} started", file=sys.stderr)
     elif isinstance(event, AgentDone):
-        print(f"✓ {event.agent} {event.status} ({event.usage.total_tokens} tokens)",
-              file=sys.stderr)
+        print(
+            f"✓ {event.agent} {event.status} ({event.usage.total_tokens} tokens)", file=sys.stderr
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base-url")
     parser.add_argument("--model")
-    parser.add_argument("--text", default="Actors keep their state to themselves. They talk "
-                        "only by messages. That is why they scale.")
+    parser.add_argument(
+        "--text",
+        default="Actors keep their state to themselves. They talk "
+        "only by messages. That is why they scale.",
+    )
     args = parser.parse_args(argv)
     wf = axo.load_workflow("custom_tools.yaml", text=workflow_text(args.base_url, args.model))
     result = axo.run(wf, args.text, tools=[word_stats], on_event=show)

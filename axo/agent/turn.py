@@ -59,15 +59,21 @@ class TurnResult(msgspec.Struct, frozen=True, kw_only=True):
 
 Turn = Generator[Effect, Any, TurnResult]
 
-REPEAT_NOTE = ("You already called {name} with these arguments in this task; its result "
-               "was:\n{result}")
-ALL_REPEATS = ("Every tool call you just made repeats an earlier one. Do not call tools "
-               "again: answer now from what you already have.")
-FINAL_NOTE = ("You have used all {n} tool rounds allowed. Give your final answer now, "
-              "without calling tools.")
-SUMMARY_SYSTEM = ("You compress the working notes of an AI agent so they fit its memory. Keep "
-                  "every fact, number, name, decision and tool result that matters; drop "
-                  "repetition and chatter. Answer with the compressed notes only.")
+REPEAT_NOTE = (
+    "You already called {name} with these arguments in this task; its result was:\n{result}"
+)
+ALL_REPEATS = (
+    "Every tool call you just made repeats an earlier one. Do not call tools "
+    "again: answer now from what you already have."
+)
+FINAL_NOTE = (
+    "You have used all {n} tool rounds allowed. Give your final answer now, without calling tools."
+)
+SUMMARY_SYSTEM = (
+    "You compress the working notes of an AI agent so they fit its memory. Keep "
+    "every fact, number, name, decision and tool result that matters; drop "
+    "repetition and chatter. Answer with the compressed notes only."
+)
 RECALLED = "## What you remember (recalled from long-term memory)\n"
 SUMMARY_HEAD = "Summary of earlier work (compacted to fit the token budget):\n"
 LONG_RESULT = 200  # tokens above which a tool result is worth summarizing
@@ -111,28 +117,42 @@ class AgentTurn:
                     response = yield from self._ask(final=True)
                     output = response.content or ""
                 stop = "max_iterations" if rounds >= spec.max_iterations else "answered"
-                return TurnResult(output=output, usage=self.budget.used,
-                                  llm_calls=self.llm_calls, tool_calls=self.tool_calls,
-                                  stop_reason=stop)
+                return TurnResult(
+                    output=output,
+                    usage=self.budget.used,
+                    llm_calls=self.llm_calls,
+                    tool_calls=self.tool_calls,
+                    stop_reason=stop,
+                )
             rounds += 1
             self.round_start = len(self.messages)
-            self.messages.append(ChatMessage(role="assistant", content=response.content,
-                                             tool_calls=response.tool_calls))
+            self.messages.append(
+                ChatMessage(
+                    role="assistant", content=response.content, tool_calls=response.tool_calls
+                )
+            )
             outcomes, repeats = yield from self._tools(response.tool_calls, allowed, seen)
             for call in response.tool_calls:
                 o = outcomes[call.id]
-                self.messages.append(ChatMessage(role="tool", content=o.content,
-                                                 tool_call_id=call.id, name=call.name))
+                self.messages.append(
+                    ChatMessage(
+                        role="tool", content=o.content, tool_call_id=call.id, name=call.name
+                    )
+                )
             if repeats == len(response.tool_calls):
-                yield Emit(kind="loop_guard", detail={"reason": "all_calls_repeated",
-                                                      "round": rounds})
+                yield Emit(
+                    kind="loop_guard", detail={"reason": "all_calls_repeated", "round": rounds}
+                )
                 self.messages.append(ChatMessage(role="user", content=ALL_REPEATS))
                 final = True
             elif rounds >= spec.max_iterations:
-                yield Emit(kind="turn_stopping", detail={
-                    "reason": "max_iterations", "max_iterations": spec.max_iterations})
-                self.messages.append(ChatMessage(
-                    role="user", content=FINAL_NOTE.format(n=spec.max_iterations)))
+                yield Emit(
+                    kind="turn_stopping",
+                    detail={"reason": "max_iterations", "max_iterations": spec.max_iterations},
+                )
+                self.messages.append(
+                    ChatMessage(role="user", content=FINAL_NOTE.format(n=spec.max_iterations))
+                )
                 final = True
 
     def context(self) -> list[ChatMessage]:
@@ -144,7 +164,7 @@ class AgentTurn:
             head = [*head, ChatMessage(role="user", content=RECALLED + facts)]
         if self.spec.context == "full" or self.round_start == 0:
             return [*head, *self.messages[2:]]
-        return [*head, *self.messages[self.round_start:]]
+        return [*head, *self.messages[self.round_start :]]
 
     def _request(self, *, final: bool) -> ChatRequest:
         spec = self.spec
@@ -154,15 +174,24 @@ class AgentTurn:
         first = not any(m.role == "tool" for m in self.messages)
         choice = spec.tool_choice if first else "auto"
         return ChatRequest(
-            model=spec.model, messages=tuple(self.context()), tools=tools,
-            tool_choice=(choice if tools else None), max_tokens=spec.max_tokens,
-            temperature=spec.temperature, top_p=spec.top_p, seed=spec.seed, stop=spec.stop,
-            response_format=spec.output_schema if final else None)
+            model=spec.model,
+            messages=tuple(self.context()),
+            tools=tools,
+            tool_choice=(choice if tools else None),
+            max_tokens=spec.max_tokens,
+            temperature=spec.temperature,
+            top_p=spec.top_p,
+            seed=spec.seed,
+            stop=spec.stop,
+            response_format=spec.output_schema if final else None,
+        )
 
     def _ask(self, *, final: bool) -> Generator[Effect, Any, ChatResponse]:
         if self.spec.recall_k:
             self.recalled = yield Recall(query=self._recall_query(), k=self.spec.recall_k)
-        request = yield from self._preflight(self._request(final=final), final=final)
+        request = self._request(final=final)
+        if self.budget.per_call is not None or self.budget.per_execution is not None:
+            request = yield from self._preflight(request, final=final)
         response: ChatResponse = yield CallLLM(request=request)
         self.llm_calls += 1
         self.budget.record(response.usage)
@@ -170,14 +199,18 @@ class AgentTurn:
 
     def _recall_query(self) -> str:
         task = self.messages[1].content or "" if len(self.messages) > 1 else ""
-        latest = " ".join(m.content or "" for m in self.messages[self.round_start:]) \
-            if self.round_start else ""
+        latest = (
+            " ".join(m.content or "" for m in self.messages[self.round_start :])
+            if self.round_start
+            else ""
+        )
         return f"{task[:1000]} {latest[-1000:]}"
 
     # ------------------------------------------------------------------ tools
 
-    def _tools(self, calls: tuple[ToolCall, ...], allowed: set[str], seen: dict[str, str]
-               ) -> Generator[Effect, Any, tuple[dict[str, ToolOutcome], int]]:
+    def _tools(
+        self, calls: tuple[ToolCall, ...], allowed: set[str], seen: dict[str, str]
+    ) -> Generator[Effect, Any, tuple[dict[str, ToolOutcome], int]]:
         outcomes: dict[str, ToolOutcome] = {}
         fresh: list[ToolCall] = []
         keys: dict[str, str] = {}
@@ -186,19 +219,28 @@ class AgentTurn:
             key = f"{call.name}\x00{canonical_args(call.arguments)}"
             if call.name not in allowed:
                 outcomes[call.id] = ToolOutcome(
-                    call_id=call.id, name=call.name, is_error=True,
+                    call_id=call.id,
+                    name=call.name,
+                    is_error=True,
                     content=f"error: tool '{call.name}' is not allowed for this agent "
-                            f"(allowed: {', '.join(sorted(allowed)) or 'none'})")
-                yield Emit(kind="tool_denied", detail={"tool": call.name, "reason":
-                                                       "not in the agent's allow-list"})
+                    f"(allowed: {', '.join(sorted(allowed)) or 'none'})",
+                )
+                yield Emit(
+                    kind="tool_denied",
+                    detail={"tool": call.name, "reason": "not in the agent's allow-list"},
+                )
             elif key in seen or key in keys.values():
                 repeats += 1
                 prior = seen.get(key, "(the result of the identical call above)")
-                outcomes[call.id] = ToolOutcome(call_id=call.id, name=call.name,
-                                                content=REPEAT_NOTE.format(name=call.name,
-                                                                           result=prior))
-                yield Emit(kind="tool_deduplicated", detail={"tool": call.name,
-                                                             "arguments": call.arguments})
+                outcomes[call.id] = ToolOutcome(
+                    call_id=call.id,
+                    name=call.name,
+                    content=REPEAT_NOTE.format(name=call.name, result=prior),
+                )
+                yield Emit(
+                    kind="tool_deduplicated",
+                    detail={"tool": call.name, "arguments": call.arguments},
+                )
             else:
                 keys[call.id] = key
                 fresh.append(call)
@@ -212,8 +254,9 @@ class AgentTurn:
 
     # ------------------------------------------------------------------ budgets
 
-    def _preflight(self, request: ChatRequest, *, final: bool
-                   ) -> Generator[Effect, Any, ChatRequest]:
+    def _preflight(
+        self, request: ChatRequest, *, final: bool
+    ) -> Generator[Effect, Any, ChatRequest]:
         if self.budget.per_call is None and self.budget.per_execution is None:
             return request  # nothing to check (the run-wide budget is the host's)
         estimate = estimate_request(request)
@@ -221,8 +264,12 @@ class AgentTurn:
         if verdict.ok:
             return request
         policy = self.spec.overflow_policy
-        detail = {"budget": verdict.budget, "estimate": verdict.estimate,
-                  "limit": verdict.limit, "policy": policy}
+        detail = {
+            "budget": verdict.budget,
+            "estimate": verdict.estimate,
+            "limit": verdict.limit,
+            "policy": policy,
+        }
         if policy == "warn":
             yield Emit(kind="budget_warning", detail=detail)
             return request
@@ -234,11 +281,15 @@ class AgentTurn:
                 request = self._request(final=final)
                 verdict = self.budget.check(estimate_request(request))
                 if verdict.ok:
-                    yield Emit(kind="context_summarized", detail={
-                        **detail, "phase": phase, "new_estimate": verdict.estimate})
+                    yield Emit(
+                        kind="context_summarized",
+                        detail={**detail, "phase": phase, "new_estimate": verdict.estimate},
+                    )
                     return request
-        yield Emit(kind="budget_exceeded", detail={**detail, "estimate": verdict.estimate,
-                                                   "limit": verdict.limit})
+        yield Emit(
+            kind="budget_exceeded",
+            detail={**detail, "estimate": verdict.estimate, "limit": verdict.limit},
+        )
         raise BudgetExceeded(verdict.budget, verdict.estimate, verdict.limit)
 
     def _compact(self, phase: str) -> Generator[Effect, Any, bool]:
@@ -253,12 +304,14 @@ class AgentTurn:
             summary = yield from self._summarize(older)
             if summary is None:
                 return False
-            self.messages = [*head, ChatMessage(role="user", content=SUMMARY_HEAD + summary),
-                             *tail]
+            self.messages = [*head, ChatMessage(role="user", content=SUMMARY_HEAD + summary), *tail]
             self.round_start = len(head) + 1
             return True
-        long = [i for i, m in enumerate(msgs) if m.role == "tool"
-                and estimate_tokens(m.content) > LONG_RESULT]
+        long = [
+            i
+            for i, m in enumerate(msgs)
+            if m.role == "tool" and estimate_tokens(m.content) > LONG_RESULT
+        ]
         if not long:
             return False
         for i in long:
@@ -282,9 +335,14 @@ class AgentTurn:
         if len(text) > keep:
             text = text[:keep]
         request = ChatRequest(
-            model=self.spec.model, max_tokens=out_tokens, temperature=0.0,
-            messages=(ChatMessage(role="system", content=SUMMARY_SYSTEM),
-                      ChatMessage(role="user", content=text)))
+            model=self.spec.model,
+            max_tokens=out_tokens,
+            temperature=0.0,
+            messages=(
+                ChatMessage(role="system", content=SUMMARY_SYSTEM),
+                ChatMessage(role="user", content=text),
+            ),
+        )
         if not self.budget.check(estimate_request(request)).ok:
             return None
         response: ChatResponse = yield CallLLM(request=request, purpose="summarize")

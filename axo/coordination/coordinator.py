@@ -58,8 +58,7 @@ def load(plan: PlanSpec) -> tuple[Domain, PlanningProblem]:
     return domain, problem
 
 
-def steps_of(domain: Domain, plan: Plan, capabilities: dict[str, tuple[str, ...]]
-             ) -> list[Step]:
+def steps_of(domain: Domain, plan: Plan, capabilities: dict[str, tuple[str, ...]]) -> list[Step]:
     """Each action with the earlier actions it must follow.
 
     A step follows: the last earlier step that adds one of its preconditions (a causal link);
@@ -79,16 +78,23 @@ def steps_of(domain: Domain, plan: Plan, capabilities: dict[str, tuple[str, ...]
         def ground(atom: Atom, b: dict[str, str] = binding) -> Atom:
             return Atom(atom.predicate, tuple(b.get(x, x) for x in atom.args))
 
-        pre, add, delete = (list(map(ground, part)) for part in
-                            (op.preconditions, op.add, op.delete))
+        pre, add, delete = (
+            list(map(ground, part)) for part in (op.preconditions, op.add, op.delete)
+        )
         needs = {producer[g] for g in pre if g in producer}
         needs |= {c for g in delete for c in consumers.get(g, ())}
         needs |= {deleter[g] for g in add if g in deleter}
         i = len(steps)
         needs.discard(i)
-        steps.append(Step(index=i, action=str(action), operator=op.name,
-                          after=tuple(sorted(needs)),
-                          requires=tuple(capabilities.get(op.name, ()))))
+        steps.append(
+            Step(
+                index=i,
+                action=str(action),
+                operator=op.name,
+                after=tuple(sorted(needs)),
+                requires=tuple(capabilities.get(op.name, ())),
+            )
+        )
         for g in pre:
             consumers.setdefault(g, []).append(i)
         for g in delete:
@@ -99,13 +105,20 @@ def steps_of(domain: Domain, plan: Plan, capabilities: dict[str, tuple[str, ...]
     return steps
 
 
-def _ask(spec: AgentSpec, system: str, user: str, schema: dict[str, Any]
-         ) -> Generator[Any, Any, tuple[Any, Usage]]:
-    request = ChatRequest(model=spec.model, max_tokens=spec.max_tokens or 400,
-                          temperature=spec.temperature, seed=spec.seed,
-                          response_format=schema, messages=(
-                              ChatMessage(role="system", content=system),
-                              ChatMessage(role="user", content=user)))
+def _ask(
+    spec: AgentSpec, system: str, user: str, schema: dict[str, Any]
+) -> Generator[Any, Any, tuple[Any, Usage]]:
+    request = ChatRequest(
+        model=spec.model,
+        max_tokens=spec.max_tokens or 400,
+        temperature=spec.temperature,
+        seed=spec.seed,
+        response_format=schema,
+        messages=(
+            ChatMessage(role="system", content=system),
+            ChatMessage(role="user", content=user),
+        ),
+    )
     response: ChatResponse = yield CallLLM(request=request, purpose="plan")
     try:
         return json.loads(response.content or ""), response.usage
@@ -115,13 +128,19 @@ def _ask(spec: AgentSpec, system: str, user: str, schema: dict[str, Any]
 
 def _call_schema(names: list[str], objects: list[str]) -> dict[str, Any]:
     term = {"type": "string", "enum": objects} if objects else {"type": "string"}
-    return {"type": "object", "properties": {
-        "task": {"type": "string", "enum": names},
-        "args": {"type": "array", "items": term}}, "required": ["task", "args"]}
+    return {
+        "type": "object",
+        "properties": {
+            "task": {"type": "string", "enum": names},
+            "args": {"type": "array", "items": term},
+        },
+        "required": ["task", "args"],
+    }
 
 
-def coordinate(spec: AgentSpec, plan_spec: PlanSpec, run_input: str
-               ) -> Generator[Any, Any, TurnResult]:
+def coordinate(
+    spec: AgentSpec, plan_spec: PlanSpec, run_input: str
+) -> Generator[Any, Any, TurnResult]:
     """The coordinator's turn; its output is the plan as JSON (steps with their needs)."""
     domain, problem = load(plan_spec)
     usage, calls = Usage(), 0
@@ -129,13 +148,19 @@ def coordinate(spec: AgentSpec, plan_spec: PlanSpec, run_input: str
     objects = [name for name, _ in problem.objects]
     if not problem.tasks:
         task_names = sorted(domain.tasks)
-        schema = {"type": "object", "properties": {"tasks": {
-            "type": "array", "items": _call_schema(task_names, objects)}},
-            "required": ["tasks"]}
+        schema = {
+            "type": "object",
+            "properties": {"tasks": {"type": "array", "items": _call_schema(task_names, objects)}},
+            "required": ["tasks"],
+        }
         answer, used = yield from _ask(
-            spec, identity, f"Goal: {run_input}\nExpress the goal as tasks of the "
+            spec,
+            identity,
+            f"Goal: {run_input}\nExpress the goal as tasks of the "
             f"'{domain.name}' domain. Tasks: {', '.join(task_names)}. Objects: "
-            f"{', '.join(objects)}.", schema)
+            f"{', '.join(objects)}.",
+            schema,
+        )
         usage, calls = usage + used, calls + 1
         tasks = _calls(answer.get("tasks") if isinstance(answer, dict) else None, domain)
         if not tasks:
@@ -148,33 +173,52 @@ def coordinate(spec: AgentSpec, plan_spec: PlanSpec, run_input: str
         rounds += 1
         frontier = result.frontiers[0]
         names = sorted({*domain.tasks, *domain.operators})
-        schema = {"type": "object", "properties": {
-            "name": {"type": "string"},
-            "subtasks": {"type": "array", "items": _call_schema(names, [])}},
-            "required": ["name", "subtasks"]}
+        schema = {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "subtasks": {"type": "array", "items": _call_schema(names, [])},
+            },
+            "required": ["name", "subtasks"],
+        }
         task = planner.domain.tasks[frontier.task.name]
         params = " ".join(p.name for p in task.parameters)
         answer, used = yield from _ask(
-            spec, identity, f"No method of task '{task.name} {params}' applies to "
+            spec,
+            identity,
+            f"No method of task '{task.name} {params}' applies to "
             f"{frontier.task}. Facts now: {', '.join(sorted(map(str, frontier.facts)))}. "
             f"Propose a method: ordered subtasks from: {', '.join(names)}; arguments may be "
-            f"the task's parameters ({params}) or objects.", schema)
+            f"the task's parameters ({params}) or objects.",
+            schema,
+        )
         usage, calls = usage + used, calls + 1
         try:
-            method = {"name": str(answer.get("name") or f"proposed_{rounds}"), "subtasks": [
-                " ".join([str(s.get("task")), *map(str, s.get("args") or [])])
-                for s in answer.get("subtasks") or []]} if isinstance(answer, dict) else {}
+            method = (
+                {
+                    "name": str(answer.get("name") or f"proposed_{rounds}"),
+                    "subtasks": [
+                        " ".join([str(s.get("task")), *map(str, s.get("args") or [])])
+                        for s in answer.get("subtasks") or []
+                    ],
+                }
+                if isinstance(answer, dict)
+                else {}
+            )
             planner.add_method(task.name, method, source=f"{spec.id} (round {rounds})")
             yield Emit(kind="method_added", detail={"task": task.name, "method": method})
         except (ConfigError, AttributeError, TypeError) as exc:
-            yield Emit(kind="method_rejected", detail={"task": task.name,
-                                                       "reason": str(exc)[:500]})
+            yield Emit(kind="method_rejected", detail={"task": task.name, "reason": str(exc)[:500]})
         result = planner.plan(problem)
     if isinstance(result, PlanFailure):
         raise PlanningFailed(f"no plan: {result.message} (after {rounds} model round(s))")
     steps = steps_of(planner.domain, result, plan_spec.capabilities)
-    output = {"goal": run_input, "tasks": [str(t) for t in problem.tasks],
-              "steps": msgspec.to_builtins(steps), "frontier_rounds": rounds}
+    output = {
+        "goal": run_input,
+        "tasks": [str(t) for t in problem.tasks],
+        "steps": msgspec.to_builtins(steps),
+        "frontier_rounds": rounds,
+    }
     return TurnResult(output=json.dumps(output), usage=usage, llm_calls=calls)
 
 
@@ -183,7 +227,8 @@ def _calls(raw: Any, domain: Domain) -> list[Call]:
     sigs = {name: len(t.parameters) for name, t in domain.tasks.items()}
     for item in raw if isinstance(raw, list) else []:
         if isinstance(item, dict) and sigs.get(str(item.get("task"))) == len(
-                item.get("args") or []):
+            item.get("args") or []
+        ):
             out.append(Call(str(item["task"]), tuple(map(str, item["args"]))))
     return out
 

@@ -16,17 +16,18 @@ import msgspec
 from axo.config import LocalProvider
 from axo.llm.base import ChatRequest, ChatResponse
 from axo.llm.local import LocalServer, ServerOptions
-from axo.llm.quirks import parse_text_tool_calls, prepare_messages
 from axo.llm.models import resolve_model
 from axo.llm.openai import OpenAICompatible
+from axo.llm.quirks import parse_text_tool_calls, prepare_messages
 
 
 def prepare(request: ChatRequest) -> ChatRequest:
     """Make a request acceptable to llama.cpp's server and visible to the model's template."""
     named = request.tool_choice not in (None, "auto", "none", "required")
     # a named tool is forced by a grammar; otherwise the template needs the tools described
-    tools_in_prompt = request.tools if (request.tools and not named
-                                        and request.tool_choice != "none") else ()
+    tools_in_prompt = (
+        request.tools if (request.tools and not named and request.tool_choice != "none") else ()
+    )
     messages = prepare_messages(request.messages, tools=tools_in_prompt)
     return msgspec.structs.replace(request, messages=messages)
 
@@ -38,17 +39,26 @@ def postprocess(request: ChatRequest, response: ChatResponse) -> ChatResponse:
     calls = parse_text_tool_calls(response.content, request.tools)
     if not calls:
         return response
-    return msgspec.structs.replace(response, tool_calls=calls, content=None,
-                                   finish_reason="tool_calls")
+    return msgspec.structs.replace(
+        response, tool_calls=calls, content=None, finish_reason="tool_calls"
+    )
 
 
 class LocalModel(OpenAICompatible):
     """The OpenAI-compatible client for a server it started; ``aclose`` stops the server."""
 
     def __init__(self, name: str, server: LocalServer, cfg: LocalProvider) -> None:
-        super().__init__(name, server.base_url, default_model=server.alias,
-                         timeout=cfg.timeout, max_retries=1, backoff=0.2,
-                         prepare=prepare, postprocess=postprocess, schema_style="llama")
+        super().__init__(
+            name,
+            server.base_url,
+            default_model=server.alias,
+            timeout=cfg.timeout,
+            max_retries=1,
+            backoff=0.2,
+            prepare=prepare,
+            postprocess=postprocess,
+            schema_style="llama",
+        )
         self.server = server
 
     async def aclose(self) -> None:
@@ -61,8 +71,9 @@ class LocalModel(OpenAICompatible):
         return {**super().statistics(), "server": msgspec.to_builtins(self.server.statistics())}
 
 
-async def start_local(name: str, cfg: LocalProvider, *, state_dir: str | None = None,
-                      verbose: bool = False) -> LocalModel:
+async def start_local(
+    name: str, cfg: LocalProvider, *, state_dir: str | None = None, verbose: bool = False
+) -> LocalModel:
     """Resolve the model, start its server, wait until it answers, return the provider."""
     path = resolve_model(cfg.model, cfg.model_path)
     threads = cfg.n_threads or max(1, min(4, os.cpu_count() or 1))

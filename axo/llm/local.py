@@ -3,7 +3,7 @@
 This module knows how to start that server on a free loopback port, wait until it answers, share
 one server between agents that name the same model and options, and stop it on every exit path
 (context exit, errors, Ctrl-C, interpreter exit, even ``kill -9`` of the parent on Linux). It also
-lives in ``axo.llm.quirks``: the pure functions a client needs for the server's quirks with small models.
+lives in ``axo.llm.quirks``: what a client needs for the server's quirks with small models.
 It does not speak the chat protocol (the OpenAI-compatible client does) and does not resolve
 model names (``axo.llm.models`` does).
 

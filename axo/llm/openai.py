@@ -28,8 +28,7 @@ def message_to_wire(m: ChatMessage) -> dict[str, Any]:
     out: dict[str, Any] = {"role": m.role, "content": m.content}
     if m.tool_calls:
         out["tool_calls"] = [
-            {"id": c.id, "type": "function",
-             "function": {"name": c.name, "arguments": c.arguments}}
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
             for c in m.tool_calls
         ]
     if m.tool_call_id is not None:
@@ -40,15 +39,28 @@ def message_to_wire(m: ChatMessage) -> dict[str, Any]:
 
 
 def request_to_wire(req: ChatRequest, *, schema_style: str = "openai") -> dict[str, Any]:
-    body: dict[str, Any] = {"model": req.model,
-                            "messages": [message_to_wire(m) for m in req.messages]}
+    body: dict[str, Any] = {
+        "model": req.model,
+        "messages": [message_to_wire(m) for m in req.messages],
+    }
     if req.tools:
-        body["tools"] = [{"type": "function", "function": {
-            "name": t.name, "description": t.description, "parameters": t.parameters}}
-            for t in req.tools]
+        body["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": t.name,
+                    "description": t.description,
+                    "parameters": t.parameters,
+                },
+            }
+            for t in req.tools
+        ]
     if req.tool_choice is not None:
-        body["tool_choice"] = (req.tool_choice if req.tool_choice in ("auto", "none", "required")
-                               else {"type": "function", "function": {"name": req.tool_choice}})
+        body["tool_choice"] = (
+            req.tool_choice
+            if req.tool_choice in ("auto", "none", "required")
+            else {"type": "function", "function": {"name": req.tool_choice}}
+        )
     for key in ("max_tokens", "temperature", "top_p", "seed"):
         value = getattr(req, key)
         if value is not None:
@@ -59,8 +71,10 @@ def request_to_wire(req: ChatRequest, *, schema_style: str = "openai") -> dict[s
         if schema_style == "llama":  # llama.cpp's server: json_object with a schema
             body["response_format"] = {"type": "json_object", "schema": req.response_format}
         else:
-            body["response_format"] = {"type": "json_schema", "json_schema": {
-                "name": "answer", "schema": req.response_format, "strict": True}}
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": req.response_format, "strict": True},
+            }
     return body
 
 
@@ -71,8 +85,11 @@ def response_from_wire(data: dict[str, Any]) -> ChatResponse:
     except (KeyError, IndexError, TypeError):
         raise ProviderError(f"malformed response: no choices in {str(data)[:200]}") from None
     calls = tuple(
-        ToolCall(id=c.get("id") or f"call_{i}", name=c["function"]["name"],
-                 arguments=c["function"].get("arguments") or "{}")
+        ToolCall(
+            id=c.get("id") or f"call_{i}",
+            name=c["function"]["name"],
+            arguments=c["function"].get("arguments") or "{}",
+        )
         for i, c in enumerate(msg.get("tool_calls") or ())
     )
     usage = data.get("usage") or {}
@@ -81,8 +98,10 @@ def response_from_wire(data: dict[str, Any]) -> ChatResponse:
     return ChatResponse(
         content=msg.get("content"),
         tool_calls=calls,
-        usage=Usage(prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                    completion_tokens=int(usage.get("completion_tokens") or 0)),
+        usage=Usage(
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+        ),
         finish_reason=choice.get("finish_reason"),
         model=str(data.get("model") or ""),
         server_s=server_ms / 1000 if server_ms else None,
@@ -117,15 +136,24 @@ class OpenAICompatible:
             (llama.cpp's json_object with a schema).
     """
 
-    def __init__(self, name: str, base_url: str, *, api_key: str | None = None,
-                 default_model: str | None = None, timeout: float = 60.0,
-                 connect_timeout: float = 10.0, max_retries: int = 3, backoff: float = 0.5,
-                 headers: dict[str, str] | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None,
-                 prepare: Callable[[ChatRequest], ChatRequest] | None = None,
-                 postprocess: Callable[[ChatRequest, ChatResponse], ChatResponse] | None = None,
-                 schema_style: str = "openai",
-                 sleep: Callable[[float], Any] = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        default_model: str | None = None,
+        timeout: float = 60.0,
+        connect_timeout: float = 10.0,
+        max_retries: int = 3,
+        backoff: float = 0.5,
+        headers: dict[str, str] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        prepare: Callable[[ChatRequest], ChatRequest] | None = None,
+        postprocess: Callable[[ChatRequest, ChatResponse], ChatResponse] | None = None,
+        schema_style: str = "openai",
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
         self.default_model = default_model
@@ -140,7 +168,9 @@ class OpenAICompatible:
         if api_key:
             hdrs["Authorization"] = f"Bearer {api_key}"
         self._client = httpx.AsyncClient(
-            base_url=self.base_url, headers=hdrs, transport=transport,
+            base_url=self.base_url,
+            headers=hdrs,
+            transport=transport,
             timeout=httpx.Timeout(timeout, connect=min(connect_timeout, timeout)),
             limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
         )
@@ -161,22 +191,24 @@ class OpenAICompatible:
             delay: float | None = None
             try:
                 resp = await self._client.post(
-                    "/chat/completions", content=body,
-                    headers={"Content-Type": "application/json"})
+                    "/chat/completions", content=body, headers={"Content-Type": "application/json"}
+                )
             except httpx.TimeoutException:
-                failure = ProviderError(f"{self.name}: no answer within {self.timeout:g}s",
-                                        retryable=True)
+                failure = ProviderError(
+                    f"{self.name}: no answer within {self.timeout:g}s", retryable=True
+                )
             except httpx.TransportError as exc:
                 failure = ProviderError(
-                    f"{self.name}: connection failed ({type(exc).__name__}: {exc})",
-                    retryable=True)
+                    f"{self.name}: connection failed ({type(exc).__name__}: {exc})", retryable=True
+                )
             else:
                 if resp.status_code == 200:
                     try:
                         data = resp.json()
                     except ValueError:
-                        raise ProviderError(f"{self.name}: answer is not JSON: "
-                                            f"{resp.text[:200]!r}") from None
+                        raise ProviderError(
+                            f"{self.name}: answer is not JSON: {resp.text[:200]!r}"
+                        ) from None
                     out = response_from_wire(data)
                     out = _timed(out, time.perf_counter() - start, attempt)
                     if self._postprocess is not None:
@@ -184,13 +216,19 @@ class OpenAICompatible:
                     return out
                 detail = _error_detail(resp)
                 retryable = resp.status_code in RETRY_STATUSES
-                failure = ProviderError(f"{self.name}: HTTP {resp.status_code} {detail}",
-                                        retryable=retryable, status=resp.status_code)
+                failure = ProviderError(
+                    f"{self.name}: HTTP {resp.status_code} {detail}",
+                    retryable=retryable,
+                    status=resp.status_code,
+                )
                 delay = retry_after(resp)
             if not failure.retryable or attempt > self.max_retries:
                 if failure.retryable and self.max_retries:
-                    raise ProviderError(f"{failure} — gave up after {attempt} attempts",
-                                        retryable=False, status=failure.status)
+                    raise ProviderError(
+                        f"{failure} — gave up after {attempt} attempts",
+                        retryable=False,
+                        status=failure.status,
+                    )
                 raise failure
             self.retries += 1
             if delay is None:

@@ -25,8 +25,13 @@ class ProviderSet:
         overrides: provider objects to use instead of building them (tests, embedding apps).
     """
 
-    def __init__(self, workflow: Workflow, overrides: Mapping[str, Provider] | None = None,
-                 *, state_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        workflow: Workflow,
+        overrides: Mapping[str, Provider] | None = None,
+        *,
+        state_dir: str | None = None,
+    ) -> None:
         self.workflow = workflow
         self._providers: dict[str, Provider] = dict(overrides or {})
         self._owned: list[Any] = []
@@ -43,8 +48,7 @@ class ProviderSet:
 
     async def open(self, names: Iterable[str] | None = None) -> None:
         """Create (and for local models, start) every provider in ``names``, in parallel."""
-        todo = [n for n in (self.needed() if names is None else names)
-                if n not in self._providers]
+        todo = [n for n in (self.needed() if names is None else names) if n not in self._providers]
         built = await asyncio.gather(*(self._build(n) for n in todo), return_exceptions=True)
         errors = [b for b in built if isinstance(b, BaseException)]
         for name, b in zip(todo, built, strict=True):
@@ -64,9 +68,16 @@ class ProviderSet:
         cfg = self.workflow.provider_config(name)
         if isinstance(cfg, OpenAIProvider):
             return OpenAICompatible(
-                name, cfg.base_url, api_key=cfg.api_key, default_model=cfg.model,
-                timeout=cfg.timeout, connect_timeout=cfg.connect_timeout,
-                max_retries=cfg.max_retries, backoff=cfg.backoff, headers=cfg.headers)
+                name,
+                cfg.base_url,
+                api_key=cfg.api_key,
+                default_model=cfg.model,
+                timeout=cfg.timeout,
+                connect_timeout=cfg.connect_timeout,
+                max_retries=cfg.max_retries,
+                backoff=cfg.backoff,
+                headers=cfg.headers,
+            )
         if isinstance(cfg, LocalProvider):
             from axo.llm.embedded import start_local
 
@@ -75,9 +86,16 @@ class ProviderSet:
             from axo.llm.anthropic import AnthropicMessages
 
             return AnthropicMessages(
-                name, cfg.base_url, api_key=cfg.api_key, default_model=cfg.model,
-                timeout=cfg.timeout, connect_timeout=cfg.connect_timeout,
-                max_retries=cfg.max_retries, backoff=cfg.backoff, version=cfg.version)
+                name,
+                cfg.base_url,
+                api_key=cfg.api_key,
+                default_model=cfg.model,
+                timeout=cfg.timeout,
+                connect_timeout=cfg.connect_timeout,
+                max_retries=cfg.max_retries,
+                backoff=cfg.backoff,
+                version=cfg.version,
+            )
         raise UsageError(f"provider '{name}' of type {cfg.type} has no host-side client")
 
     async def aclose(self) -> None:

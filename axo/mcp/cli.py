@@ -36,10 +36,16 @@ def add_commands(subparsers: Any) -> None:
     t.add_argument("--json", action="store_true", help="print the listing as JSON")
     s = sub.add_parser("serve", help="serve a file's agents and workflows as MCP tools")
     s.add_argument("file")
-    s.add_argument("--http", metavar="HOST:PORT",
-                   help="serve streamable HTTP at http://HOST:PORT/mcp (default: stdio)")
-    s.add_argument("--token", help=f"bearer token HTTP clients must send (or ${TOKEN_ENV}); "
-                                    "required to bind an address other than loopback")
+    s.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        help="serve streamable HTTP at http://HOST:PORT/mcp (default: stdio)",
+    )
+    s.add_argument(
+        "--token",
+        help=f"bearer token HTTP clients must send (or ${TOKEN_ENV}); "
+        "required to bind an address other than loopback",
+    )
     s.add_argument("--runtime", choices=["local", "multiproc"], default="local")
 
 
@@ -72,10 +78,23 @@ def _tools(args: argparse.Namespace) -> int:
 
     listing = asyncio.run(list_server_tools(servers, record=record)) if servers else {}
     if args.json:
-        print(json.dumps({"file": args.file, "servers": {
-            name: {"transport": servers[name].transport, "ok": name not in failed,
-                   "error": failed.get(name), "tools": tools}
-            for name, tools in listing.items()}}, ensure_ascii=False))
+        print(
+            json.dumps(
+                {
+                    "file": args.file,
+                    "servers": {
+                        name: {
+                            "transport": servers[name].transport,
+                            "ok": name not in failed,
+                            "error": failed.get(name),
+                            "tools": tools,
+                        }
+                        for name, tools in listing.items()
+                    },
+                },
+                ensure_ascii=False,
+            )
+        )
     elif not servers:
         print(f"{args.file}: no mcp_servers configured")
     else:
@@ -98,8 +117,11 @@ def _arguments(schema: dict[str, Any]) -> list[str]:
     required = set(schema.get("required") or ())
     lines = []
     for name, prop in (schema.get("properties") or {}).items():
-        kind = prop.get("type") or "|".join(
-            str(p.get("type", "?")) for p in prop.get("anyOf", [])) or "any"
+        kind = (
+            prop.get("type")
+            or "|".join(str(p.get("type", "?")) for p in prop.get("anyOf", []))
+            or "any"
+        )
         line = f"      {name}: {kind}" + (", required" if name in required else "")
         if prop.get("description"):
             line += f" — {' '.join(str(prop['description']).split())}"

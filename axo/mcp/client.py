@@ -107,8 +107,11 @@ def _answer(result: mcp_types.CallToolResult) -> str:
             parts.append(f"[resource: {block.uri}]")
         elif isinstance(block, mcp_types.EmbeddedResource):
             res = block.resource
-            parts.append(res.text if isinstance(res, mcp_types.TextResourceContents)
-                         else f"[resource: {res.uri}]")
+            parts.append(
+                res.text
+                if isinstance(res, mcp_types.TextResourceContents)
+                else f"[resource: {res.uri}]"
+            )
     if not parts and result.structured_content is not None:
         return json.dumps(result.structured_content, ensure_ascii=False)
     return "\n".join(parts)
@@ -151,8 +154,9 @@ class _WatchedStream:
 
 
 @asynccontextmanager
-async def _watched(transport: AbstractAsyncContextManager[Streams],
-                   on_end: Callable[[], None]) -> AsyncIterator[Streams]:
+async def _watched(
+    transport: AbstractAsyncContextManager[Streams], on_end: Callable[[], None]
+) -> AsyncIterator[Streams]:
     async with transport as (read, write):
         yield _WatchedStream(read, on_end), write
 
@@ -224,12 +228,16 @@ class _Server:
                     connected, self._client, self.tools = True, client, tools
                     restarted = self.state == "restarting"
                     self._set("ready")
-                    self._note("mcp_server_restarted" if restarted else "mcp_server_ready",
-                               tools=len(tools), seconds=round(time.monotonic() - started, 3))
+                    self._note(
+                        "mcp_server_restarted" if restarted else "mcp_server_ready",
+                        tools=len(tools),
+                        seconds=round(time.monotonic() - started, 3),
+                    )
                     await self._wake.wait()
             if self._scope.cancelled_caught and not connected and not self._stopping:
-                return (f"did not connect within {self.config.connect_timeout:g}s"
-                        f"{self._stderr_tail()}")
+                return (
+                    f"did not connect within {self.config.connect_timeout:g}s{self._stderr_tail()}"
+                )
         except Exception as exc:
             if connected:  # tearing down a dead session may raise: the loss is already known
                 self._lost(gen, _describe(exc))
@@ -251,14 +259,16 @@ class _Server:
                 self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 — closed by run()
             self._stderr.seek(0)
             self._stderr.truncate()  # a restart's stderr tells only its own story
-            params = StdioServerParameters(command=cfg.command, args=list(cfg.args),
-                                           env=dict(cfg.env) or None, cwd=cfg.cwd)
+            params = StdioServerParameters(
+                command=cfg.command, args=list(cfg.args), env=dict(cfg.env) or None, cwd=cfg.cwd
+            )
             return stdio_client(params, errlog=self._stderr)  # type: ignore[arg-type]
         if not cfg.url:
             raise ValueError("a streamable_http server needs 'url'")
         timeout = httpx2.Timeout(cfg.connect_timeout, read=max(300.0, cfg.call_timeout))
         http = await stack.enter_async_context(
-            httpx2.AsyncClient(headers=dict(cfg.headers), timeout=timeout))
+            httpx2.AsyncClient(headers=dict(cfg.headers), timeout=timeout)
+        )
         return streamable_http_client(cfg.url, http_client=http)
 
     def _stderr_tail(self) -> str:
@@ -326,18 +336,24 @@ class _Server:
         except MCPError as exc:
             if exc.code == mcp_types.REQUEST_TIMEOUT:
                 self._note("mcp_call_timeout", tool=tool, timeout=timeout)
-                raise ToolFailed(f"MCP server '{self.name}': '{tool}' did not answer within "
-                                 f"{timeout:g}s") from None
+                raise ToolFailed(
+                    f"MCP server '{self.name}': '{tool}' did not answer within {timeout:g}s"
+                ) from None
             if exc.code == mcp_types.CONNECTION_CLOSED:
                 raise self._went_away(gen, tool) from None
             self._note("mcp_call_failed", tool=tool, error=exc.message)
             raise ToolFailed(f"MCP server '{self.name}' refused '{tool}': {exc.message}") from None
-        except (httpx2.HTTPError, OSError, anyio.BrokenResourceError,
-                anyio.ClosedResourceError) as exc:
+        except (
+            httpx2.HTTPError,
+            OSError,
+            anyio.BrokenResourceError,
+            anyio.ClosedResourceError,
+        ) as exc:
             raise self._went_away(gen, tool, _describe(exc)) from None
         if result.is_error:
-            raise ToolFailed(f"'{tool}' (MCP server '{self.name}') reported an error: "
-                             f"{_answer(result)}")
+            raise ToolFailed(
+                f"'{tool}' (MCP server '{self.name}') reported an error: {_answer(result)}"
+            )
         return _answer(result)
 
     async def _ready_client(self) -> Client:
@@ -346,25 +362,41 @@ class _Server:
         if self.state == "ready" and self._client is not None:
             return self._client
         if self.state in ("connecting", "restarting"):
-            raise ToolFailed(f"MCP server '{self.name}' is still starting after "
-                             f"{self.config.connect_timeout:g}s")
+            raise ToolFailed(
+                f"MCP server '{self.name}' is still starting after {self.config.connect_timeout:g}s"
+            )
         raise ToolFailed(f"MCP server '{self.name}' is unavailable: {self.reason or self.state}")
 
     def _went_away(self, gen: int, tool: str, what: str = "") -> ToolFailed:
         self._lost(gen, what or f"the connection closed during '{tool}'")
-        then = ("it is being restarted" if self.state == "restarting"
-                else "it is now unavailable" if self.state == "unavailable" else "")
-        return ToolFailed(f"MCP server '{self.name}' went away during '{tool}': "
-                          f"{self.reason or what}" + (f"; {then}" if then else ""))
+        then = (
+            "it is being restarted"
+            if self.state == "restarting"
+            else "it is now unavailable"
+            if self.state == "unavailable"
+            else ""
+        )
+        return ToolFailed(
+            f"MCP server '{self.name}' went away during '{tool}': "
+            f"{self.reason or what}" + (f"; {then}" if then else "")
+        )
 
     def status(self) -> ServerStatus:
-        return ServerStatus(name=self.name, transport=self.config.transport, state=self.state,
-                            tools=len(self.tools), restarts=self.restarts, calls=self.calls,
-                            failures=self.failures, reason=self.reason)
+        return ServerStatus(
+            name=self.name,
+            transport=self.config.transport,
+            state=self.state,
+            tools=len(self.tools),
+            restarts=self.restarts,
+            calls=self.calls,
+            failures=self.failures,
+            reason=self.reason,
+        )
 
 
-async def _call_tool(client: Client, tool: str, args: dict[str, Any],
-                     timeout: float) -> mcp_types.CallToolResult:
+async def _call_tool(
+    client: Client, tool: str, args: dict[str, Any], timeout: float
+) -> mcp_types.CallToolResult:
     """The session's ``call_tool``, ~10% cheaper than ``Client.call_tool``, whose extra rounds
     serve input requests and extension results this client never asks for; a stale schema
     (``HEADER_MISMATCH``, 2026-07-28 HTTP) goes to ``Client.call_tool``, which re-lists and
@@ -401,12 +433,14 @@ class McpHub:
     """
 
     def __init__(self, servers: Mapping[str, McpServer], *, record: Record | None = None) -> None:
-        self._servers = {name: _Server(name, cfg, record or _ignore)
-                         for name, cfg in servers.items()}
+        self._servers = {
+            name: _Server(name, cfg, record or _ignore) for name, cfg in servers.items()
+        }
 
     @classmethod
-    async def open(cls, servers: Mapping[str, McpServer], *,
-                   record: Record | None = None) -> McpHub:
+    async def open(
+        cls, servers: Mapping[str, McpServer], *, record: Record | None = None
+    ) -> McpHub:
         """Connect every server in parallel, each within its ``connect_timeout``.
 
         Args:
@@ -433,8 +467,9 @@ class McpHub:
         A tool is a ``writes`` tool unless the server marks it read-only, so ``*`` in an
         allow-list grants only read-only MCP tools.
         """
-        return [self._tool(s, t) for s in self._servers.values() if s.state == "ready"
-                for t in s.tools]
+        return [
+            self._tool(s, t) for s in self._servers.values() if s.state == "ready" for t in s.tools
+        ]
 
     @staticmethod
     def _tool(server: _Server, spec: mcp_types.Tool) -> Tool:
@@ -448,10 +483,15 @@ class McpHub:
         schema.setdefault("properties", {})
         read_only = bool(spec.annotations and spec.annotations.read_only_hint)
         cfg = server.config
-        return Tool(name=tool_name(server.name, remote),
-                    description=spec.description or spec.title or f"{remote} ({server.name})",
-                    parameters=schema, call=call, writes=not read_only,
-                    timeout=cfg.call_timeout + cfg.connect_timeout + 1, source="mcp")
+        return Tool(
+            name=tool_name(server.name, remote),
+            description=spec.description or spec.title or f"{remote} ({server.name})",
+            parameters=schema,
+            call=call,
+            writes=not read_only,
+            timeout=cfg.call_timeout + cfg.connect_timeout + 1,
+            source="mcp",
+        )
 
     def specs(self) -> dict[str, list[mcp_types.Tool]]:
         """The SDK's tool descriptions, by server (empty for a server that is not ready)."""
@@ -480,8 +520,9 @@ class McpHub:
         await self.aclose()
 
 
-async def list_server_tools(servers: Mapping[str, McpServer], *,
-                            record: Record | None = None) -> dict[str, list[dict[str, Any]]]:
+async def list_server_tools(
+    servers: Mapping[str, McpServer], *, record: Record | None = None
+) -> dict[str, list[dict[str, Any]]]:
     """Connect each server, list its tools, disconnect (for ``axo mcp tools``).
 
     Returns:
@@ -490,8 +531,16 @@ async def list_server_tools(servers: Mapping[str, McpServer], *,
         gets ``mcp_server_failed`` with the reason).
     """
     async with await McpHub.open(servers, record=record) as hub:
-        return {server: [{"name": tool_name(server, t.name), "tool": t.name,
-                          "description": t.description or "", "input_schema": t.input_schema,
-                          "read_only": bool(t.annotations and t.annotations.read_only_hint)}
-                         for t in tools]
-                for server, tools in hub.specs().items()}
+        return {
+            server: [
+                {
+                    "name": tool_name(server, t.name),
+                    "tool": t.name,
+                    "description": t.description or "",
+                    "input_schema": t.input_schema,
+                    "read_only": bool(t.annotations and t.annotations.read_only_hint),
+                }
+                for t in tools
+            ]
+            for server, tools in hub.specs().items()
+        }

@@ -67,8 +67,12 @@ class _Entry:
 
 
 def _schema(arg: str, description: str) -> dict[str, Any]:
-    return {"type": "object", "properties": {arg: {"type": "string", "description": description}},
-            "required": [arg], "additionalProperties": False}
+    return {
+        "type": "object",
+        "properties": {arg: {"type": "string", "description": description}},
+        "required": [arg],
+        "additionalProperties": False,
+    }
 
 
 def _gist(text: str, limit: int = 300) -> str:
@@ -79,15 +83,20 @@ def _gist(text: str, limit: int = 300) -> str:
 def _entries(file: Workflow) -> dict[str, _Entry]:
     cfg, out = file.config, {}
     for agent in cfg.agents:
-        alone = Workflow(file.file, cfg, (agent.model_copy(update={"depends_on": []}),), None,
-                         file.secrets)
+        alone = Workflow(
+            file.file, cfg, (agent.model_copy(update={"depends_on": []}),), None, file.secrets
+        )
         about = f"Run the agent '{agent.display_name}' alone on a task and return its answer."
         if agent.system_prompt:
             about += f" Its instructions: {_gist(agent.system_prompt)}"
         name = f"agent_{agent.id}"
         schema = _schema("task", "What the agent should do.")
-        out[name] = _Entry(mcp_types.Tool(name=name, description=about, input_schema=schema),
-                           alone, "task", agent.id)
+        out[name] = _Entry(
+            mcp_types.Tool(name=name, description=about, input_schema=schema),
+            alone,
+            "task",
+            agent.id,
+        )
     if cfg.workflows:
         chosen = [(f"workflow_{w.id}", file.select(w.id), w.description) for w in cfg.workflows]
     else:
@@ -95,13 +104,19 @@ def _entries(file: Workflow) -> dict[str, _Entry]:
         chosen = [(f"workflow_{label}", file.select(None), cfg.description)]
     for name, wf, description in chosen:
         names = ", ".join(a.display_name for a in wf.agents)
-        about = (f"Run the workflow '{name.removeprefix('workflow_')}' ({len(wf.agents)} agents: "
-                 f"{names}) on an input and return its final output.")
+        about = (
+            f"Run the workflow '{name.removeprefix('workflow_')}' ({len(wf.agents)} agents: "
+            f"{names}) on an input and return its final output."
+        )
         if description:
             about += f" {_gist(description)}"
-        out[name] = _Entry(mcp_types.Tool(name=name, description=about,
-                                          input_schema=_schema("input", "The run's input.")),
-                           wf, "input")
+        out[name] = _Entry(
+            mcp_types.Tool(
+                name=name, description=about, input_schema=_schema("input", "The run's input.")
+            ),
+            wf,
+            "input",
+        )
     return out
 
 
@@ -109,15 +124,20 @@ def _argument(name: str, entry: _Entry, arguments: dict[str, Any] | None) -> str
     args = dict(arguments or {})
     value = args.pop(entry.arg, None)
     if value is None:
-        raise MCPError(mcp_types.INVALID_PARAMS,
-                       f"{name}: missing the required argument '{entry.arg}' (a string)")
+        raise MCPError(
+            mcp_types.INVALID_PARAMS,
+            f"{name}: missing the required argument '{entry.arg}' (a string)",
+        )
     if not isinstance(value, str):
-        raise MCPError(mcp_types.INVALID_PARAMS,
-                       f"{name}: '{entry.arg}' must be a string, got {type(value).__name__}")
+        raise MCPError(
+            mcp_types.INVALID_PARAMS,
+            f"{name}: '{entry.arg}' must be a string, got {type(value).__name__}",
+        )
     if args:
-        raise MCPError(mcp_types.INVALID_PARAMS,
-                       f"{name}: unknown argument(s) {', '.join(sorted(args))} — it takes only "
-                       f"'{entry.arg}'")
+        raise MCPError(
+            mcp_types.INVALID_PARAMS,
+            f"{name}: unknown argument(s) {', '.join(sorted(args))} — it takes only '{entry.arg}'",
+        )
     return value
 
 
@@ -133,17 +153,22 @@ def _call_result(entry: _Entry, result: RunResult) -> mcp_types.CallToolResult:
     if result.ok:
         text = _outputs(result) if entry.agent is None else result.agent(entry.agent).output
         return mcp_types.CallToolResult(
-            content=[mcp_types.TextContent(type="text", text=text or "")], structured_content=data)
+            content=[mcp_types.TextContent(type="text", text=text or "")], structured_content=data
+        )
     text = f"the run failed: {result.failure or 'no reason given'}"
     if result.outputs and entry.agent is None:
         text += "\n\nOutputs of the agents that finished:\n\n" + _outputs(result)
-    return mcp_types.CallToolResult(content=[mcp_types.TextContent(type="text", text=text)],
-                                    structured_content=data, is_error=True)
+    return mcp_types.CallToolResult(
+        content=[mcp_types.TextContent(type="text", text=text)],
+        structured_content=data,
+        is_error=True,
+    )
 
 
 def _failure(text: str) -> mcp_types.CallToolResult:
-    return mcp_types.CallToolResult(content=[mcp_types.TextContent(type="text", text=text)],
-                                    is_error=True)
+    return mcp_types.CallToolResult(
+        content=[mcp_types.TextContent(type="text", text=text)], is_error=True
+    )
 
 
 def _version() -> str:
@@ -163,8 +188,14 @@ class AxoMcpServer(Server[Any]):
         options: passed to ``axo.run_async`` (``providers``, ``tools``, ``policy`` …).
     """
 
-    def __init__(self, file: Workflow, *, runtime: Mode = "local", timeout: float | None = None,
-                 **options: Any) -> None:
+    def __init__(
+        self,
+        file: Workflow,
+        *,
+        runtime: Mode = "local",
+        timeout: float | None = None,
+        **options: Any,
+    ) -> None:
         self._axo_entries = _entries(file)
         self._axo_run = {"runtime": runtime, "timeout": timeout, **options}
         self._axo_stats = {"calls": 0, "runs_active": 0, "runs_done": 0, "runs_cancelled": 0}
@@ -173,8 +204,13 @@ class AxoMcpServer(Server[Any]):
         about = f"axo workflow file {os.path.basename(file.file)}"
         if file.config.description:
             about += f": {file.config.description}"
-        super().__init__(file.config.name or "axo", version=_version(), instructions=about,
-                         on_list_tools=self._list_tools, on_call_tool=self._call_tool)
+        super().__init__(
+            file.config.name or "axo",
+            version=_version(),
+            instructions=about,
+            on_list_tools=self._list_tools,
+            on_call_tool=self._call_tool,
+        )
 
     def statistics(self) -> dict[str, int]:
         """Calls received, runs in progress, finished and cancelled."""
@@ -188,19 +224,21 @@ class AxoMcpServer(Server[Any]):
     def tool_names(self) -> list[str]:
         return list(self._axo_entries)
 
-    async def _list_tools(self, ctx: ServerRequestContext[Any],
-                          params: mcp_types.PaginatedRequestParams | None
-                          ) -> mcp_types.ListToolsResult:
+    async def _list_tools(
+        self, ctx: ServerRequestContext[Any], params: mcp_types.PaginatedRequestParams | None
+    ) -> mcp_types.ListToolsResult:
         return mcp_types.ListToolsResult(tools=[e.tool for e in self._axo_entries.values()])
 
-    async def _call_tool(self, ctx: ServerRequestContext[Any],
-                         params: mcp_types.CallToolRequestParams) -> mcp_types.CallToolResult:
+    async def _call_tool(
+        self, ctx: ServerRequestContext[Any], params: mcp_types.CallToolRequestParams
+    ) -> mcp_types.CallToolResult:
         self._axo_stats["calls"] += 1
         entry = self._axo_entries.get(params.name)
         if entry is None:
-            raise MCPError(mcp_types.INVALID_PARAMS,
-                           f"no tool named '{params.name}'; this server has: "
-                           f"{', '.join(self._axo_entries)}")
+            raise MCPError(
+                mcp_types.INVALID_PARAMS,
+                f"no tool named '{params.name}'; this server has: {', '.join(self._axo_entries)}",
+            )
         text = _argument(params.name, entry, params.arguments)
         try:
             result = await self._run(entry.workflow, text, ctx)
@@ -208,8 +246,9 @@ class AxoMcpServer(Server[Any]):
             return _failure(f"{params.name} could not run: {exc}")
         return _call_result(entry, result)
 
-    async def _run(self, workflow: Workflow, text: str,
-                   ctx: ServerRequestContext[Any]) -> RunResult:
+    async def _run(
+        self, workflow: Workflow, text: str, ctx: ServerRequestContext[Any]
+    ) -> RunResult:
         """Run in a task of its own; report agents finishing; cancel it if we are cancelled."""
         total = len(workflow.agents)
         send, receive = anyio.create_memory_object_stream[tuple[int, str]](math.inf)
@@ -250,8 +289,13 @@ class AxoMcpServer(Server[Any]):
                 self._axo_idle.set()
 
 
-def build_server(path: str | os.PathLike[str], *, runtime: Mode = "local",
-                 timeout: float | None = None, **options: Any) -> AxoMcpServer:
+def build_server(
+    path: str | os.PathLike[str],
+    *,
+    runtime: Mode = "local",
+    timeout: float | None = None,
+    **options: Any,
+) -> AxoMcpServer:
     """Load a workflow file and build the MCP server offering its agents and workflows.
 
     Raises:
@@ -287,10 +331,17 @@ class _BearerGate:
             got = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
             if not hmac.compare_digest(got, self._expected):
                 body = b'{"error": "unauthorized: send Authorization: Bearer <token>"}'
-                await send({"type": "http.response.start", "status": 401, "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", b'Bearer realm="axo"')]})
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 401,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"www-authenticate", b'Bearer realm="axo"'),
+                        ],
+                    }
+                )
                 await send({"type": "http.response.body", "body": body})
                 return
         await self.app(scope, receive, send)
@@ -324,17 +375,22 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def http_app(server: AxoMcpServer, *, host: str = "127.0.0.1",
-             token: str | None = None) -> ASGIApp:
+def http_app(server: AxoMcpServer, *, host: str = "127.0.0.1", token: str | None = None) -> ASGIApp:
     """The streamable HTTP ASGI app at ``/mcp`` (behind the bearer check when ``token``)."""
     app = server.streamable_http_app(host=host)  # DNS-rebinding protection on loopback
     return _BearerGate(app, token) if token else app
 
 
-async def serve_http(path: Source, host: str = "127.0.0.1",
-                     port: int = DEFAULT_PORT, token: str | None = None, *,
-                     runtime: Mode = "local", on_ready: Callable[[str], None] | None = None,
-                     **options: Any) -> None:
+async def serve_http(
+    path: Source,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    token: str | None = None,
+    *,
+    runtime: Mode = "local",
+    on_ready: Callable[[str], None] | None = None,
+    **options: Any,
+) -> None:
     """Serve a file's tools (or a built server's) over streamable HTTP until cancelled.
 
     Args:
@@ -348,8 +404,10 @@ async def serve_http(path: Source, host: str = "127.0.0.1",
         ConfigError: the file has problems.
     """
     if not is_loopback(host) and not token:
-        raise UsageError(f"refusing to serve MCP on {host}: binding an address other than "
-                         f"loopback needs a bearer token (--token, or AXO_MCP_TOKEN)")
+        raise UsageError(
+            f"refusing to serve MCP on {host}: binding an address other than "
+            f"loopback needs a bearer token (--token, or AXO_MCP_TOKEN)"
+        )
     server = _server(path, runtime, options)
     app = http_app(server, host=host, token=token)
     bare = host.strip("[]")
@@ -358,8 +416,11 @@ async def serve_http(path: Source, host: str = "127.0.0.1",
     except OSError as exc:
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     shown = f"[{bare}]" if sock.family == socket.AF_INET6 else host
-    web = uvicorn.Server(uvicorn.Config(app, log_level="warning", log_config=None,
-                                        lifespan="on", timeout_graceful_shutdown=5))
+    web = uvicorn.Server(
+        uvicorn.Config(
+            app, log_level="warning", log_config=None, lifespan="on", timeout_graceful_shutdown=5
+        )
+    )
     serving = asyncio.create_task(web.serve(sockets=[sock]))
     try:
         if on_ready is not None:

@@ -29,8 +29,7 @@ class Combined:
     def recall(self, query: str, k: int = 5) -> list[Fact]:
         seen: set[str] = set()
         out: list[Fact] = []
-        for pair in zip(self.vectors.recall(query, k), self.facts.recall(query, k),
-                        strict=False):
+        for pair in zip(self.vectors.recall(query, k), self.facts.recall(query, k), strict=False):
             for f in pair:
                 if f.text not in seen:
                     seen.add(f.text)

@@ -18,8 +18,6 @@ from typing import Any, assert_never
 from axo.agent.turn import AgentTurn, CallLLM, CallTools, Emit, Recall, Turn, TurnResult
 from axo.errors import RuntimeFault
 from axo.lattice import EventLattice, LatticeError, State
-
-RUNNING = int(State.RUNNING)
 from axo.llm.base import ChatRequest, ChatResponse, Usage
 from axo.messages import (
     Activate,
@@ -49,6 +47,8 @@ from axo.messages import (
 )
 from axo.runtime.plans import PlanDispatch
 from axo.runtime.system import Actor, SystemMessages
+
+RUNNING = int(State.RUNNING)
 
 _functions: dict[str, Any] = {}
 
@@ -105,8 +105,9 @@ class AgentActor(Actor):  # type: ignore[misc]
                 self._activate(msg)
             case LLMReply():
                 if msg.response is None:
-                    self._resume(msg.corr, error=HostFault(msg.error or "LLM call failed",
-                                                           msg.kind))
+                    self._resume(
+                        msg.corr, error=HostFault(msg.error or "LLM call failed", msg.kind)
+                    )
                 else:
                     self._resume(msg.corr, value=msg.response)
             case ToolsReply():
@@ -133,8 +134,7 @@ class AgentActor(Actor):  # type: ignore[misc]
             self.turn = self.state.run(msg.input, msg.upstream)
         self._step(None, None)
 
-    def _resume(self, corr: str, *, value: Any = None,
-                error: BaseException | None = None) -> None:
+    def _resume(self, corr: str, *, value: Any = None, error: BaseException | None = None) -> None:
         if corr != self.pending or self.turn is None:
             return  # a late reply to a turn that already ended
         self.pending = None
@@ -149,29 +149,58 @@ class AgentActor(Actor):  # type: ignore[misc]
             while True:
                 match effect:
                     case Emit():
-                        self.send(self.host, TurnEvent(run_id=self.run_id, agent=spec.id,
-                                                       kind=effect.kind, detail=effect.detail))
+                        self.send(
+                            self.host,
+                            TurnEvent(
+                                run_id=self.run_id,
+                                agent=spec.id,
+                                kind=effect.kind,
+                                detail=effect.detail,
+                            ),
+                        )
                         effect = turn.send(None)
                     case CallLLM() if spec.function is not None:
                         effect = turn.send(call_function(spec.function, effect.request))
                     case CallLLM():
                         self.pending = self._corr()
-                        self.send(self.host, LLMCall(
-                            corr=self.pending, run_id=self.run_id, agent=spec.id,
-                            provider=spec.provider, request=effect.request,
-                            reply_to=self.myAddress))
+                        self.send(
+                            self.host,
+                            LLMCall(
+                                corr=self.pending,
+                                run_id=self.run_id,
+                                agent=spec.id,
+                                provider=spec.provider,
+                                request=effect.request,
+                                reply_to=self.myAddress,
+                            ),
+                        )
                         return
                     case CallTools():
                         self.pending = self._corr()
-                        self.send(self.host, ToolsCall(
-                            corr=self.pending, run_id=self.run_id, agent=spec.id,
-                            calls=effect.calls, reply_to=self.myAddress))
+                        self.send(
+                            self.host,
+                            ToolsCall(
+                                corr=self.pending,
+                                run_id=self.run_id,
+                                agent=spec.id,
+                                calls=effect.calls,
+                                reply_to=self.myAddress,
+                            ),
+                        )
                         return
                     case Recall():
                         self.pending = self._corr()
-                        self.send(self.host, RecallCall(
-                            corr=self.pending, run_id=self.run_id, agent=spec.id,
-                            query=effect.query, k=effect.k, reply_to=self.myAddress))
+                        self.send(
+                            self.host,
+                            RecallCall(
+                                corr=self.pending,
+                                run_id=self.run_id,
+                                agent=spec.id,
+                                query=effect.query,
+                                k=effect.k,
+                                reply_to=self.myAddress,
+                            ),
+                        )
                         return
                     case _:
                         assert_never(effect)
@@ -187,10 +216,20 @@ class AgentActor(Actor):  # type: ignore[misc]
 
     def _done(self, result: TurnResult) -> None:
         self.turn = None
-        self.send(self.run, TaskCompleted(
-            run_id=self.run_id, agent=self.index, output=result.output, usage=result.usage,
-            llm_calls=result.llm_calls, started_at=self.started, finished_at=time.time(),
-            tool_calls=result.tool_calls, stop_reason=result.stop_reason))
+        self.send(
+            self.run,
+            TaskCompleted(
+                run_id=self.run_id,
+                agent=self.index,
+                output=result.output,
+                usage=result.usage,
+                llm_calls=result.llm_calls,
+                started_at=self.started,
+                finished_at=time.time(),
+                tool_calls=result.tool_calls,
+                stop_reason=result.stop_reason,
+            ),
+        )
 
     def _fail(self, exc: BaseException) -> None:
         self.turn = None
@@ -200,9 +239,18 @@ class AgentActor(Actor):  # type: ignore[misc]
         if not isinstance(exc, RuntimeFault):
             reason = f"{kind}: {reason}\n{''.join(traceback.format_exception(exc)[-3:])}"
         usage = self.state.budget.used if self.state is not None else Usage()
-        self.send(self.run, AgentFailed(
-            run_id=self.run_id, agent=self.index, reason=reason, kind=kind, usage=usage,
-            started_at=self.started, finished_at=time.time()))
+        self.send(
+            self.run,
+            AgentFailed(
+                run_id=self.run_id,
+                agent=self.index,
+                reason=reason,
+                kind=kind,
+                usage=usage,
+                started_at=self.started,
+                finished_at=time.time(),
+            ),
+        )
 
 
 class RunActor(PlanDispatch, Actor):  # type: ignore[misc]
@@ -284,14 +332,12 @@ class RunActor(PlanDispatch, Actor):  # type: ignore[misc]
         self._plan_setup()
         self.on_host = [spec.function is None for spec in msg.agents]
         self.host_running = 0
-        self.lattice = EventLattice(msg.dependencies, thresholds=msg.thresholds,
-                                    decay=msg.decay)
+        self.lattice = EventLattice(msg.dependencies, thresholds=msg.thresholds, decay=msg.decay)
         while len(self.actors) < len(msg.agents):
             self.actors.append(self.createActor(AgentActor))
         if self.configured != (msg.agents, host):
             for addr, spec in zip(self.actors, msg.agents, strict=False):
-                self.send(addr, Configure(run_id="", spec=spec, run=self.myAddress,
-                                          host=host))
+                self.send(addr, Configure(run_id="", spec=spec, run=self.myAddress, host=host))
             self.configured = (msg.agents, host)
         ready = self.lattice.start()
         # workers are not activated by the lattice: they wait for a coordinator's plan
@@ -323,21 +369,32 @@ class RunActor(PlanDispatch, Actor):  # type: ignore[misc]
         for i in ready:
             self.host_running += self.on_host[i]
             upstream = tuple(
-                Upstream(agent=start.agents[d].id, name=start.agents[d].name,
-                         output=self.outputs[d])
-                for d in start.dependencies[i] if d in self.outputs)
+                Upstream(
+                    agent=start.agents[d].id, name=start.agents[d].name, output=self.outputs[d]
+                )
+                for d in start.dependencies[i]
+                if d in self.outputs
+            )
             self.emit(AgentStarted(run_id=start.run_id, agent=start.agents[i].id, at=now))
-            self.send(self.actors[i], Activate(run_id=start.run_id, agent=i,
-                                               input=start.input, upstream=upstream))
+            self.send(
+                self.actors[i],
+                Activate(run_id=start.run_id, agent=i, input=start.input, upstream=upstream),
+            )
 
     def _completed(self, msg: TaskCompleted, *, planned: bool = False) -> None:
         assert self.start is not None and self.lattice is not None
         if self.over or self.lattice.state[msg.agent] != RUNNING:
             return
         if msg.agent in self.step_of:
-            self._step_finished(msg.agent, output=msg.output, reason=None, usage=msg.usage,
-                                llm_calls=msg.llm_calls, started=msg.started_at,
-                                finished=msg.finished_at)
+            self._step_finished(
+                msg.agent,
+                output=msg.output,
+                reason=None,
+                usage=msg.usage,
+                llm_calls=msg.llm_calls,
+                started=msg.started_at,
+                finished=msg.finished_at,
+            )
             self._maybe_finish()
             return
         if not planned:
@@ -352,11 +409,21 @@ class RunActor(PlanDispatch, Actor):  # type: ignore[misc]
             ready = []
             self.failed = True
             self._skip_rest(str(exc))
-        self.emit(AgentDone(
-            run_id=msg.run_id, agent=self.start.agents[msg.agent].id, status="done",
-            output=msg.output, reason=None, usage=msg.usage, llm_calls=msg.llm_calls,
-            started_at=msg.started_at, finished_at=msg.finished_at,
-            tool_calls=msg.tool_calls, stop_reason=msg.stop_reason))
+        self.emit(
+            AgentDone(
+                run_id=msg.run_id,
+                agent=self.start.agents[msg.agent].id,
+                status="done",
+                output=msg.output,
+                reason=None,
+                usage=msg.usage,
+                llm_calls=msg.llm_calls,
+                started_at=msg.started_at,
+                finished_at=msg.finished_at,
+                tool_calls=msg.tool_calls,
+                stop_reason=msg.stop_reason,
+            )
+        )
         self._activate(ready)
         self._maybe_finish()
 
@@ -365,8 +432,15 @@ class RunActor(PlanDispatch, Actor):  # type: ignore[misc]
         if self.over or self.lattice.state[msg.agent] != RUNNING:
             return
         if msg.agent in self.step_of:
-            self._step_finished(msg.agent, output=None, reason=msg.reason, usage=msg.usage,
-                                llm_calls=0, started=msg.started_at, finished=msg.finished_at)
+            self._step_finished(
+                msg.agent,
+                output=None,
+                reason=msg.reason,
+                usage=msg.usage,
+                llm_calls=0,
+                started=msg.started_at,
+                finished=msg.finished_at,
+            )
             self._maybe_finish()
             return
         if not planned:
@@ -374,13 +448,27 @@ class RunActor(PlanDispatch, Actor):  # type: ignore[misc]
         self.failed = True
         agent = self.start.agents[msg.agent]
         skipped = self.lattice.fail(msg.agent)
-        self.emit(AgentDone(
-            run_id=msg.run_id, agent=agent.id, status="failed", output=None,
-            reason=msg.reason, usage=msg.usage, llm_calls=0, started_at=msg.started_at,
-            finished_at=msg.finished_at))
+        self.emit(
+            AgentDone(
+                run_id=msg.run_id,
+                agent=agent.id,
+                status="failed",
+                output=None,
+                reason=msg.reason,
+                usage=msg.usage,
+                llm_calls=0,
+                started_at=msg.started_at,
+                finished_at=msg.finished_at,
+            )
+        )
         for i in skipped:
-            self.emit(AgentSkipped(run_id=msg.run_id, agent=self.start.agents[i].id,
-                                   reason=f"depends on '{agent.id}', which failed"))
+            self.emit(
+                AgentSkipped(
+                    run_id=msg.run_id,
+                    agent=self.start.agents[i].id,
+                    reason=f"depends on '{agent.id}', which failed",
+                )
+            )
         self._maybe_finish()
 
     def _cancel(self, msg: CancelRun) -> None:
@@ -395,21 +483,39 @@ class RunActor(PlanDispatch, Actor):  # type: ignore[misc]
         for i in range(len(self.start.agents)):
             if self.lattice.status(i) == State.WAITING:
                 self.lattice.state[i] = State.SKIPPED
-                self.emit(AgentSkipped(run_id=self.start.run_id,
-                                       agent=self.start.agents[i].id, reason=reason))
+                self.emit(
+                    AgentSkipped(
+                        run_id=self.start.run_id, agent=self.start.agents[i].id, reason=reason
+                    )
+                )
 
     def _report_workers(self) -> None:
         assert self.start is not None
         reported = set()
         for w, text, usage, calls, at in self._workers_report():
             reported.add(w)
-            self.emit(AgentDone(run_id=self.start.run_id, agent=self.start.agents[w].id,
-                                status="done", output=text, reason=None, usage=usage,
-                                llm_calls=calls, started_at=at, finished_at=at))
+            self.emit(
+                AgentDone(
+                    run_id=self.start.run_id,
+                    agent=self.start.agents[w].id,
+                    status="done",
+                    output=text,
+                    reason=None,
+                    usage=usage,
+                    llm_calls=calls,
+                    started_at=at,
+                    finished_at=at,
+                )
+            )
         for w in self.workers:
             if w not in reported:
-                self.emit(AgentSkipped(run_id=self.start.run_id, agent=self.start.agents[w].id,
-                                       reason="no plan step was awarded to it"))
+                self.emit(
+                    AgentSkipped(
+                        run_id=self.start.run_id,
+                        agent=self.start.agents[w].id,
+                        reason="no plan step was awarded to it",
+                    )
+                )
 
     def _maybe_finish(self) -> None:
         assert self.lattice is not None
@@ -420,19 +526,26 @@ class RunActor(PlanDispatch, Actor):  # type: ignore[misc]
         assert self.start is not None and self.lattice is not None
         self.over = True
         if self.stopping and not self.failed:
-            self.emit(RunFinished(run_id=self.start.run_id, status="stopped",
-                                  lattice=self.lattice.statistics()))
+            self.emit(
+                RunFinished(
+                    run_id=self.start.run_id, status="stopped", lattice=self.lattice.statistics()
+                )
+            )
             return
         self._report_workers()
         if self.lattice.running == 0:
             for i in self.lattice.finish():
                 if i >= len(self.start.agents):
                     continue  # a plan step that never ran: its coordinator reported why
-                self.emit(AgentSkipped(
-                    run_id=self.start.run_id, agent=self.start.agents[i].id,
-                    reason="never activated: its dependencies completed without reaching "
-                           "its activation threshold"))
+                self.emit(
+                    AgentSkipped(
+                        run_id=self.start.run_id,
+                        agent=self.start.agents[i].id,
+                        reason="never activated: its dependencies completed without reaching "
+                        "its activation threshold",
+                    )
+                )
         status = "failed" if self.failed else "succeeded"
-        self.emit(RunFinished(run_id=self.start.run_id, status=status,
-                              lattice=self.lattice.statistics()))
-
+        self.emit(
+            RunFinished(run_id=self.start.run_id, status=status, lattice=self.lattice.statistics())
+        )

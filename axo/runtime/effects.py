@@ -35,11 +35,21 @@ class EffectRunner:
         run_budget: total tokens for the whole run across agents, or None.
     """
 
-    def __init__(self, *, run_id: str, providers: ProviderSet, registry: ToolRegistry,
-                 allowed: dict[str, set[str]], policy: Policy, workspace: str,
-                 memory: Any, record: Record, redact: Callable[[str], str],
-                 run_budget: int | None = None, tool_extra: dict[str, Any] | None = None
-                 ) -> None:
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        providers: ProviderSet,
+        registry: ToolRegistry,
+        allowed: dict[str, set[str]],
+        policy: Policy,
+        workspace: str,
+        memory: Any,
+        record: Record,
+        redact: Callable[[str], str],
+        run_budget: int | None = None,
+        tool_extra: dict[str, Any] | None = None,
+    ) -> None:
         self.run_id = run_id
         self.providers = providers
         self.registry = registry
@@ -60,46 +70,60 @@ class EffectRunner:
     async def llm(self, call: LLMCall) -> LLMReply:
         request = call.request
         if self.policy.pre_llm is not None:
-            value, failure = await call_hook(self.policy.pre_llm, call.agent, request,
-                                             timeout=self.policy.hook_timeout)
+            value, failure = await call_hook(
+                self.policy.pre_llm, call.agent, request, timeout=self.policy.hook_timeout
+            )
             decision = as_decision(value, failure, modify_type=ChatRequest)
-            self.record("llm_decision", call.agent, {"action": decision.action,
-                                                     "reason": decision.reason})
+            self.record(
+                "llm_decision", call.agent, {"action": decision.action, "reason": decision.reason}
+            )
             if decision.action == "deny":
-                return LLMReply(corr=call.corr, kind="ToolDenied",
-                                error=f"LLM call denied: {decision.reason}")
+                return LLMReply(
+                    corr=call.corr, kind="ToolDenied", error=f"LLM call denied: {decision.reason}"
+                )
             if decision.action == "modify":
                 request = decision.value
         estimate = estimate_request(request)
         if self.run_budget is not None:
             projected = self.used.total_tokens + self.reserved + estimate
             if projected > self.run_budget:
-                self.record("budget_exceeded", call.agent, {
-                    "budget": "run", "estimate": projected, "limit": self.run_budget})
-                return LLMReply(corr=call.corr, kind="BudgetExceeded", error=(
-                    f"run budget exceeded: request needs ~{estimate} tokens, the run has "
-                    f"used {self.used.total_tokens} (+{self.reserved} in flight) of "
-                    f"{self.run_budget}"))
+                self.record(
+                    "budget_exceeded",
+                    call.agent,
+                    {"budget": "run", "estimate": projected, "limit": self.run_budget},
+                )
+                return LLMReply(
+                    corr=call.corr,
+                    kind="BudgetExceeded",
+                    error=(
+                        f"run budget exceeded: request needs ~{estimate} tokens, the run has "
+                        f"used {self.used.total_tokens} (+{self.reserved} in flight) of "
+                        f"{self.run_budget}"
+                    ),
+                )
         self.reserved += estimate
         try:
             response = await self.providers.get(call.provider).complete(request)
         except AxoError as exc:
-            return LLMReply(corr=call.corr, error=self.redact(str(exc)),
-                            kind=type(exc).__name__)
+            return LLMReply(corr=call.corr, error=self.redact(str(exc)), kind=type(exc).__name__)
         except Exception as exc:  # a provider bug fails the agent, not the host
-            return LLMReply(corr=call.corr, kind=type(exc).__name__,
-                            error=self.redact(f"{type(exc).__name__}: {exc}"))
+            return LLMReply(
+                corr=call.corr,
+                kind=type(exc).__name__,
+                error=self.redact(f"{type(exc).__name__}: {exc}"),
+            )
         finally:
             self.reserved -= estimate
         self.used = self.used + response.usage
         if self.policy.post_llm is not None:
-            value, failure = await call_hook(self.policy.post_llm, call.agent, response,
-                                             timeout=self.policy.hook_timeout)
+            value, failure = await call_hook(
+                self.policy.post_llm, call.agent, response, timeout=self.policy.hook_timeout
+            )
             if failure:
-                self.record("llm_decision", call.agent, {"action": "deny",
-                                                         "reason": failure})
-                return LLMReply(corr=call.corr, kind="ToolDenied",
-                                error=f"LLM answer withheld: {failure}")
+                self.record("llm_decision", call.agent, {"action": "deny", "reason": failure})
+                return LLMReply(
+                    corr=call.corr, kind="ToolDenied", error=f"LLM answer withheld: {failure}"
+                )
             if isinstance(value, ChatResponse):
                 response = value
         return LLMReply(corr=call.corr, response=response)
@@ -115,16 +139,20 @@ class EffectRunner:
     # ------------------------------------------------------------------ tools
 
     async def tools(self, call: ToolsCall) -> ToolsReply:
-        outcomes = await asyncio.gather(*(self._one(call.agent, c.id, c.name, c.arguments)
-                                          for c in call.calls))
+        outcomes = await asyncio.gather(
+            *(self._one(call.agent, c.id, c.name, c.arguments) for c in call.calls)
+        )
         return ToolsReply(corr=call.corr, outcomes=tuple(outcomes))
 
     async def _one(self, agent: str, call_id: str, name: str, arguments: str) -> ToolOutcome:
         def denied(reason: str) -> ToolOutcome:
-            self.record("tool_decision", agent, {"tool": name, "action": "deny",
-                                                 "reason": reason})
-            return ToolOutcome(call_id=call_id, name=name, is_error=True,
-                               content=f"error: call to '{name}' refused: {reason}")
+            self.record("tool_decision", agent, {"tool": name, "action": "deny", "reason": reason})
+            return ToolOutcome(
+                call_id=call_id,
+                name=name,
+                is_error=True,
+                content=f"error: call to '{name}' refused: {reason}",
+            )
 
         if name not in self.allowed.get(agent, set()):
             return denied("not in the agent's allow-list")
@@ -132,29 +160,45 @@ class EffectRunner:
             args = json.loads(arguments or "{}")
         except ValueError:
             args = {}
-        info = CallInfo(run_id=self.run_id, agent=agent, tool=name,
-                        arguments=args if isinstance(args, dict) else {})
+        info = CallInfo(
+            run_id=self.run_id,
+            agent=agent,
+            tool=name,
+            arguments=args if isinstance(args, dict) else {},
+        )
         decision = await check_tool(self.policy, info)
         if decision.action == "deny":
             return denied(decision.reason)
         if decision.action == "modify":
             arguments = json.dumps(decision.value)
-        self.record("tool_decision", agent, {"tool": name, "action": decision.action,
-                                             "reason": decision.reason})
+        self.record(
+            "tool_decision",
+            agent,
+            {"tool": name, "action": decision.action, "reason": decision.reason},
+        )
         if not self._workspace_ready:  # created when first needed
             os.makedirs(self.workspace, exist_ok=True)
             self._workspace_ready = True
-        ctx = ToolContext(run_id=self.run_id, agent=agent, workspace=self.workspace,
-                          memory=self.memory, extra=self.tool_extra)
+        ctx = ToolContext(
+            run_id=self.run_id,
+            agent=agent,
+            workspace=self.workspace,
+            memory=self.memory,
+            extra=self.tool_extra,
+        )
         outcome = await self.registry.execute(name, call_id, arguments, ctx)
         if self.policy.post_tool is not None:
-            value, failure = await call_hook(self.policy.post_tool, info, outcome,
-                                             timeout=self.policy.hook_timeout)
+            value, failure = await call_hook(
+                self.policy.post_tool, info, outcome, timeout=self.policy.hook_timeout
+            )
             if failure:
                 return denied(f"result withheld: {failure}")
             if isinstance(value, ToolOutcome):
                 outcome = value
         outcome = msgspec.structs.replace(outcome, content=self.redact(outcome.content))
-        self.record("tool_result", agent, {"tool": name, "is_error": outcome.is_error,
-                                           "chars": len(outcome.content)})
+        self.record(
+            "tool_result",
+            agent,
+            {"tool": name, "is_error": outcome.is_error, "chars": len(outcome.content)},
+        )
         return outcome

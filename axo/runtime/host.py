@@ -16,49 +16,42 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import queue
 import threading
-import os
-import shutil
 import uuid
-import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
 
-
-from axo.config import Agent, FunctionProvider
-from axo.yamlsource import load_yaml
-from axo.llm.base import Provider
+from axo.errors import UsageError
+from axo.eventlog import EventLog
+from axo.llm.base import ChatMessage, Provider
 from axo.llm.providers import ProviderSet
+from axo.memory.tiers import open_memory
 from axo.messages import (
-    AgentSpec,
     CancelRun,
-    PlanSpec,
     Events,
     LLMCall,
     LLMReply,
     RecallCall,
     RunEvent,
     RunFinished,
-    StartRun,
     StopRun,
     ToolsCall,
     TurnEvent,
 )
-from axo.errors import AxoError, UsageError
-from axo.eventlog import EventLog
-from axo.llm.base import ChatMessage, ChatRequest
-from axo.runtime.journal import Journal
-from axo.memory.tiers import open_memory
+from axo.result import RunResult, RunTracker
+from axo.runtime.actors import RunActor
 from axo.runtime.effects import EffectRunner
+from axo.runtime.journal import Journal
+from axo.runtime.lifecycle import apply_retention, distill
+from axo.runtime.specs import start_message
+from axo.runtime.system import ActorRuntime, ExitRequest, Mode
 from axo.tools.builtins import builtin_tools
 from axo.tools.policy import Policy
 from axo.tools.registry import Tool, ToolRegistry
-from axo.result import RunResult, RunTracker
-from axo.runtime.actors import RunActor
-from axo.runtime.system import ActorRuntime, ExitRequest, Mode
 from axo.workflow import Workflow
 
 EventHandler = Callable[[RunEvent, RunTracker], None]
@@ -87,11 +80,13 @@ class ThreadBridge:
 
     SLICE = 0.002  # seconds per listen; bounds the latency of a queued send
 
-    def __init__(self, rt: ActorRuntime, deliver: Callable[[object], None],
-                 loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, rt: ActorRuntime, deliver: Callable[[object], None], loop: asyncio.AbstractEventLoop
+    ) -> None:
         self.rt, self.deliver, self.loop = rt, deliver, loop
         self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.Future[Any] | None]] = (
-            queue.SimpleQueue())
+            queue.SimpleQueue()
+        )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._pump, name="axo-bridge", daemon=True)
         self._thread.start()
@@ -138,134 +133,6 @@ def _set_exc(fut: asyncio.Future[Any], exc: BaseException) -> None:
         fut.set_exception(exc)
 
 
-def agent_specs(workflow: Workflow, registry: ToolRegistry) -> tuple[AgentSpec, ...]:
-    specs = []
-    for a in workflow.agents:
-        tools = tuple(t.spec for t in registry.allowed(a.tools))
-        pname = workflow.provider_name(a)
-        pcfg = workflow.provider_config(pname)
-        function = pcfg.function if isinstance(pcfg, FunctionProvider) else None
-        model = a.model or getattr(pcfg, "model", None) or ""
-        temperature = a.sampling.temperature
-        if temperature is None:
-            temperature = getattr(pcfg, "temperature", None)
-        seed = a.sampling.seed if a.sampling.seed is not None else getattr(pcfg, "seed", None)
-        specs.append(AgentSpec(
-            id=a.id, name=a.display_name, system_prompt=a.system_prompt, model=model,
-            provider=pname, function=function, temperature=temperature,
-            top_p=a.sampling.top_p, max_tokens=a.sampling.max_tokens, seed=seed,
-            stop=tuple(a.sampling.stop), context_tokens=a.context_tokens,
-            max_iterations=a.max_iterations, tool_specs=tools, tool_choice=a.tool_choice,
-            per_call=a.token_budget.per_call, per_execution=a.token_budget.per_execution,
-            overflow_policy=a.token_budget.overflow_policy, output_schema=a.output_schema,
-            context=a.memory.context,
-            recall_k=a.memory.recall_k if (a.memory.long_term or a.memory.vector) else 0,
-            role=a.role, plan=_plan_spec(workflow, a), capabilities=tuple(a.capabilities)))
-    return tuple(specs)
-
-
-def _plan_spec(workflow: Workflow, agent: Agent) -> PlanSpec | None:
-    """Read a coordinator's domain and problem files (relative to the workflow file) and check
-    them now, so a broken domain is a ConfigError before anything runs."""
-    if agent.role != "coordinator" or agent.plan is None:
-        return None
-    base = os.path.dirname(os.path.abspath(workflow.file)) if os.path.exists(workflow.file) \
-        else os.getcwd()
-
-    def read(path: str) -> tuple[str, str]:
-        full = path if os.path.isabs(path) else os.path.join(base, path)
-        load_yaml(full, what="planning")  # missing or unreadable: a located ConfigError
-        with open(full, encoding="utf-8") as f:
-            return full, f.read()
-
-    domain_file, domain_text = read(agent.plan.domain)
-    problem_file, problem_text = read(agent.plan.problem) if agent.plan.problem else (None, None)
-    spec = PlanSpec(domain_file=domain_file, domain_text=domain_text, problem_file=problem_file,
-                    problem_text=problem_text, max_rounds=agent.plan.max_rounds,
-                    capabilities={k: tuple(v) for k, v in agent.plan.capabilities.items()})
-    from axo.coordination.coordinator import load
-
-    load(spec)
-    return spec
-
-
-_templates: weakref.WeakKeyDictionary[Workflow, dict[tuple[str, ...], tuple[StartRun, bytes]]] = (
-    weakref.WeakKeyDictionary())
-
-
-def start_message(workflow: Workflow, registry: ToolRegistry, run_id: str,
-                  run_input: str) -> tuple[StartRun, bytes]:
-    """The StartRun for a run of ``workflow`` and a key naming its agents; the agent part is
-    built once per workflow and set of tools."""
-    by_tools = _templates.setdefault(workflow, {})
-    names = tuple(registry.names())
-    cached = by_tools.get(names)
-    if cached is None:
-        template = _start_template(workflow, registry)
-        key = msgspec.msgpack.encode((template.agents, template.dependencies))
-        cached = by_tools[names] = (template, key)
-    template, key = cached
-    return msgspec.structs.replace(template, run_id=run_id, input=run_input), key
-
-
-def _start_template(workflow: Workflow, registry: ToolRegistry) -> StartRun:
-    index = {a.id: i for i, a in enumerate(workflow.agents)}
-    return StartRun(
-        run_id="",
-        agents=agent_specs(workflow, registry),
-        dependencies=tuple(tuple(index[d] for d in a.depends_on) for a in workflow.agents),
-        thresholds=tuple(a.activation_threshold for a in workflow.agents),
-        decay=tuple(a.activation_decay for a in workflow.agents),
-        input="",
-        host=None,
-    )
-
-
-async def _distill(workflow: Workflow, specs: tuple[AgentSpec, ...],
-                   sessions: dict[str, list[ChatMessage]], providers: ProviderSet,
-                   memory: Any, record: Callable[[str, str, dict[str, Any]], None]) -> None:
-    """At the end of a run, agents with ``memory: {distill: true}`` turn their session into
-    a few durable facts (one LLM call each; duplicates merge in the fact store)."""
-    from axo.memory.facts import distill_prompt, parse_distilled
-
-    by_id = {s.id: s for s in specs}
-    for agent in workflow.agents:
-        session = sessions.get(agent.id)
-        if not (agent.memory.distill and agent.memory.long_term and session):
-            continue
-        spec = by_id[agent.id]
-        request = ChatRequest(model=spec.model, max_tokens=256, temperature=0.0, messages=(
-            ChatMessage(role="system", content=f"You are {spec.name}."),
-            ChatMessage(role="user", content=distill_prompt(session))))
-        try:
-            if spec.function is not None:
-                from axo.runtime.actors import call_function
-
-                response = call_function(spec.function, request)
-            else:
-                response = await providers.get(spec.provider).complete(request)
-        except AxoError as exc:
-            record("distill_failed", agent.id, {"reason": str(exc)})
-            continue
-        facts = parse_distilled(response.content or "")
-        for fact in facts:
-            memory.remember(fact, ("distilled",), agent=agent.id)
-        record("distilled", agent.id, {"facts": len(facts),
-                                       "tokens": response.usage.total_tokens})
-
-
-def _apply_retention(log: EventLog, state_dir: str, workflow: Workflow, *, keep: str) -> None:
-    """Prune old runs (and their folders) by the workflow's ``run.retention`` setting."""
-    rule = workflow.config.run.retention
-    if rule.keep_last is None and rule.older_than_days is None:
-        return
-    before = {r.run_id for r in log.runs()}
-    log.prune(keep_last=rule.keep_last, older_than_s=(
-        rule.older_than_days * 86_400 if rule.older_than_days else None))
-    for gone in before - {r.run_id for r in log.runs()} - {keep}:
-        shutil.rmtree(os.path.join(state_dir, "runs", gone), ignore_errors=True)
-
-
 class Host:
     """Runs workflows on an actor system it owns.
 
@@ -299,13 +166,22 @@ class Host:
         for stop in list(self._stoppers):
             stop(reason)
 
-    async def run(self, workflow: Workflow, run_input: str, *,
-                  providers: dict[str, Provider] | None = None,
-                  on_event: EventHandler | None = None, timeout: float | None = None,
-                  run_id: str | None = None, tools: Iterable[Tool | Callable[..., Any]] = (),
-                  policy: Policy | None = None, workspace: str | None = None,
-                  memory: Any = None, state_dir: str | None = None,
-                  resume: str | None = None) -> RunResult:
+    async def run(
+        self,
+        workflow: Workflow,
+        run_input: str,
+        *,
+        providers: dict[str, Provider] | None = None,
+        on_event: EventHandler | None = None,
+        timeout: float | None = None,
+        run_id: str | None = None,
+        tools: Iterable[Tool | Callable[..., Any]] = (),
+        policy: Policy | None = None,
+        workspace: str | None = None,
+        memory: Any = None,
+        state_dir: str | None = None,
+        resume: str | None = None,
+    ) -> RunResult:
         """Run ``workflow`` on ``run_input`` and return its result (never raises for an
         agent's failure: that is a status; raises only for set-up errors).
 
@@ -329,41 +205,70 @@ class Host:
                     assert journal.resume is not None
                     run_input = journal.resume.run_input
                 else:
-                    journal = Journal.start(log, run_id, run_dir, workflow, run_input,
-                                            self.mode)
-                _apply_retention(log, state_dir, workflow, keep=run_id)
+                    journal = Journal.start(log, run_id, run_dir, workflow, run_input, self.mode)
+                apply_retention(log, state_dir, workflow, keep=run_id)
             except BaseException:
                 log.close()
                 raise
         try:
-            return await self._run(workflow, run_input, run_id=run_id, run_dir=run_dir,
-                                   state_dir=state_dir,
-                                   journal=journal, providers=providers, on_event=on_event,
-                                   timeout=timeout, tools=tools, policy=policy,
-                                   workspace=workspace, memory=memory)
+            return await self._run(
+                workflow,
+                run_input,
+                run_id=run_id,
+                run_dir=run_dir,
+                state_dir=state_dir,
+                journal=journal,
+                providers=providers,
+                on_event=on_event,
+                timeout=timeout,
+                tools=tools,
+                policy=policy,
+                workspace=workspace,
+                memory=memory,
+            )
         finally:
             if log is not None:
                 log.close()
 
-    async def _run(self, workflow: Workflow, run_input: str, *, run_id: str, run_dir: str,
-                   state_dir: str | None,
-                   journal: Journal | None, providers: dict[str, Provider] | None,
-                   on_event: EventHandler | None, timeout: float | None,
-                   tools: Iterable[Tool | Callable[..., Any]], policy: Policy | None,
-                   workspace: str | None, memory: Any) -> RunResult:
+    async def _run(
+        self,
+        workflow: Workflow,
+        run_input: str,
+        *,
+        run_id: str,
+        run_dir: str,
+        state_dir: str | None,
+        journal: Journal | None,
+        providers: dict[str, Provider] | None,
+        on_event: EventHandler | None,
+        timeout: float | None,
+        tools: Iterable[Tool | Callable[..., Any]],
+        policy: Policy | None,
+        workspace: str | None,
+        memory: Any,
+    ) -> RunResult:
         loop = asyncio.get_running_loop()
         tracker = RunTracker(run_id, [(a.id, a.display_name) for a in workflow.agents])
         resumed = journal.resume if journal is not None else None
         if resumed is not None:
             for aid, done in resumed.completed.items():
                 if aid in tracker.agents:
-                    tracker.restore(aid, output=done.output, usage=done.usage,
-                                    llm_calls=done.llm_calls, tool_calls=done.tool_calls,
-                                    started_at=done.started_at, finished_at=done.finished_at)
+                    tracker.restore(
+                        aid,
+                        output=done.output,
+                        usage=done.usage,
+                        llm_calls=done.llm_calls,
+                        tool_calls=done.tool_calls,
+                        started_at=done.started_at,
+                        finished_at=done.finished_at,
+                    )
             for problem in resumed.problems:
                 tracker.note("resume_problem", "", {"problem": problem})
-            tracker.note("resumed", "", {"completed": sorted(resumed.completed),
-                                         "recorded_results": len(resumed.replies)})
+            tracker.note(
+                "resumed",
+                "",
+                {"completed": sorted(resumed.completed), "recorded_results": len(resumed.replies)},
+            )
         finished: asyncio.Future[RunFinished] = loop.create_future()
         registry = ToolRegistry(builtin_tools())
         for t in tools:
@@ -378,9 +283,10 @@ class Host:
         if workflow.config.mcp_servers:
             from axo.mcp.client import McpHub
 
-            hub = await McpHub.open(workflow.config.mcp_servers,
-                                    record=lambda kind, server, detail: record(
-                                        kind, f"mcp:{server}", detail))
+            hub = await McpHub.open(
+                workflow.config.mcp_servers,
+                record=lambda kind, server, detail: record(kind, f"mcp:{server}", detail),
+            )
             for t in hub.tools():
                 registry.add(t)
         try:
@@ -391,17 +297,27 @@ class Host:
             raise
         if resumed is not None and resumed.completed:
             index = {a.id: i for i, a in enumerate(workflow.agents)}
-            start = msgspec.structs.replace(start, completed=tuple(
-                (index[a], c.output) for a, c in resumed.completed.items() if a in index))
+            start = msgspec.structs.replace(
+                start,
+                completed=tuple(
+                    (index[a], c.output) for a, c in resumed.completed.items() if a in index
+                ),
+            )
         allowed = {spec.id: {t.name for t in spec.tool_specs} for spec in start.agents}
         provider_set = ProviderSet(workflow, providers)
         workspace = workspace or os.path.join(run_dir, "workspace")
         effects = EffectRunner(
-            run_id=run_id, providers=provider_set, registry=registry, allowed=allowed,
-            policy=policy or Policy(), workspace=os.path.abspath(workspace),
+            run_id=run_id,
+            providers=provider_set,
+            registry=registry,
+            allowed=allowed,
+            policy=policy or Policy(),
+            workspace=os.path.abspath(workspace),
             memory=memory if memory is not None else open_memory(workflow, state_dir),
             record=record,
-            redact=workflow.redact, run_budget=workflow.config.run.token_budget)
+            redact=workflow.redact,
+            run_budget=workflow.config.run.token_budget,
+        )
         tasks: set[asyncio.Task[None]] = set()
         bridge: InlineBridge | ThreadBridge
         run_actor: Any = None
@@ -420,8 +336,10 @@ class Host:
                 if journal is not None:
                     await journal.result(call, reply)  # durable before the agent acts on it
             if isinstance(call, LLMCall) and isinstance(reply, LLMReply) and reply.response:
-                sessions[call.agent] = [*call.request.messages, ChatMessage(
-                    role="assistant", content=reply.response.content)]
+                sessions[call.agent] = [
+                    *call.request.messages,
+                    ChatMessage(role="assistant", content=reply.response.content),
+                ]
             if not finished.done():
                 bridge.send(call.reply_to, reply)
 
@@ -461,8 +379,11 @@ class Host:
                     return
                 await asyncio.sleep(0.2)  # a file has no change event we can await portably
 
-        bridge = (InlineBridge(self.rt, deliver) if self.rt.inline
-                  else ThreadBridge(self.rt, deliver, loop))
+        bridge = (
+            InlineBridge(self.rt, deliver)
+            if self.rt.inline
+            else ThreadBridge(self.rt, deliver, loop)
+        )
         failure: str | None = None
         watcher = loop.create_task(watch_stop_file()) if journal is not None else None
         self._stoppers.append(stop)
@@ -478,8 +399,9 @@ class Host:
                 bridge.send(run_actor, CancelRun(run_id=run_id, reason=failure))
                 tracker.cancel_running(failure)
             else:
-                await _distill(workflow, start.agents, sessions, provider_set, effects.memory,
-                               record)
+                await distill(
+                    workflow, start.agents, sessions, provider_set, effects.memory, record
+                )
         finally:
             self._stoppers.remove(stop)
             if watcher is not None:
@@ -497,9 +419,14 @@ class Host:
             await provider_set.aclose()
             if hub is not None:
                 await hub.aclose()
-        result = tracker.result(workflow=workflow.workflow_id, file=workflow.file,
-                                runtime=self.mode, run_input=run_input, sinks=workflow.sinks,
-                                failure=failure)
+        result = tracker.result(
+            workflow=workflow.workflow_id,
+            file=workflow.file,
+            runtime=self.mode,
+            run_input=run_input,
+            sinks=workflow.sinks,
+            failure=failure,
+        )
         if journal is not None:
             journal.finish(result.status)
         return result

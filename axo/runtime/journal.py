@@ -40,8 +40,6 @@ from axo.messages import (
 )
 from axo.workflow import Workflow
 
-
-
 Call = LLMCall | ToolsCall | RecallCall
 Reply = LLMReply | ToolsReply | RecallReply
 
@@ -76,8 +74,9 @@ class ResumeState:
 class Journal:
     """Records one run in an event log and its checkpoints in the run's folder."""
 
-    def __init__(self, log: EventLog, run_id: str, run_dir: str,
-                 resume: ResumeState | None = None) -> None:
+    def __init__(
+        self, log: EventLog, run_id: str, run_dir: str, resume: ResumeState | None = None
+    ) -> None:
         self.log = log
         self.run_id = run_id
         self.run_dir = run_dir
@@ -89,17 +88,27 @@ class Journal:
     # ------------------------------------------------------------------ opening
 
     @classmethod
-    def start(cls, log: EventLog, run_id: str, run_dir: str, workflow: Workflow,
-              run_input: str, runtime: str) -> Journal:
+    def start(
+        cls,
+        log: EventLog,
+        run_id: str,
+        run_dir: str,
+        workflow: Workflow,
+        run_input: str,
+        runtime: str,
+    ) -> Journal:
         digest = hashlib.sha256(run_input.encode()).hexdigest()[:16]
-        log.start_run(run_id, workflow.file, workflow.workflow_id, digest,
-                      {"input": run_input, "runtime": runtime,
-                       "agents": [a.id for a in workflow.agents]})
+        log.start_run(
+            run_id,
+            workflow.file,
+            workflow.workflow_id,
+            digest,
+            {"input": run_input, "runtime": runtime, "agents": [a.id for a in workflow.agents]},
+        )
         return cls(log, run_id, run_dir)
 
     @classmethod
-    def reopen(cls, log: EventLog, run_id: str, run_dir: str,
-               workflow: Workflow) -> Journal:
+    def reopen(cls, log: EventLog, run_id: str, run_dir: str, workflow: Workflow) -> Journal:
         """Resume ``run_id``: read what it did, drop a corrupt tail, recover from checkpoints.
 
         Raises:
@@ -108,16 +117,21 @@ class Journal:
         info = next((r for r in log.runs() if r.run_id == run_id), None)
         if info is None:
             raise UsageError(f"no run '{run_id}' in {log.path} — `axo runs` lists the runs")
-        if info.workflow_id != workflow.workflow_id or \
-                info.meta.get("agents") != [a.id for a in workflow.agents]:
-            raise UsageError(f"run '{run_id}' ran workflow {info.workflow_id or '(all agents)'} "
-                             f"of {info.workflow_file}, not this one — resume it with the same "
-                             f"file and --workflow")
+        if info.workflow_id != workflow.workflow_id or info.meta.get("agents") != [
+            a.id for a in workflow.agents
+        ]:
+            raise UsageError(
+                f"run '{run_id}' ran workflow {info.workflow_id or '(all agents)'} "
+                f"of {info.workflow_file}, not this one — resume it with the same "
+                f"file and --workflow"
+            )
         replay = log.resume_run(run_id)
         state = ResumeState(run_input=str(info.meta.get("input", "")))
         if replay.problem:
-            state.problems.append(f"event log: {replay.problem}; {replay.dropped} record(s) "
-                                  f"after it dropped, the run continues from the good ones")
+            state.problems.append(
+                f"event log: {replay.problem}; {replay.dropped} record(s) "
+                f"after it dropped, the run continues from the good ones"
+            )
         journal = cls(log, run_id, run_dir, state)
         journal._read(replay.records, workflow)
         return journal
@@ -130,15 +144,20 @@ class Journal:
             if r.kind == "result" and isinstance(data, dict) and r.agent:
                 reply = msgspec.convert(data["reply"], LLMReply | ToolsReply | RecallReply)
                 state.replies[(r.agent, int(data["n"]))] = reply
-            elif r.kind == "agent_done" and isinstance(data, dict) and r.agent:
-                if data.get("status") == "done":
-                    state.completed[r.agent] = Completed(
-                        output=str(data.get("output") or ""),
-                        usage=msgspec.convert(data.get("usage") or {}, Usage),
-                        llm_calls=int(data.get("llm_calls") or 0),
-                        tool_calls=int(data.get("tool_calls") or 0),
-                        started_at=float(data.get("started_at") or 0.0),
-                        finished_at=float(data.get("finished_at") or 0.0))
+            elif (
+                r.kind == "agent_done"
+                and isinstance(data, dict)
+                and r.agent
+                and data.get("status") == "done"
+            ):
+                state.completed[r.agent] = Completed(
+                    output=str(data.get("output") or ""),
+                    usage=msgspec.convert(data.get("usage") or {}, Usage),
+                    llm_calls=int(data.get("llm_calls") or 0),
+                    tool_calls=int(data.get("tool_calls") or 0),
+                    started_at=float(data.get("started_at") or 0.0),
+                    finished_at=float(data.get("finished_at") or 0.0),
+                )
         # an agent whose completion the log lost may still have a checkpoint that says so
         for a in workflow.agents:
             if a.id in state.completed:
@@ -147,15 +166,16 @@ class Journal:
             if loaded is None:
                 continue
             for skipped in loaded.skipped:
-                state.problems.append(f"checkpoint {skipped.path}: {skipped.reason}; "
-                                      f"using an older one")
+                state.problems.append(
+                    f"checkpoint {skipped.path}: {skipped.reason}; using an older one"
+                )
             snap = loaded.state
             if isinstance(snap, dict) and snap.get("status") == "done":
                 state.completed[a.id] = Completed(
                     output=str(snap.get("output") or ""),
-                    usage=msgspec.convert(snap.get("usage") or {}, Usage))
-                state.problems.append(f"agent '{a.id}': completion recovered from its "
-                                      f"checkpoint")
+                    usage=msgspec.convert(snap.get("usage") or {}, Usage),
+                )
+                state.problems.append(f"agent '{a.id}': completion recovered from its checkpoint")
 
     # ------------------------------------------------------------------ writing
 
@@ -166,8 +186,7 @@ class Journal:
         reply = self.resume.replies.pop((call.agent, effect_index(call.corr)), None)
         if reply is not None:
             self.replayed += 1
-            self.log.append(self.run_id, "replayed", call.agent,
-                            {"n": effect_index(call.corr)})
+            self.log.append(self.run_id, "replayed", call.agent, {"n": effect_index(call.corr)})
         return reply
 
     async def result(self, call: Call, reply: Reply) -> None:
@@ -176,21 +195,31 @@ class Journal:
         session = self.sessions.setdefault(call.agent, [])
         if isinstance(call, LLMCall) and isinstance(reply, LLMReply):
             if reply.response is None:
-                self.log.append(self.run_id, "llm_failed", call.agent,
-                                {"n": n, "error": reply.error, "kind": reply.kind})
+                self.log.append(
+                    self.run_id,
+                    "llm_failed",
+                    call.agent,
+                    {"n": n, "error": reply.error, "kind": reply.kind},
+                )
                 return
             session[:] = [msgspec.to_builtins(m) for m in call.request.messages]
-            session.append({"role": "assistant", "content": reply.response.content,
-                            "tool_calls": msgspec.to_builtins(reply.response.tool_calls)})
+            session.append(
+                {
+                    "role": "assistant",
+                    "content": reply.response.content,
+                    "tool_calls": msgspec.to_builtins(reply.response.tool_calls),
+                }
+            )
         elif isinstance(reply, ToolsReply):
-            session.extend({"role": "tool", "content": o.content, "name": o.name}
-                           for o in reply.outcomes)
-        await self.log.append_durable(self.run_id, "result", call.agent,
-                                      {"n": n, "reply": msgspec.to_builtins(reply)})
+            session.extend(
+                {"role": "tool", "content": o.content, "name": o.name} for o in reply.outcomes
+            )
+        await self.log.append_durable(
+            self.run_id, "result", call.agent, {"n": n, "reply": msgspec.to_builtins(reply)}
+        )
         if isinstance(reply, RecallReply):
             return
-        self.checkpoints.save(call.agent, {"status": "running", "step": n,
-                                           "session": session})
+        self.checkpoints.save(call.agent, {"status": "running", "step": n, "session": session})
 
     def note(self, kind: str, agent: str, detail: dict[str, Any]) -> None:
         self.log.append(self.run_id, kind, agent, detail)
@@ -204,21 +233,33 @@ class Journal:
                 data.pop("type", None)
                 self.log.append(self.run_id, "agent_done", event.agent, data)
                 if event.status == "done":
-                    self.checkpoints.save(event.agent, {
-                        "status": "done", "output": event.output,
-                        "usage": msgspec.to_builtins(event.usage),
-                        "session": self.sessions.get(event.agent, [])})
+                    self.checkpoints.save(
+                        event.agent,
+                        {
+                            "status": "done",
+                            "output": event.output,
+                            "usage": msgspec.to_builtins(event.usage),
+                            "session": self.sessions.get(event.agent, []),
+                        },
+                    )
             case AgentSkipped():
-                self.log.append(self.run_id, "agent_skipped", event.agent,
-                                {"reason": event.reason})
+                self.log.append(self.run_id, "agent_skipped", event.agent, {"reason": event.reason})
             case PlanMade() | StepDone():
                 data = msgspec.to_builtins(event)
                 kind = data.pop("type", "plan")
-                self.log.append(self.run_id, "plan_made" if kind == "PlanMade" else "step_done",
-                                event.coordinator, data)
+                self.log.append(
+                    self.run_id,
+                    "plan_made" if kind == "PlanMade" else "step_done",
+                    event.coordinator,
+                    data,
+                )
             case RunFinished():
-                self.log.append(self.run_id, "run_finished", None,
-                                {"status": event.status, "lattice": event.lattice})
+                self.log.append(
+                    self.run_id,
+                    "run_finished",
+                    None,
+                    {"status": event.status, "lattice": event.lattice},
+                )
 
     def finish(self, status: str) -> None:
         self.log.finish_run(self.run_id, status)

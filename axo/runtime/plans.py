@@ -86,40 +86,78 @@ class PlanDispatch:
         for w in workers:
             spec = specs[w]
             caps = frozenset({t.name for t in spec.tool_specs} | set(spec.capabilities))
-            budget = (spec.per_execution - self.worker_used.get(w, 0)
-                      if spec.per_execution else UNLIMITED)
-            bidders.append(Bidder(name=spec.id, capabilities=caps, budget=float(budget),
-                                  initial_budget=float(spec.per_execution or UNLIMITED),
-                                  load=float(len(self.worker_log.get(w, []))),
-                                  capacity=float(len(steps) + len(self.worker_log.get(w, [])))))
-        jobs = [Job(name=s["action"], requires=frozenset(s.get("requires") or ()),
-                    tokens=STEP_TOKENS) for s in steps]
+            budget = (
+                spec.per_execution - self.worker_used.get(w, 0) if spec.per_execution else UNLIMITED
+            )
+            bidders.append(
+                Bidder(
+                    name=spec.id,
+                    capabilities=caps,
+                    budget=float(budget),
+                    initial_budget=float(spec.per_execution or UNLIMITED),
+                    load=float(len(self.worker_log.get(w, []))),
+                    capacity=float(len(steps) + len(self.worker_log.get(w, []))),
+                )
+            )
+        jobs = [
+            Job(name=s["action"], requires=frozenset(s.get("requires") or ()), tokens=STEP_TOKENS)
+            for s in steps
+        ]
         if bidders:
             result = Auctioneer(bidders).auction(jobs)
             winners = [int(w) for w in result.winners]
-            unassigned = [{"step": u.task, "action": steps[u.task]["action"],
-                           "reason": u.reason} for u in result.unassigned]
-            awards = [{"step": a.task, "worker": specs[workers[a.agent]].id,
-                       "score": round(float(a.score), 4)} for a in result.awards]
+            unassigned = [
+                {"step": u.task, "action": steps[u.task]["action"], "reason": u.reason}
+                for u in result.unassigned
+            ]
+            awards = [
+                {
+                    "step": a.task,
+                    "worker": specs[workers[a.agent]].id,
+                    "score": round(float(a.score), 4),
+                }
+                for a in result.awards
+            ]
         else:
             winners = [-1] * len(steps)
-            unassigned = [{"step": i, "action": s["action"], "reason": "no role: worker agents"}
-                          for i, s in enumerate(steps)]
+            unassigned = [
+                {"step": i, "action": s["action"], "reason": "no role: worker agents"}
+                for i, s in enumerate(steps)
+            ]
             awards = []
-        self.emit(PlanMade(run_id=self.start.run_id, coordinator=specs[coord].id, steps=steps,
-                           awards=awards, unassigned=unassigned))
+        self.emit(
+            PlanMade(
+                run_id=self.start.run_id,
+                coordinator=specs[coord].id,
+                steps=steps,
+                awards=awards,
+                unassigned=unassigned,
+            )
+        )
         if unassigned:
             names = ", ".join(f"{u['action']} ({u['reason']})" for u in unassigned)
-            self._failed(AgentFailed(  # type: ignore[attr-defined]
-                run_id=msg.run_id, agent=coord, kind="PlanningFailed",
-                reason=f"steps nobody can take: {names}", usage=msg.usage,
-                started_at=msg.started_at, finished_at=msg.finished_at), planned=True)
+            self._failed(
+                AgentFailed(  # type: ignore[attr-defined]
+                    run_id=msg.run_id,
+                    agent=coord,
+                    kind="PlanningFailed",
+                    reason=f"steps nobody can take: {names}",
+                    usage=msg.usage,
+                    started_at=msg.started_at,
+                    finished_at=msg.finished_at,
+                ),
+                planned=True,
+            )
             return True
         base = self.lattice.n
-        new, ready = self.lattice.extend([[base + a for a in s.get("after", ())]
-                                          for s in steps])
-        plan = PlanRun(coordinator=coord, answer=msg, steps=steps, nodes=new,
-                       winners=[workers[w] for w in winners])
+        new, ready = self.lattice.extend([[base + a for a in s.get("after", ())] for s in steps])
+        plan = PlanRun(
+            coordinator=coord,
+            answer=msg,
+            steps=steps,
+            nodes=new,
+            winners=[workers[w] for w in winners],
+        )
         self.plans[coord] = plan
         for k, node in enumerate(new):
             worker = specs[plan.winners[k]]
@@ -127,9 +165,15 @@ class PlanDispatch:
             self.actors.append(addr)
             self.on_host.append(worker.function is None)
             self.step_of[node] = (coord, k)
-            self.send(addr, Configure(  # type: ignore[attr-defined]
-                run_id="", spec=msgspec.structs.replace(worker, id=f"{worker.id}.{k + 1}"),
-                run=self.myAddress, host=self.host))  # type: ignore[attr-defined]
+            self.send(
+                addr,
+                Configure(  # type: ignore[attr-defined]
+                    run_id="",
+                    spec=msgspec.structs.replace(worker, id=f"{worker.id}.{k + 1}"),
+                    run=self.myAddress,
+                    host=self.host,
+                ),
+            )  # type: ignore[attr-defined]
         self._activate_steps(plan, ready)
         return True
 
@@ -139,17 +183,36 @@ class PlanDispatch:
             k = self.step_of[node][1]
             step, worker = plan.steps[k], self.start.agents[plan.winners[k]]
             self.host_running += self.on_host[node]
-            upstream = tuple(Upstream(agent=f"step {j + 1}", name=plan.steps[j]["action"],
-                                      output=plan.outputs[j])
-                             for j in step.get("after", ()) if j in plan.outputs)
-            task = (f"Goal: {self.start.input}\n\nYour step of the plan (step {k + 1} of "
-                    f"{len(plan.steps)}): {step['action']}")
+            upstream = tuple(
+                Upstream(
+                    agent=f"step {j + 1}", name=plan.steps[j]["action"], output=plan.outputs[j]
+                )
+                for j in step.get("after", ())
+                if j in plan.outputs
+            )
+            task = (
+                f"Goal: {self.start.input}\n\nYour step of the plan (step {k + 1} of "
+                f"{len(plan.steps)}): {step['action']}"
+            )
             self.emit(AgentStarted(run_id=self.start.run_id, agent=worker.id, at=now))
-            self.send(self.actors[node], Activate(  # type: ignore[attr-defined]
-                run_id=self.start.run_id, agent=node, input=task, upstream=upstream))
+            self.send(
+                self.actors[node],
+                Activate(  # type: ignore[attr-defined]
+                    run_id=self.start.run_id, agent=node, input=task, upstream=upstream
+                ),
+            )
 
-    def _step_finished(self, node: int, *, output: str | None, reason: str | None,
-                       usage: Usage, llm_calls: int, started: float, finished: float) -> None:
+    def _step_finished(
+        self,
+        node: int,
+        *,
+        output: str | None,
+        reason: str | None,
+        usage: Usage,
+        llm_calls: int,
+        started: float,
+        finished: float,
+    ) -> None:
         coord, k = self.step_of[node]
         plan = self.plans[coord]
         w = plan.winners[k]
@@ -159,22 +222,34 @@ class PlanDispatch:
         if reason is None:
             plan.outputs[k] = output or ""
             self.worker_log.setdefault(w, []).append(
-                (k, plan.steps[k]["action"], output or "", usage, llm_calls))
+                (k, plan.steps[k]["action"], output or "", usage, llm_calls)
+            )
             ready = self.lattice.complete(node)
         else:
             plan.failure = plan.failure or f"step {k + 1} ({plan.steps[k]['action']}): {reason}"
             ready = []
             for skipped in self.lattice.fail(node):
                 plan.finished.add(self.step_of[skipped][1])
-        self.emit(StepDone(run_id=self.start.run_id, coordinator=self.start.agents[coord].id,
-                           step=k, worker=self.start.agents[w].id,
-                           status="done" if reason is None else "failed", output=output,
-                           reason=reason, usage=usage, llm_calls=llm_calls,
-                           started_at=started, finished_at=finished))
+        self.emit(
+            StepDone(
+                run_id=self.start.run_id,
+                coordinator=self.start.agents[coord].id,
+                step=k,
+                worker=self.start.agents[w].id,
+                status="done" if reason is None else "failed",
+                output=output,
+                reason=reason,
+                usage=usage,
+                llm_calls=llm_calls,
+                started_at=started,
+                finished_at=finished,
+            )
+        )
         if plan.failure is None:
             self._activate_steps(plan, ready)
-        if not self._plan_running(plan) and (plan.failure is not None
-                                             or len(plan.finished) == len(plan.steps)):
+        if not self._plan_running(plan) and (
+            plan.failure is not None or len(plan.finished) == len(plan.steps)
+        ):
             self._plan_over(plan)
 
     def _plan_running(self, plan: PlanRun) -> bool:
@@ -184,24 +259,42 @@ class PlanDispatch:
         msg = plan.answer
         del self.plans[plan.coordinator]
         if plan.failure is not None:
-            self._failed(AgentFailed(  # type: ignore[attr-defined]
-                run_id=msg.run_id, agent=plan.coordinator, kind="StepFailed",
-                reason=plan.failure, usage=msg.usage, started_at=msg.started_at,
-                finished_at=msg_time()), planned=True)
+            self._failed(
+                AgentFailed(  # type: ignore[attr-defined]
+                    run_id=msg.run_id,
+                    agent=plan.coordinator,
+                    kind="StepFailed",
+                    reason=plan.failure,
+                    usage=msg.usage,
+                    started_at=msg.started_at,
+                    finished_at=msg_time(),
+                ),
+                planned=True,
+            )
             return
         summary = json.loads(msg.output)
-        summary["results"] = [{"step": k + 1, "action": s["action"],
-                               "worker": self.start.agents[plan.winners[k]].id,
-                               "output": plan.outputs[k]} for k, s in enumerate(plan.steps)]
-        self._completed(msgspec.structs.replace(  # type: ignore[attr-defined]
-            msg, output=json.dumps(summary),
-            finished_at=msg_time()), planned=True)
+        summary["results"] = [
+            {
+                "step": k + 1,
+                "action": s["action"],
+                "worker": self.start.agents[plan.winners[k]].id,
+                "output": plan.outputs[k],
+            }
+            for k, s in enumerate(plan.steps)
+        ]
+        self._completed(
+            msgspec.structs.replace(  # type: ignore[attr-defined]
+                msg, output=json.dumps(summary), finished_at=msg_time()
+            ),
+            planned=True,
+        )
 
     def _workers_report(self) -> list[tuple[int, str, Usage, int, float]]:
         out = []
         for w, log in sorted(self.worker_log.items()):
-            text = "\n".join(f"step {k + 1} ({action}): {output}"
-                             for k, action, output, _, _ in sorted(log))
+            text = "\n".join(
+                f"step {k + 1} ({action}): {output}" for k, action, output, _, _ in sorted(log)
+            )
             usage = Usage()
             for *_, used, _calls in log:
                 usage = usage + used

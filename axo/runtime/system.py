@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 import select
 import socket
-import threading
 import tempfile
+import threading
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -27,8 +27,7 @@ MODES: tuple[Mode, ...] = ("local", "multiproc")
 # Thespian's system messages, re-exported so actor modules can recognise them without
 # importing thespian themselves.
 SystemMessages = (ActorExitRequest, ChildActorExited)
-__all__ = ["MODES", "Actor", "ActorRuntime", "ExitRequest", "Mode", "SystemMessages",
-           "free_port"]
+__all__ = ["MODES", "Actor", "ActorRuntime", "ExitRequest", "Mode", "SystemMessages", "free_port"]
 ExitRequest = ActorExitRequest
 
 
@@ -103,8 +102,9 @@ class ActorRuntime:
         admin_port: for multiproc; default a free port.
     """
 
-    def __init__(self, mode: Mode = "local", *, admin_port: int | None = None,
-                 log_file: str | None = None) -> None:
+    def __init__(
+        self, mode: Mode = "local", *, admin_port: int | None = None, log_file: str | None = None
+    ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown runtime mode {mode!r}; use one of {', '.join(MODES)}")
         self.mode = mode
@@ -115,13 +115,13 @@ class ActorRuntime:
         log_defs = {
             "version": 1,
             "disable_existing_loggers": False,
-            "handlers": {"file": {"class": "logging.FileHandler", "filename": log_file,
-                                  "level": "WARNING"}},
+            "handlers": {
+                "file": {"class": "logging.FileHandler", "filename": log_file, "level": "WARNING"}
+            },
             "root": {"handlers": ["file"], "level": "WARNING"},
         }
         if mode == "local":
-            self._system = ActorSystem("simpleSystemBase", transientUnique=True,
-                                       logDefs=log_defs)
+            self._system = ActorSystem("simpleSystemBase", transientUnique=True, logDefs=log_defs)
         else:
             # bind and announce loopback only; children inherit the environment
             os.environ["THESPIAN_BASE_IPADDR"] = "127.0.0.1"

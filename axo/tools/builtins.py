@@ -70,8 +70,9 @@ async def run_python(code: str, ctx: ToolContext, timeout: float = 10.0) -> str:
     """
     limit = ctx.extra.get("python_timeout", 60.0)
     memory = int(ctx.extra.get("python_memory_mb", 256))
-    result = await _run_python(code, workspace=ctx.workspace, timeout=min(timeout, limit),
-                               memory_mb=memory)
+    result = await _run_python(
+        code, workspace=ctx.workspace, timeout=min(timeout, limit), memory_mb=memory
+    )
     return result.render()
 
 

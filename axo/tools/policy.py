@@ -115,8 +115,9 @@ class ApprovalStore:
     A ``once`` grant is consumed by the call it allows.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.path = Path(path) if path is not None else None
         self._clock = clock
         self.grants: list[Grant] = self._load()
@@ -140,21 +141,25 @@ class ApprovalStore:
             os.fsync(f.fileno())
         tmp.replace(self.path)
 
-    def grant(self, tool: str, approval: Approve, *, agent: str = "*",
-              run_id: str | None = None) -> Grant:
+    def grant(
+        self, tool: str, approval: Approve, *, agent: str = "*", run_id: str | None = None
+    ) -> Grant:
         now = self._clock()
-        g = Grant(tool=tool, agent=agent, scope=approval.scope, granted_at=now,
-                  run_id=run_id if approval.scope == "run" else None,
-                  expires_at=now + approval.minutes * 60 if approval.scope == "minutes"
-                  else None)
+        g = Grant(
+            tool=tool,
+            agent=agent,
+            scope=approval.scope,
+            granted_at=now,
+            run_id=run_id if approval.scope == "run" else None,
+            expires_at=now + approval.minutes * 60 if approval.scope == "minutes" else None,
+        )
         self.grants.append(g)
         self._save()
         return g
 
     def revoke(self, tool: str, agent: str = "*") -> int:
         before = len(self.grants)
-        self.grants = [g for g in self.grants if not (g.tool == tool and
-                                                      agent in ("*", g.agent))]
+        self.grants = [g for g in self.grants if not (g.tool == tool and agent in ("*", g.agent))]
         self._save()
         return before - len(self.grants)
 
@@ -220,8 +225,9 @@ def as_decision(value: Any, failure: str, *, modify_type: type | tuple[type, ...
         return Decision.deny("denied by hook")
     if isinstance(value, modify_type):
         return Decision.modify(value)
-    return Decision.deny(f"hook returned {type(value).__name__}, which is neither an "
-                         f"allow nor a deny")
+    return Decision.deny(
+        f"hook returned {type(value).__name__}, which is neither an allow nor a deny"
+    )
 
 
 async def check_tool(policy: Policy, call: CallInfo) -> Decision:
@@ -254,5 +260,8 @@ async def _approve(policy: Policy, call: CallInfo) -> Decision:
         return Decision.allow(f"approved ({value.scope})")
     if value is True:
         return Decision.allow("approved (once)")
-    return Decision.deny("approval refused" if value is False else
-                         f"approver returned {type(value).__name__}; only Approve/True allow")
+    return Decision.deny(
+        "approval refused"
+        if value is False
+        else f"approver returned {type(value).__name__}; only Approve/True allow"
+    )

@@ -69,8 +69,7 @@ class Tool:
 
     @property
     def spec(self) -> ToolSpec:
-        return ToolSpec(name=self.name, description=self.description,
-                        parameters=self.parameters)
+        return ToolSpec(name=self.name, description=self.description, parameters=self.parameters)
 
 
 _ARGS = re.compile(r"^\s*Args:\s*$")
@@ -96,8 +95,13 @@ def _doc_parts(fn: ToolFn) -> tuple[str, dict[str, str]]:
     return summary, params
 
 
-def tool(fn: ToolFn | None = None, *, name: str | None = None, writes: bool = False,
-         timeout: float = 30.0) -> Any:
+def tool(
+    fn: ToolFn | None = None,
+    *,
+    name: str | None = None,
+    writes: bool = False,
+    timeout: float = 30.0,
+) -> Any:
     """Turn a typed function into a ``Tool``: ``@tool`` or ``@tool(writes=True)``.
 
     A parameter named ``ctx`` annotated ``ToolContext`` receives the call's context and is not
@@ -113,8 +117,9 @@ def tool(fn: ToolFn | None = None, *, name: str | None = None, writes: bool = Fa
 _made: dict[tuple[Any, ...], Tool] = {}
 
 
-def make_tool(fn: ToolFn, *, name: str | None = None, writes: bool = False,
-              timeout: float = 30.0) -> Tool:
+def make_tool(
+    fn: ToolFn, *, name: str | None = None, writes: bool = False, timeout: float = 30.0
+) -> Tool:
     """A Tool for ``fn``; built once per function and options (pydantic models cost ~1 ms)."""
     key = (fn, name, writes, timeout)
     try:
@@ -146,7 +151,8 @@ def _make_tool(fn: ToolFn, *, name: str | None, writes: bool, timeout: float) ->
 
         fields[pname] = (hints[pname], Field(default, description=arg_docs.get(pname)))
     model: type[BaseModel] = create_model(  # type: ignore[call-overload]
-        f"{fn.__name__}_args", __config__=ConfigDict(extra="forbid"), **fields)
+        f"{fn.__name__}_args", __config__=ConfigDict(extra="forbid"), **fields
+    )
     schema = model.model_json_schema()
     schema.pop("title", None)
     for prop in schema.get("properties", {}).values():
@@ -162,8 +168,14 @@ def _make_tool(fn: ToolFn, *, name: str | None, writes: bool, timeout: float) ->
             return await fn(**kwargs)
         return await asyncio.to_thread(fn, **kwargs)
 
-    return Tool(name=name or fn.__name__, description=summary or fn.__name__,
-                parameters=schema, call=call, writes=writes, timeout=timeout)
+    return Tool(
+        name=name or fn.__name__,
+        description=summary or fn.__name__,
+        parameters=schema,
+        call=call,
+        writes=writes,
+        timeout=timeout,
+    )
 
 
 def format_validation(exc: ValidationError) -> str:
@@ -226,43 +238,64 @@ class ToolRegistry:
             elif entry.startswith("mcp__") and entry.count("__") == 1:
                 server = [t for n, t in self._tools.items() if n.startswith(entry + "__")]
                 if not server:
-                    raise UsageError(f"allow-list entry '{entry}': no MCP server of that "
-                                     f"name has tools")
+                    raise UsageError(
+                        f"allow-list entry '{entry}': no MCP server of that name has tools"
+                    )
                 out.update({t.name: t for t in server})
             else:
                 import difflib
 
                 near = difflib.get_close_matches(entry, list(self._tools), n=1)
                 hint = f"; did you mean '{near[0]}'?" if near else ""
-                raise UsageError(f"unknown tool '{entry}' in an allow-list{hint} "
-                                 f"(known: {', '.join(self.names()) or 'none'})")
+                raise UsageError(
+                    f"unknown tool '{entry}' in an allow-list{hint} "
+                    f"(known: {', '.join(self.names()) or 'none'})"
+                )
         return [self._tools[n] for n in self._tools if n in out]
 
-    async def execute(self, name: str, call_id: str, arguments: str,
-                      ctx: ToolContext) -> ToolOutcome:
+    async def execute(
+        self, name: str, call_id: str, arguments: str, ctx: ToolContext
+    ) -> ToolOutcome:
         """Run one call; every failure becomes an error outcome."""
         t = self._tools.get(name)
         if t is None:
-            return ToolOutcome(call_id=call_id, name=name, is_error=True,
-                               content=f"error: no tool named '{name}'")
+            return ToolOutcome(
+                call_id=call_id, name=name, is_error=True, content=f"error: no tool named '{name}'"
+            )
         try:
             args = json.loads(arguments or "{}")
             if not isinstance(args, dict):
                 raise ValueError("arguments must be a JSON object")
         except ValueError as exc:
-            return ToolOutcome(call_id=call_id, name=name, is_error=True,
-                               content=f"error: arguments are not a JSON object ({exc})")
+            return ToolOutcome(
+                call_id=call_id,
+                name=name,
+                is_error=True,
+                content=f"error: arguments are not a JSON object ({exc})",
+            )
         try:
             value = await asyncio.wait_for(t.call(args, ctx), t.timeout)
         except ValidationError as exc:
-            return ToolOutcome(call_id=call_id, name=name, is_error=True,
-                               content=f"error: {format_validation(exc)}")
+            return ToolOutcome(
+                call_id=call_id,
+                name=name,
+                is_error=True,
+                content=f"error: {format_validation(exc)}",
+            )
         except TimeoutError:
-            return ToolOutcome(call_id=call_id, name=name, is_error=True,
-                               content=f"error: {name} did not finish within {t.timeout:g}s")
+            return ToolOutcome(
+                call_id=call_id,
+                name=name,
+                is_error=True,
+                content=f"error: {name} did not finish within {t.timeout:g}s",
+            )
         except Exception as exc:
-            return ToolOutcome(call_id=call_id, name=name, is_error=True,
-                               content=f"error: {type(exc).__name__}: {exc}")
+            return ToolOutcome(
+                call_id=call_id,
+                name=name,
+                is_error=True,
+                content=f"error: {type(exc).__name__}: {exc}",
+            )
         return to_outcome(call_id, name, value)
 
 

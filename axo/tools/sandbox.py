@@ -9,6 +9,7 @@ as a backstop; the wall-clock limit kills its whole process group.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import resource
 import signal
@@ -50,16 +51,30 @@ def _limits(memory_bytes: int, cpu_seconds: int) -> Callable[[], None]:
     return apply
 
 
-async def run_python(code: str, *, workspace: str, timeout: float = 10.0,
-                     memory_mb: int = 256, output_limit: int = 20_000) -> PythonResult:
+async def run_python(
+    code: str,
+    *,
+    workspace: str,
+    timeout: float = 10.0,
+    memory_mb: int = 256,
+    output_limit: int = 20_000,
+) -> PythonResult:
     """Run ``code`` and return what it printed; never raises for the code's own failures."""
     env = {k: os.environ[k] for k in SAFE_ENV if k in os.environ}
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-I", "-c", code, cwd=workspace, env=env,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, start_new_session=True,
-        preexec_fn=_limits(memory_mb * 1024 * 1024, max(1, int(timeout) + 1)))
+        sys.executable,
+        "-I",
+        "-c",
+        code,
+        cwd=workspace,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=_limits(memory_mb * 1024 * 1024, max(1, int(timeout) + 1)),
+    )
     killed = None
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
@@ -74,13 +89,14 @@ async def run_python(code: str, *, workspace: str, timeout: float = 10.0,
     stderr = err.decode(errors="replace")
     if killed is None and proc.returncode != 0 and "MemoryError" in stderr:
         killed = "memory"
-    return PythonResult(stdout=out.decode(errors="replace")[:output_limit],
-                        stderr=stderr[-output_limit:], exit_code=proc.returncode,
-                        killed=killed)
+    return PythonResult(
+        stdout=out.decode(errors="replace")[:output_limit],
+        stderr=stderr[-output_limit:],
+        exit_code=proc.returncode,
+        killed=killed,
+    )
 
 
 def _kill_group(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass

@@ -20,18 +20,29 @@ def step(n: int) -> str:
     return f"step {n} recorded"
 
 
-def run_rounds(tmp_path: Path, rounds: int, context: str) -> tuple[list[int], FakeLLM,
-                                                                   axo.RunResult]:
-    script = [ToolCalls([("remember", {"text": FACT, "tags": ["vault"]})]) if i == 3
-              else ToolCalls([("step", {"n": i})]) for i in range(1, rounds + 1)]
+def run_rounds(
+    tmp_path: Path, rounds: int, context: str
+) -> tuple[list[int], FakeLLM, axo.RunResult]:
+    script = [
+        ToolCalls([("remember", {"text": FACT, "tags": ["vault"]})])
+        if i == 3
+        else ToolCalls([("step", {"n": i})])
+        for i in range(1, rounds + 1)
+    ]
     with FakeLLM(script=[*script, Reply("the code is 4417")]) as fake:
-        text = (f"providers:\n  fake: {{type: openai, base_url: '{fake.base_url}'}}\n"
-                "agents:\n  - id: worker\n    tools: [step, remember]\n"
-                f"    max_iterations: {rounds + 5}\n"
-                f"    memory: {{long_term: true, context: {context}, recall_k: 3}}\n")
+        text = (
+            f"providers:\n  fake: {{type: openai, base_url: '{fake.base_url}'}}\n"
+            "agents:\n  - id: worker\n    tools: [step, remember]\n"
+            f"    max_iterations: {rounds + 5}\n"
+            f"    memory: {{long_term: true, context: {context}, recall_k: 3}}\n"
+        )
         wf = axo.load_workflow("ctx.yaml", text=text)
-        result = axo.run(wf, "Keep the vault code safe and report it when you finish.",
-                         tools=[step], state_dir=str(tmp_path / "state"))
+        result = axo.run(
+            wf,
+            "Keep the vault code safe and report it when you finish.",
+            tools=[step],
+            state_dir=str(tmp_path / "state"),
+        )
     sizes = [len(json.dumps(r.body["messages"])) for r in fake.requests]
     return sizes, fake, result
 
@@ -55,9 +66,11 @@ def test_full_context_grows_with_every_round(tmp_path: Path) -> None:
 def test_facts_outlive_the_run_for_the_next_run_of_the_workflow(tmp_path: Path) -> None:
     run_rounds(tmp_path, 4, "last_round")
     with FakeLLM(script=[Reply("4417")]) as fake:
-        text = (f"providers:\n  fake: {{type: openai, base_url: '{fake.base_url}'}}\n"
-                "agents:\n  - id: worker\n    tools: [step, remember]\n"
-                "    memory: {long_term: true, recall_k: 3}\n")
+        text = (
+            f"providers:\n  fake: {{type: openai, base_url: '{fake.base_url}'}}\n"
+            "agents:\n  - id: worker\n    tools: [step, remember]\n"
+            "    memory: {long_term: true, recall_k: 3}\n"
+        )
         wf = axo.load_workflow("ctx.yaml", text=text)
         axo.run(wf, "What is the vault code?", tools=[step], state_dir=str(tmp_path / "state"))
     assert FACT in fake.requests[0].text

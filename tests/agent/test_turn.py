@@ -18,8 +18,9 @@ def run(fake: FakeLLM, agents: str, tmp_path: Path, **kw: object) -> axo.RunResu
 
 def test_a_tool_call_runs_and_its_result_reaches_the_next_request(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("the secret number is 42")
-    with FakeLLM(script=[ToolCalls([("read_file", {"path": "notes.txt"})]),
-                         Reply("it is 42")]) as fake:
+    with FakeLLM(
+        script=[ToolCalls([("read_file", {"path": "notes.txt"})]), Reply("it is 42")]
+    ) as fake:
         result = run(fake, "  - {id: a, tools: [read_file]}\n", tmp_path)
     assert result.ok, result.failure
     assert result.outputs == {"a": "it is 42"}
@@ -30,8 +31,10 @@ def test_a_tool_call_runs_and_its_result_reaches_the_next_request(tmp_path: Path
 
 
 def test_a_budget_abort_never_sends_the_request(tmp_path: Path) -> None:
-    agents = ("  - {id: a, token_budget: {per_call: 50, overflow_policy: abort},"
-              " sampling: {max_tokens: 40}}\n")
+    agents = (
+        "  - {id: a, token_budget: {per_call: 50, overflow_policy: abort},"
+        " sampling: {max_tokens: 40}}\n"
+    )
     with FakeLLM(script=[]) as fake:
         result = run(fake, agents, tmp_path)
     assert fake.requests == []
@@ -51,8 +54,10 @@ def test_a_budget_crossed_on_the_third_call_is_caught_before_it(tmp_path: Path) 
     ]
     # every request here is estimated at 240–280 tokens (prompt, tool schemas, max_tokens);
     # the server reports 320 per call: 0 + ~240 fits 850, 320 + ~260 fits, 640 + ~280 not
-    agents = ("  - {id: a, tools: [read_file, list_files], sampling: {max_tokens: 50},"
-              " token_budget: {per_execution: 850}}\n")
+    agents = (
+        "  - {id: a, tools: [read_file, list_files], sampling: {max_tokens: 50},"
+        " token_budget: {per_execution: 850}}\n"
+    )
     with FakeLLM(script=script) as fake:
         result = run(fake, agents, tmp_path)
     assert len(fake.requests) == 2, "the third request must not be sent"
@@ -69,16 +74,17 @@ def test_warn_records_an_event_and_sends_anyway(tmp_path: Path) -> None:
     assert result.notes_of("budget_warning")[0].detail["limit"] == 30
 
 
-def test_summarize_shrinks_the_next_request_and_the_answer_still_arrives(
-        tmp_path: Path) -> None:
+def test_summarize_shrinks_the_next_request_and_the_answer_still_arrives(tmp_path: Path) -> None:
     content = "line of data\n" * 300  # ~1,300 tokens by the estimate: over per_call alone
     (tmp_path / "big.txt").write_text(content)
     scripts = {
         "a": [ToolCalls([("read_file", {"path": "big.txt"})]), Reply("final answer")],
         "*": [Reply("SUMMARY: big.txt holds 300 lines of data")],
     }
-    agents = ("  - {id: a, tools: [read_file], sampling: {max_tokens: 64},"
-              " token_budget: {per_call: 1100, overflow_policy: summarize}}\n")
+    agents = (
+        "  - {id: a, tools: [read_file], sampling: {max_tokens: 64},"
+        " token_budget: {per_call: 1100, overflow_policy: summarize}}\n"
+    )
     with FakeLLM(scripts=scripts) as fake:
         result = run(fake, agents, tmp_path)
     assert result.ok, result.failure
@@ -95,8 +101,9 @@ def test_summarize_shrinks_the_next_request_and_the_answer_still_arrives(
 
 
 def test_a_disallowed_tool_is_refused_and_the_model_is_told(tmp_path: Path) -> None:
-    with FakeLLM(script=[ToolCalls([("write_file", {"path": "x", "content": "y"})]),
-                         Reply("ok then")]) as fake:
+    with FakeLLM(
+        script=[ToolCalls([("write_file", {"path": "x", "content": "y"})]), Reply("ok then")]
+    ) as fake:
         result = run(fake, "  - {id: a, tools: [read_file]}\n", tmp_path)
     assert result.ok
     tool_msg = fake.requests[1].messages[-1]
@@ -130,12 +137,15 @@ def test_repeated_identical_calls_are_not_executed_again(tmp_path: Path) -> None
 
 
 def test_max_iterations_ends_the_loop_with_a_final_answer(tmp_path: Path) -> None:
-    script = [ToolCalls([("list_files", {"path": "."})]),
-              ToolCalls([("recall", {"query": "q"})]),
-              Reply("final")]
+    script = [
+        ToolCalls([("list_files", {"path": "."})]),
+        ToolCalls([("recall", {"query": "q"})]),
+        Reply("final"),
+    ]
     with FakeLLM(script=script) as fake:
-        result = run(fake, "  - {id: a, tools: [list_files, recall], max_iterations: 2}\n",
-                     tmp_path)
+        result = run(
+            fake, "  - {id: a, tools: [list_files, recall], max_iterations: 2}\n", tmp_path
+        )
     assert result.ok
     assert len(fake.requests) == 3
     assert "tools" not in fake.requests[2].body
@@ -167,8 +177,7 @@ def test_a_custom_python_tool_is_registered_from_its_type_hints(tmp_path: Path) 
     assert result.ok
     spec = fake.requests[0].body["tools"][0]["function"]
     assert spec["description"] == "Add two integers."
-    assert spec["parameters"]["properties"]["a"] == {"type": "integer",
-                                                     "description": "the first."}
+    assert spec["parameters"]["properties"]["a"] == {"type": "integer", "description": "the first."}
     assert fake.requests[1].messages[-1]["content"] == "5"
 
 
@@ -179,8 +188,9 @@ def test_an_unknown_tool_in_an_allow_list_is_a_clear_error(tmp_path: Path) -> No
 
 def test_run_level_token_budget_refuses_before_sending(tmp_path: Path) -> None:
     with FakeLLM(scripts={"a": [Reply("A" * 400, completion_tokens=100)], "b": []}) as fake:
-        wf = fake_workflow(fake, "  - {id: a}\n  - {id: b, depends_on: [a]}\n",
-                           extra="run: {token_budget: 700}\n")
+        wf = fake_workflow(
+            fake, "  - {id: a}\n  - {id: b, depends_on: [a]}\n", extra="run: {token_budget: 700}\n"
+        )
         result = axo.run(wf, "x", workspace=str(tmp_path))
     assert result.agent("a").status == "done"
     assert result.agent("b").status == "failed"
@@ -197,10 +207,15 @@ def test_a_pre_tool_hook_that_times_out_denies_the_call_in_a_run(tmp_path: Path)
         await asyncio.Event().wait()
         return True
 
-    with FakeLLM(script=[ToolCalls([("write_file", {"path": "x.txt", "content": "1"})]),
-                         Reply("gave up")]) as fake:
-        result = run(fake, "  - {id: a, tools: [write_file]}\n", tmp_path,
-                     policy=Policy(pre_tool=never, hook_timeout=0.2))
+    with FakeLLM(
+        script=[ToolCalls([("write_file", {"path": "x.txt", "content": "1"})]), Reply("gave up")]
+    ) as fake:
+        result = run(
+            fake,
+            "  - {id: a, tools: [write_file]}\n",
+            tmp_path,
+            policy=Policy(pre_tool=never, hook_timeout=0.2),
+        )
     assert result.ok
     assert not (tmp_path / "x.txt").exists()
     assert "refused" in fake.requests[1].messages[-1]["content"]

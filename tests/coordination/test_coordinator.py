@@ -16,8 +16,10 @@ GOAL = json.dumps({"tasks": [{"task": "deliver", "args": ["parcel", "south_depot
 
 def coordinated(fake: FakeLLM, tmp_path: Path) -> axo.Workflow:
     text = (ROOT / "workflows" / "coordinated.yaml").read_text()
-    text = text.replace("local: {type: local, model: smollm2, n_ctx: 2048}",
-                        f"local: {{type: openai, base_url: '{fake.base_url}'}}")
+    text = text.replace(
+        "local: {type: local, model: smollm2, n_ctx: 2048}",
+        f"local: {{type: openai, base_url: '{fake.base_url}'}}",
+    )
     text = text.replace("domains/", str(ROOT / "workflows" / "domains") + "/")
     path = tmp_path / "coordinated.yaml"
     path.write_text(text)
@@ -26,17 +28,25 @@ def coordinated(fake: FakeLLM, tmp_path: Path) -> axo.Workflow:
 
 @pytest.mark.parametrize("runtime", ["local", "multiproc"])
 def test_a_plan_is_auctioned_to_capable_workers_and_run_in_causal_order(
-        tmp_path: Path, runtime: str) -> None:
-    scripts = {"Dispatcher": [Reply(GOAL)], "Driver": [Reply("drove")] * 20,
-               "Pilot": [Reply("flew")] * 20, "Reporter": [Reply("delivered")]}
+    tmp_path: Path, runtime: str
+) -> None:
+    scripts = {
+        "Dispatcher": [Reply(GOAL)],
+        "Driver": [Reply("drove")] * 20,
+        "Pilot": [Reply("flew")] * 20,
+        "Reporter": [Reply("delivered")],
+    }
     with FakeLLM(scripts=scripts) as fake:
-        result = axo.run(coordinated(fake, tmp_path), "deliver the parcel to the south depot",
-                         runtime=runtime)  # type: ignore[arg-type]
+        result = axo.run(
+            coordinated(fake, tmp_path), "deliver the parcel to the south depot", runtime=runtime
+        )  # type: ignore[arg-type]
         dispatcher_request = fake.requests_for("Dispatcher")[0]
         reporter_request = fake.requests_for("Reporter")[0]
         order = [(r.key, r.received, r.answered) for r in fake.requests]
-        step_requests = {k: next(r for r in fake.requests if f"(step {k + 1} of " in r.text)
-                         for k in range(len(fake.requests) - 2)}
+        step_requests = {
+            k: next(r for r in fake.requests if f"(step {k + 1} of " in r.text)
+            for k in range(len(fake.requests) - 2)
+        }
     assert result.ok, result.failure
     assert result.outputs["reporter"] == "delivered"
     schema = dispatcher_request.body["response_format"]["json_schema"]["schema"]
@@ -60,13 +70,13 @@ def test_a_plan_is_auctioned_to_capable_workers_and_run_in_causal_order(
     fly = next(s for s in steps if s["operator"] == "fly")
     assert fly["after"], "the flight waits for the parcel to be loaded"
     assert result.plan is not None and len(result.plan["awards"]) == len(steps)
-    assert result.agent("pilot").status == "done" and "flew" in (result.agent("pilot").output
-                                                                 or "")
+    assert result.agent("pilot").status == "done" and "flew" in (result.agent("pilot").output or "")
 
 
 def test_a_step_nobody_can_take_is_reported_and_fails_the_coordinator(tmp_path: Path) -> None:
-    with FakeLLM(scripts={"Dispatcher": [Reply(GOAL)], "Driver": [], "Pilot": [],
-                          "Reporter": []}) as fake:
+    with FakeLLM(
+        scripts={"Dispatcher": [Reply(GOAL)], "Driver": [], "Pilot": [], "Reporter": []}
+    ) as fake:
         wf = coordinated(fake, tmp_path)
         text = Path(wf.file).read_text().replace("capabilities: [air]", "capabilities: [sea]")
         Path(wf.file).write_text(text)
@@ -109,7 +119,8 @@ def test_a_frontier_is_resolved_by_a_method_the_model_proposes(tmp_path: Path) -
             f"providers:\n  fake: {{type: openai, base_url: '{fake.base_url}'}}\n"
             "agents:\n"
             "  - {id: boss, role: coordinator, plan: {domain: d.yaml, problem: p.yaml}}\n"
-            "  - {id: hand, role: worker}\n")
+            "  - {id: hand, role: worker}\n"
+        )
         result = axo.run(axo.load_workflow(tmp_path / "wf.yaml"), "greet everyone")
         proposal = fake.requests_for("boss")[0]
     assert result.ok, result.failure

@@ -28,8 +28,8 @@ from hypothesis import strategies as st
 from axo.errors import ProviderError, UsageError
 from axo.llm.base import ChatMessage, ToolCall, ToolSpec
 from axo.llm.local import LocalServer, LocalServerPool, ServerOptions, server_env
-from axo.llm.quirks import parse_text_tool_calls, prepare_messages
 from axo.llm.models import resolve_model
+from axo.llm.quirks import parse_text_tool_calls, prepare_messages
 
 REPO = Path(__file__).resolve().parents[2]
 HAS_SERVER = importlib.util.find_spec("llama_cpp") is not None

@@ -61,23 +61,30 @@ async def call(registry: ToolRegistry, name: str, **args: Any) -> ToolOutcome:
 
 
 async def test_an_agent_calls_the_real_time_server_and_its_answer_reaches_the_next_agent(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     convert = {"source_timezone": "UTC", "time": "12:00", "target_timezone": "Asia/Tokyo"}
-    scripts = {"Clock": [ToolCalls([("mcp__time__convert_time", convert)]),
-                         Reply("In Tokyo it is 21:00.")],
-               "Writer": [Reply("The call is at 21:00 Tokyo time.")]}
-    agents = ("  - {id: clock, name: Clock, tools: [mcp__time]}\n"
-              "  - {id: writer, name: Writer, depends_on: [clock]}\n")
+    scripts = {
+        "Clock": [
+            ToolCalls([("mcp__time__convert_time", convert)]),
+            Reply("In Tokyo it is 21:00."),
+        ],
+        "Writer": [Reply("The call is at 21:00 Tokyo time.")],
+    }
+    agents = (
+        "  - {id: clock, name: Clock, tools: [mcp__time]}\n"
+        "  - {id: writer, name: Writer, depends_on: [clock]}\n"
+    )
     time_server = {"command": sys.executable, "args": ["-m", "mcp_server_time"]}
     with FakeLLM(scripts=scripts) as fake:
         wf = fake_workflow(fake, agents, extra=mcp_yaml(time=time_server))
         with anyio.fail_after(30):  # the host opens the file's MCP servers for the run
-            result = await axo.run_async(wf, "when is noon UTC in Tokyo?",
-                                         workspace=str(tmp_path))
+            result = await axo.run_async(wf, "when is noon UTC in Tokyo?", workspace=str(tmp_path))
     assert result.ok, result.failure
     assert result.outputs == {"writer": "The call is at 21:00 Tokyo time."}
-    offered = {t["function"]["name"]: t["function"] for t in fake.requests_for("Clock")[0]
-               .body["tools"]}
+    offered = {
+        t["function"]["name"]: t["function"] for t in fake.requests_for("Clock")[0].body["tools"]
+    }
     assert set(offered) == {"mcp__time__convert_time", "mcp__time__get_current_time"}
     assert "source_timezone" in offered["mcp__time__convert_time"]["parameters"]["properties"]
     tool_message = fake.requests_for("Clock")[1].messages[-1]
@@ -89,14 +96,16 @@ async def test_an_agent_calls_the_real_time_server_and_its_answer_reaches_the_ne
 
 
 async def test_the_same_tools_can_be_given_to_a_run_from_a_hub_opened_by_the_caller(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     script = [ToolCalls([("mcp__counter__increment", {"by": 5})]), Reply("five")]
     with FakeLLM(script=script) as fake:
         wf = fake_workflow(fake, "  - {id: a, tools: [mcp__counter__increment]}\n")
         with anyio.fail_after(20):
             async with await McpHub.open(configs(counter=command("counter"))) as hub:
-                result = await axo.run_async(wf, "count", tools=hub.tools(),
-                                             workspace=str(tmp_path))
+                result = await axo.run_async(
+                    wf, "count", tools=hub.tools(), workspace=str(tmp_path)
+                )
                 state = json.loads(await hub.tools()[1].call({}, CTX))
     assert result.ok and fake.requests[1].messages[-1]["content"] == "5"
     assert state["count"] == 5, "the hub's session outlives the run that used it"
@@ -106,8 +115,9 @@ async def test_a_stateful_server_keeps_its_state_between_calls() -> None:
     with anyio.fail_after(20):
         async with await McpHub.open(configs(counter=command("counter"))) as hub:
             registry = ToolRegistry(hub.tools())
-            totals = [(await call(registry, "mcp__counter__increment", by=by)).content
-                      for by in (1, 2, 3)]
+            totals = [
+                (await call(registry, "mcp__counter__increment", by=by)).content for by in (1, 2, 3)
+            ]
             state = json.loads((await call(registry, "mcp__counter__state")).content)
             status = hub.status()["counter"]
     assert totals == ["1", "3", "6"]
@@ -152,20 +162,28 @@ async def test_a_crashed_server_is_restarted_once_then_marked_unavailable() -> N
     assert refused.is_error
     assert "MCP server 'crash' is unavailable: the connection closed" in refused.content
     assert (final.state, final.restarts, final.calls, final.failures) == ("unavailable", 1, 5, 3)
-    assert events.kinds("crash") == ["mcp_server_ready", "mcp_server_crashed",
-                                     "mcp_server_restarted", "mcp_server_unavailable"]
+    assert events.kinds("crash") == [
+        "mcp_server_ready",
+        "mcp_server_crashed",
+        "mcp_server_restarted",
+        "mcp_server_unavailable",
+    ]
     assert wait_gone(pids, 5) == set()
 
 
 async def test_a_call_that_never_answers_times_out_and_the_run_still_finishes(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     silent = {**command("silent"), "call_timeout": 0.5}
-    script = [ToolCalls([("mcp__silent__wait", {})]),
-              ToolCalls([("mcp__silent__echo", {"text": "still here"})]),
-              Reply("the server did not answer")]
+    script = [
+        ToolCalls([("mcp__silent__wait", {})]),
+        ToolCalls([("mcp__silent__echo", {"text": "still here"})]),
+        Reply("the server did not answer"),
+    ]
     with FakeLLM(script=script) as fake:
-        wf = fake_workflow(fake, "  - {id: a, tools: [mcp__silent]}\n",
-                           extra=mcp_yaml(silent=silent))
+        wf = fake_workflow(
+            fake, "  - {id: a, tools: [mcp__silent]}\n", extra=mcp_yaml(silent=silent)
+        )
         with anyio.fail_after(30):
             result = await axo.run_async(wf, "wait for it", workspace=str(tmp_path))
     assert result.ok, result.failure
@@ -179,9 +197,13 @@ async def test_a_call_that_never_answers_times_out_and_the_run_still_finishes(
 
 async def test_the_configured_bearer_header_really_arrives_at_the_server() -> None:
     with RecordingHttpServer() as http:
-        text = ("agents: [{id: a}]\n" + mcp_yaml(remote={
-            "transport": "streamable_http", "url": http.url,
-            "headers": {"Authorization": "Bearer ${MCP_TOKEN}"}}))
+        text = "agents: [{id: a}]\n" + mcp_yaml(
+            remote={
+                "transport": "streamable_http",
+                "url": http.url,
+                "headers": {"Authorization": "Bearer ${MCP_TOKEN}"},
+            }
+        )
         wf = axo.load_workflow("test.yaml", text=text, env={"MCP_TOKEN": "s3cret-t0ken"})
         with anyio.fail_after(20):
             async with await McpHub.open(wf.config.mcp_servers) as hub:
@@ -193,14 +215,23 @@ async def test_the_configured_bearer_header_really_arrives_at_the_server() -> No
 
 async def test_a_server_that_fails_to_start_leaves_the_others_working() -> None:
     events = Events()
-    exits = {"command": sys.executable,
-             "args": ["-c", "import sys; sys.stderr.write('boom: bad config\\n'); sys.exit(2)"]}
-    mute = {"command": sys.executable, "args": ["-c", "import sys; sys.stdin.read()"],
-            "connect_timeout": 0.5}
+    exits = {
+        "command": sys.executable,
+        "args": ["-c", "import sys; sys.stderr.write('boom: bad config\\n'); sys.exit(2)"],
+    }
+    mute = {
+        "command": sys.executable,
+        "args": ["-c", "import sys; sys.stdin.read()"],
+        "connect_timeout": 0.5,
+    }
     with RecordingHttpServer() as http:
-        servers = configs(missing={"command": "/nonexistent/mcp-server"}, exits=exits,
-                          mute=mute, nourl={"transport": "streamable_http"},
-                          ok={"transport": "streamable_http", "url": http.url})
+        servers = configs(
+            missing={"command": "/nonexistent/mcp-server"},
+            exits=exits,
+            mute=mute,
+            nourl={"transport": "streamable_http"},
+            ok={"transport": "streamable_http", "url": http.url},
+        )
         with anyio.fail_after(20):
             async with await McpHub.open(servers, record=events) as hub:
                 names = [t.name for t in hub.tools()]
@@ -208,10 +239,16 @@ async def test_a_server_that_fails_to_start_leaves_the_others_working() -> None:
                 status = hub.status()
     assert names == ["mcp__ok__echo"] and answer.content == "fine"
     assert {n: s.state for n, s in status.items()} == {
-        "missing": "failed", "exits": "failed", "mute": "failed", "nourl": "failed",
-        "ok": "ready"}
-    reasons = {n: events.detail("mcp_server_failed", n)["reason"]
-               for n in ("missing", "exits", "mute", "nourl")}
+        "missing": "failed",
+        "exits": "failed",
+        "mute": "failed",
+        "nourl": "failed",
+        "ok": "ready",
+    }
+    reasons = {
+        n: events.detail("mcp_server_failed", n)["reason"]
+        for n in ("missing", "exits", "mute", "nourl")
+    }
     assert "No such file or directory: '/nonexistent/mcp-server'" in reasons["missing"]
     assert reasons["exits"] == "the server exited before it was ready (stderr: boom: bad config)"
     assert reasons["mute"] == "did not connect within 0.5s"
@@ -226,11 +263,16 @@ def _cli(argv: list[str]) -> int:
 
 
 def test_axo_mcp_tools_lists_each_server_its_tools_and_their_arguments(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "tools.yaml"
-    path.write_text("agents: [{id: a}]\n" + mcp_yaml(
-        time={"command": sys.executable, "args": ["-m", "mcp_server_time"]},
-        broken={"command": "/nonexistent/mcp-server"}))
+    path.write_text(
+        "agents: [{id: a}]\n"
+        + mcp_yaml(
+            time={"command": sys.executable, "args": ["-m", "mcp_server_time"]},
+            broken={"command": "/nonexistent/mcp-server"},
+        )
+    )
     code = _cli(["mcp", "tools", str(path)])
     out = capsys.readouterr().out
     assert code == 1, "a server that fails to start makes the listing fail"
@@ -240,12 +282,15 @@ def test_axo_mcp_tools_lists_each_server_its_tools_and_their_arguments(
     assert "broken  (stdio)  failed: FileNotFoundError: [Errno 2]" in out
 
 
-def test_axo_mcp_tools_json_gives_schemas(tmp_path: Path,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_axo_mcp_tools_json_gives_schemas(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with RecordingHttpServer() as http:
         path = tmp_path / "tools.yaml"
-        path.write_text("agents: [{id: a}]\n" + mcp_yaml(
-            remote={"transport": "streamable_http", "url": http.url}))
+        path.write_text(
+            "agents: [{id: a}]\n"
+            + mcp_yaml(remote={"transport": "streamable_http", "url": http.url})
+        )
         code = _cli(["mcp", "tools", str(path), "--json"])
     listing = json.loads(capsys.readouterr().out)
     assert code == 0
@@ -257,7 +302,8 @@ def test_axo_mcp_tools_json_gives_schemas(tmp_path: Path,
 
 
 def test_axo_mcp_tools_says_when_a_file_configures_no_server(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "none.yaml"
     path.write_text("agents: [{id: a}]\n")
     assert _cli(["mcp", "tools", str(path)]) == 0

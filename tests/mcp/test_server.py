@@ -25,8 +25,12 @@ from axo.testing import Fail, FakeLLM, Hang, Reply
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[2]
-REVIEW = {"Reader": [Reply("It renames a function.")], "Advocate": [Reply("Clearer name.")],
-          "Skeptic": [Reply("Callers may break.")], "Lead reviewer": [Reply("REVISE: callers.")]}
+REVIEW = {
+    "Reader": [Reply("It renames a function.")],
+    "Advocate": [Reply("Clearer name.")],
+    "Skeptic": [Reply("Callers may break.")],
+    "Lead reviewer": [Reply("REVISE: callers.")],
+}
 
 
 @pytest.fixture
@@ -75,21 +79,29 @@ async def test_the_official_client_lists_and_runs_a_workflow_over_stdio(tmp_path
     progress = Progress()
     with FakeLLM(scripts=REVIEW) as fake:
         path = review_file(tmp_path, fake)
-        params = StdioServerParameters(command=sys.executable,
-                                       args=["-m", "axo.mcp.cli", "serve", str(path)])
+        params = StdioServerParameters(
+            command=sys.executable, args=["-m", "axo.mcp.cli", "serve", str(path)]
+        )
         with anyio.fail_after(30):
             async with Client(params) as client:
                 names = [t.name for t in (await client.list_tools()).tools]
-                result = await client.call_tool("workflow_review", {"input": "the diff"},
-                                                progress_callback=progress)
-    assert names == ["agent_reader", "agent_strengths", "agent_risks", "agent_verdict",
-                     "workflow_review"]
+                result = await client.call_tool(
+                    "workflow_review", {"input": "the diff"}, progress_callback=progress
+                )
+    assert names == [
+        "agent_reader",
+        "agent_strengths",
+        "agent_risks",
+        "agent_verdict",
+        "workflow_review",
+    ]
     assert_review_result(result, progress)
     assert "the diff" in fake.requests_for("Reader")[0].text
 
 
 async def test_the_official_client_runs_a_workflow_over_streamable_http_with_a_token(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     progress = Progress()
     with FakeLLM(scripts=REVIEW) as fake:
         path = review_file(tmp_path, fake)
@@ -98,14 +110,15 @@ async def test_the_official_client_runs_a_workflow_over_streamable_http_with_a_t
                 url = await _serving(tg, path, token="let-me-in")
                 async with httpx2.AsyncClient() as http:
                     anonymous = await http.post(url, json={})
-                    wrong = await http.post(url, json={},
-                                            headers={"Authorization": "Bearer guess"})
-                async with httpx2.AsyncClient(
-                        headers={"Authorization": "Bearer let-me-in"}) as http, \
-                        Client(streamable_http_client(url, http_client=http)) as client:
+                    wrong = await http.post(url, json={}, headers={"Authorization": "Bearer guess"})
+                async with (
+                    httpx2.AsyncClient(headers={"Authorization": "Bearer let-me-in"}) as http,
+                    Client(streamable_http_client(url, http_client=http)) as client,
+                ):
                     names = [t.name for t in (await client.list_tools()).tools]
-                    result = await client.call_tool("workflow_review", {"input": "the diff"},
-                                                    progress_callback=progress)
+                    result = await client.call_tool(
+                        "workflow_review", {"input": "the diff"}, progress_callback=progress
+                    )
                 tg.cancel_scope.cancel()
     assert (anonymous.status_code, wrong.status_code) == (401, 401)
     assert anonymous.headers["www-authenticate"] == 'Bearer realm="axo"'
@@ -130,8 +143,9 @@ async def _serving(tg: Any, path: Path | AxoMcpServer, **kw: Any) -> str:
 async def test_serving_beyond_loopback_without_a_token_is_refused(tmp_path: Path) -> None:
     with FakeLLM(script=[]) as fake:
         path = review_file(tmp_path, fake)
-        with pytest.raises(UsageError, match="binding an address other than loopback needs a "
-                                             "bearer token"):
+        with pytest.raises(
+            UsageError, match="binding an address other than loopback needs a bearer token"
+        ):
             await serve_http(path, host="0.0.0.0", port=0)
 
 
@@ -142,8 +156,8 @@ def _cli(argv: list[str]) -> int:
 
 
 def test_axo_mcp_serve_refuses_a_public_address_without_a_token(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("AXO_MCP_TOKEN", raising=False)
     with FakeLLM(script=[]) as fake:
         path = review_file(tmp_path, fake)
@@ -151,8 +165,10 @@ def test_axo_mcp_serve_refuses_a_public_address_without_a_token(
         assert _cli(["mcp", "serve", str(path), "--http", "nowhere"]) == 2
         assert _cli(["mcp", "serve", str(path), "--token", "t"]) == 2
     err = capsys.readouterr().err.splitlines()
-    assert err[0].startswith("refusing to serve MCP on 0.0.0.0: binding an address other than "
-                             "loopback needs a bearer token")
+    assert err[0].startswith(
+        "refusing to serve MCP on 0.0.0.0: binding an address other than "
+        "loopback needs a bearer token"
+    )
     assert err[1] == "--http nowhere: write it as HOST:PORT, e.g. 127.0.0.1:8765"
     assert err[2] == "--token protects the HTTP transport: use it with --http HOST:PORT"
 
@@ -166,8 +182,11 @@ async def test_cancelling_the_call_cancels_the_run(tmp_path: Path) -> None:
             async with anyio.create_task_group() as tg:
                 url = await _serving(tg, server)
                 async with Client(url) as client, anyio.create_task_group() as calls:
-                    calls.start_soon(lambda: client.call_tool(
-                        "workflow_review", {"input": "x"}, progress_callback=progress))
+                    calls.start_soon(
+                        lambda: client.call_tool(
+                            "workflow_review", {"input": "x"}, progress_callback=progress
+                        )
+                    )
                     await progress.first.wait()  # the reader is done; two agents now hang
                     calls.cancel_scope.cancel()
                 await server.drained()
@@ -189,15 +208,19 @@ async def test_an_agent_tool_runs_that_agent_alone(tmp_path: Path) -> None:
     (request,) = fake.requests
     assert "review this diff" in request.text and "Reader" not in request.text
     risks = tools["agent_risks"]
-    assert risks.description == ("Run the agent 'Skeptic' alone on a task and return its "
-                                 "answer. Its instructions: Name two risks.")
+    assert risks.description == (
+        "Run the agent 'Skeptic' alone on a task and return its "
+        "answer. Its instructions: Name two risks."
+    )
     assert risks.input_schema["required"] == ["task"]
 
 
 async def test_each_named_workflow_is_a_tool_with_its_description(tmp_path: Path) -> None:
-    workflows = ("workflows:\n"
-                 "  - {id: quick, description: Only summarize., agents: [reader]}\n"
-                 "  - {id: full, agents: [reader, strengths, risks, verdict]}\n")
+    workflows = (
+        "workflows:\n"
+        "  - {id: quick, description: Only summarize., agents: [reader]}\n"
+        "  - {id: full, agents: [reader, strengths, risks, verdict]}\n"
+    )
     with FakeLLM(scripts={"Reader": [Reply("A summary.")]}) as fake:
         server = build_server(review_file(tmp_path, fake, workflows=workflows))
         with anyio.fail_after(20):
@@ -207,7 +230,8 @@ async def test_each_named_workflow_is_a_tool_with_its_description(tmp_path: Path
     assert [n for n in tools if n.startswith("workflow_")] == ["workflow_quick", "workflow_full"]
     assert tools["workflow_quick"].description == (
         "Run the workflow 'quick' (1 agents: Reader) on an input and return its final output. "
-        "Only summarize.")
+        "Only summarize."
+    )
     assert result.content[0].text == "A summary."
     assert result.structured_content["workflow"] == "quick"
 
@@ -231,9 +255,12 @@ async def test_bad_arguments_are_mcp_errors_with_clear_messages(tmp_path: Path) 
         errors = []
         with anyio.fail_after(20):
             async with Client(server) as client:
-                for name, args in [("workflow_review", {}), ("workflow_review", {"input": 3}),
-                                   ("agent_reader", {"task": "x", "extra": 1}),
-                                   ("workflow_nope", {"input": "x"})]:
+                for name, args in [
+                    ("workflow_review", {}),
+                    ("workflow_review", {"input": 3}),
+                    ("agent_reader", {"task": "x", "extra": 1}),
+                    ("workflow_nope", {"input": "x"}),
+                ]:
                     with pytest.raises(MCPError) as caught:
                         await client.call_tool(name, args)
                     errors.append((caught.value.code, caught.value.message))
@@ -243,12 +270,12 @@ async def test_bad_arguments_are_mcp_errors_with_clear_messages(tmp_path: Path) 
         "workflow_review: 'input' must be a string, got int",
         "agent_reader: unknown argument(s) extra — it takes only 'task'",
         "no tool named 'workflow_nope'; this server has: agent_reader, agent_strengths, "
-        "agent_risks, agent_verdict, workflow_review"]
+        "agent_risks, agent_verdict, workflow_review",
+    ]
     assert fake.requests == []
 
 
-async def test_a_failing_run_is_an_error_result_naming_the_agent_and_why(
-        tmp_path: Path) -> None:
+async def test_a_failing_run_is_an_error_result_naming_the_agent_and_why(tmp_path: Path) -> None:
     with FakeLLM(scripts={**REVIEW, "Skeptic": [Fail(500, "the model is down")]}) as fake:
         server = build_server(review_file(tmp_path, fake))
         with anyio.fail_after(20):
@@ -265,20 +292,34 @@ def test_the_example_client_runs_a_workflow_through_axo_mcp_serve(tmp_path: Path
     with FakeLLM(scripts=REVIEW) as fake:
         path = review_file(tmp_path, fake)
         done = subprocess.run(
-            [sys.executable, str(ROOT / "examples" / "mcp_client.py"), "--workflow", str(path),
-             "--input", "the diff"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+            [
+                sys.executable,
+                str(ROOT / "examples" / "mcp_client.py"),
+                "--workflow",
+                str(path),
+                "--input",
+                "the diff",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+        )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert "tool workflow_review: Run the workflow 'review' (4 agents: Reader, Advocate, " \
-           "Skeptic, Lead reviewer) on an input and return its final output. Review a change " \
-           "from two sides and join the reviews into a verdict." in lines
+    assert (
+        "tool workflow_review: Run the workflow 'review' (4 agents: Reader, Advocate, "
+        "Skeptic, Lead reviewer) on an input and return its final output. Review a change "
+        "from two sides and join the reviews into a verdict." in lines
+    )
     assert "progress 4/4 verdict: done" in lines
     assert lines[-2:] == ["workflow_review ->", "REVISE: callers."]
 
 
 def test_the_client_config_example_names_a_loadable_workflow() -> None:
-    config = json.loads((ROOT / "examples/mcp_client_config/claude_desktop_config.json")
-                        .read_text())
+    config = json.loads(
+        (ROOT / "examples/mcp_client_config/claude_desktop_config.json").read_text()
+    )
     (entry,) = config["mcpServers"].values()
     assert entry["args"][:2] == ["mcp", "serve"]
     workflow = entry["args"][2].replace("/path/to/axo", str(ROOT))

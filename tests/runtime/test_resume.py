@@ -19,40 +19,73 @@ pytestmark = pytest.mark.slow
 
 def write_workflow(tmp_path: Path, fake: FakeLLM, agents: str) -> Path:
     path = tmp_path / "wf.yaml"
-    path.write_text("providers:\n"
-                    f"  fake: {{type: openai, base_url: '{fake.base_url}', max_retries: 0,"
-                    " timeout: 60}\n"
-                    "agents:\n" + agents)
+    path.write_text(
+        "providers:\n"
+        f"  fake: {{type: openai, base_url: '{fake.base_url}', max_retries: 0,"
+        " timeout: 60}\n"
+        "agents:\n" + agents
+    )
     return path
 
 
 def axo(*args: str, cwd: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "axo.cli", *args], cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "axo.cli", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def only_run(state: Path, cwd: Path) -> str:
-    out = subprocess.run([sys.executable, "-m", "axo.cli", "runs", "--json", "--state-dir",
-                          str(state)], cwd=cwd, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "axo.cli", "runs", "--json", "--state-dir", str(state)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     runs = json.loads(out.stdout)
     assert len(runs) == 1
     return str(runs[0]["run_id"])
 
 
-def kill_and_resume(tmp_path: Path, fake: FakeLLM, agents: str, runtime: str, *,
-                    wait: tuple[int, str]) -> dict[str, object]:
+def kill_and_resume(
+    tmp_path: Path, fake: FakeLLM, agents: str, runtime: str, *, wait: tuple[int, str]
+) -> dict[str, object]:
     wf = write_workflow(tmp_path, fake, agents)
     state = tmp_path / "state"
-    first = axo("run", str(wf), "--input", "the input", "--state-dir", str(state), "--json",
-                "--runtime", runtime, cwd=tmp_path)
+    first = axo(
+        "run",
+        str(wf),
+        "--input",
+        "the input",
+        "--state-dir",
+        str(state),
+        "--json",
+        "--runtime",
+        runtime,
+        cwd=tmp_path,
+    )
     try:
         fake.wait_for(wait[0], key=wait[1], timeout=60)
     finally:
         first.send_signal(signal.SIGKILL)
         first.communicate(timeout=30)
     run_id = only_run(state, tmp_path)
-    second = axo("run", str(wf), "--resume", run_id, "--state-dir", str(state), "--json",
-                 "--runtime", runtime, cwd=tmp_path)
+    second = axo(
+        "run",
+        str(wf),
+        "--resume",
+        run_id,
+        "--state-dir",
+        str(state),
+        "--json",
+        "--runtime",
+        runtime,
+        cwd=tmp_path,
+    )
     out, err = second.communicate(timeout=120)
     assert second.returncode == 0, err
     leftovers = {p for p in processes_mentioning(str(state))}
@@ -75,10 +108,10 @@ def processes_mentioning(text: str) -> set[int]:
 
 
 def test_a_run_killed_between_agents_resumes_without_asking_again(
-        tmp_path: Path, runtime: str) -> None:
+    tmp_path: Path, runtime: str
+) -> None:
     scripts = {"a": [Reply("A-out")], "b": [Hang(), Reply("B-out")], "c": [Reply("C-out")]}
-    agents = ("  - {id: a}\n  - {id: b, depends_on: [a]}\n"
-              "  - {id: c, depends_on: [b]}\n")
+    agents = "  - {id: a}\n  - {id: b, depends_on: [a]}\n  - {id: c, depends_on: [b]}\n"
     with FakeLLM(scripts=scripts) as fake:
         result = kill_and_resume(tmp_path, fake, agents, runtime, wait=(1, "b"))
         assert [r.key for r in fake.requests] == ["a", "b", "b", "c"]
@@ -91,12 +124,14 @@ def test_a_run_killed_between_agents_resumes_without_asking_again(
 
 
 def test_a_run_killed_mid_turn_replays_the_llm_call_and_the_tool_call(
-        tmp_path: Path, runtime: str) -> None:
+    tmp_path: Path, runtime: str
+) -> None:
     code = "open('side.txt', 'a').write('ran\\n')"
     scripts = {"a": [ToolCalls([("run_python", {"code": code})]), Hang(), Reply("done")]}
     with FakeLLM(scripts=scripts) as fake:
-        result = kill_and_resume(tmp_path, fake, "  - {id: a, tools: [run_python]}\n",
-                                 runtime, wait=(2, "a"))
+        result = kill_and_resume(
+            tmp_path, fake, "  - {id: a, tools: [run_python]}\n", runtime, wait=(2, "a")
+        )
         requests = fake.requests_for("a")
         # life 1: the tool-calling answer, then the hung request; life 2: only the hung one again
         assert len(requests) == 3
@@ -107,17 +142,18 @@ def test_a_run_killed_mid_turn_replays_the_llm_call_and_the_tool_call(
 
 
 def test_a_corrupt_log_record_and_checkpoint_are_reported_and_the_run_still_resumes(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     import sqlite3
 
     scripts = {"a": [Reply("A-out")], "b": [Reply("B-out")], "c": [Hang(), Reply("C-out")]}
-    agents = ("  - {id: a}\n  - {id: b, depends_on: [a]}\n"
-              "  - {id: c, depends_on: [b]}\n")
+    agents = "  - {id: a}\n  - {id: b, depends_on: [a]}\n  - {id: c, depends_on: [b]}\n"
     with FakeLLM(scripts=scripts) as fake:
         wf = write_workflow(tmp_path, fake, agents)
         state = tmp_path / "state"
-        first = axo("run", str(wf), "--input", "in", "--state-dir", str(state), "--json",
-                    cwd=tmp_path)
+        first = axo(
+            "run", str(wf), "--input", "in", "--state-dir", str(state), "--json", cwd=tmp_path
+        )
         try:
             fake.wait_for(1, key="c", timeout=60)
         finally:
@@ -126,14 +162,17 @@ def test_a_corrupt_log_record_and_checkpoint_are_reported_and_the_run_still_resu
         run_id = only_run(state, tmp_path)
         # flip bytes in b's completion record, and truncate b's newest checkpoint
         with sqlite3.connect(state / "events.db") as db:
-            (seq,) = db.execute("SELECT seq FROM events WHERE kind='agent_done' AND agent='b'"
-                                ).fetchone()
-            db.execute("UPDATE events SET payload = x'00ff00ff' WHERE run_id=? AND seq=?",
-                       (run_id, seq))
+            (seq,) = db.execute(
+                "SELECT seq FROM events WHERE kind='agent_done' AND agent='b'"
+            ).fetchone()
+            db.execute(
+                "UPDATE events SET payload = x'00ff00ff' WHERE run_id=? AND seq=?", (run_id, seq)
+            )
         newest = sorted((state / "runs" / run_id / "checkpoints" / "b").iterdir())[-1]
         newest.write_bytes(newest.read_bytes()[:10])
-        second = axo("run", str(wf), "--resume", run_id, "--state-dir", str(state), "--json",
-                     cwd=tmp_path)
+        second = axo(
+            "run", str(wf), "--resume", run_id, "--state-dir", str(state), "--json", cwd=tmp_path
+        )
         out, err = second.communicate(timeout=120)
         assert second.returncode == 0, err
         assert [r.key for r in fake.requests] == ["a", "b", "c", "c"], "nothing asked twice"
@@ -148,8 +187,10 @@ def test_retention_prunes_old_runs_and_their_folders(tmp_path: Path) -> None:
     import axo as api
 
     with FakeLLM(script=[Reply("x")] * 4) as fake:
-        text = (f"providers:\n  fake: {{type: openai, base_url: '{fake.base_url}'}}\n"
-                "agents:\n  - {id: a}\nrun: {retention: {keep_last: 2}}\n")
+        text = (
+            f"providers:\n  fake: {{type: openai, base_url: '{fake.base_url}'}}\n"
+            "agents:\n  - {id: a}\nrun: {retention: {keep_last: 2}}\n"
+        )
         wf = api.load_workflow("r.yaml", text=text)
         ids = [api.run(wf, "x", state_dir=str(tmp_path)).run_id for _ in range(4)]
     from axo.eventlog import EventLog
@@ -163,12 +204,17 @@ def test_retention_prunes_old_runs_and_their_folders(tmp_path: Path) -> None:
 def test_distill_turns_a_session_into_facts_for_later_runs(tmp_path: Path) -> None:
     import axo as api
 
-    with FakeLLM(scripts={"a": [Reply("The deploy window is Tuesday 14:00.")],
-                          "*": [Reply("- The deploy window is Tuesday at 14:00\n- none")],
-                          }, key=lambda body: "*" if "transcript of your work session"
-                 in json.dumps(body) else "a") as fake:
-        text = (f"providers:\n  fake: {{type: openai, base_url: '{fake.base_url}'}}\n"
-                "agents:\n  - {id: a, memory: {long_term: true, distill: true}}\n")
+    with FakeLLM(
+        scripts={
+            "a": [Reply("The deploy window is Tuesday 14:00.")],
+            "*": [Reply("- The deploy window is Tuesday at 14:00\n- none")],
+        },
+        key=lambda body: "*" if "transcript of your work session" in json.dumps(body) else "a",
+    ) as fake:
+        text = (
+            f"providers:\n  fake: {{type: openai, base_url: '{fake.base_url}'}}\n"
+            "agents:\n  - {id: a, memory: {long_term: true, distill: true}}\n"
+        )
         wf = api.load_workflow("d.yaml", text=text)
         result = api.run(wf, "When is the deploy window?", state_dir=str(tmp_path))
     assert result.notes_of("distilled")[0].detail["facts"] == 1
@@ -176,4 +222,5 @@ def test_distill_turns_a_session_into_facts_for_later_runs(tmp_path: Path) -> No
 
     store = FactStore(next((tmp_path / "memory").iterdir()) / "facts.msgpack")
     assert [f.text for f in store.recall("deploy window", 3)] == [
-        "The deploy window is Tuesday at 14:00"]
+        "The deploy window is Tuesday at 14:00"
+    ]

@@ -12,7 +12,8 @@ def test_chain_of_five_sends_each_agent_exactly_its_predecessors_output(runtime:
     scripts = {a: [Reply(f"output of {a}")] for a in ids}
     agents = "".join(
         f"  - {{id: {a}{', depends_on: [' + ids[i - 1] + ']' if i else ''}}}\n"
-        for i, a in enumerate(ids))
+        for i, a in enumerate(ids)
+    )
     with FakeLLM(scripts=scripts) as fake:
         result = axo.run(fake_workflow(fake, agents), "the input", runtime=runtime)
     assert result.ok, result.failure
@@ -29,10 +30,16 @@ def test_chain_of_five_sends_each_agent_exactly_its_predecessors_output(runtime:
 
 
 def test_diamond_join_waits_for_both_branches_and_sees_both_outputs(runtime: str) -> None:
-    scripts = {"a": [Reply("A")], "b": [Reply("B-out", delay=0.05)],
-               "c": [Reply("C-out", delay=0.15)], "d": [Reply("D")]}
-    agents = ("  - {id: a}\n  - {id: b, depends_on: [a]}\n  - {id: c, depends_on: [a]}\n"
-              "  - {id: d, depends_on: [b, c]}\n")
+    scripts = {
+        "a": [Reply("A")],
+        "b": [Reply("B-out", delay=0.05)],
+        "c": [Reply("C-out", delay=0.15)],
+        "d": [Reply("D")],
+    }
+    agents = (
+        "  - {id: a}\n  - {id: b, depends_on: [a]}\n  - {id: c, depends_on: [a]}\n"
+        "  - {id: d, depends_on: [b, c]}\n"
+    )
     with FakeLLM(scripts=scripts) as fake:
         result = axo.run(fake_workflow(fake, agents), "x", runtime=runtime)
     assert result.ok, result.failure
@@ -68,10 +75,17 @@ def test_all_to_all_layers_start_only_after_the_whole_previous_layer(runtime: st
 
 
 def test_a_failing_agent_skips_its_dependents_and_the_rest_still_finishes(runtime: str) -> None:
-    scripts = {"a": [Reply("A")], "b": [Fail(400, "bad request from the test")],
-               "c": [], "x": [Reply("X", delay=0.1)], "y": [Reply("Y")]}
-    agents = ("  - {id: a}\n  - {id: b, depends_on: [a]}\n  - {id: c, depends_on: [b]}\n"
-              "  - {id: x}\n  - {id: y, depends_on: [x]}\n")
+    scripts = {
+        "a": [Reply("A")],
+        "b": [Fail(400, "bad request from the test")],
+        "c": [],
+        "x": [Reply("X", delay=0.1)],
+        "y": [Reply("Y")],
+    }
+    agents = (
+        "  - {id: a}\n  - {id: b, depends_on: [a]}\n  - {id: c, depends_on: [b]}\n"
+        "  - {id: x}\n  - {id: y, depends_on: [x]}\n"
+    )
     with FakeLLM(scripts=scripts) as fake:
         result = axo.run(fake_workflow(fake, agents), "x", runtime=runtime)
     status = {a.id: a.status for a in result.agents}
@@ -96,8 +110,7 @@ def test_a_server_error_then_success_is_retried(runtime: str) -> None:
 
 def test_retries_running_out_fail_the_agent_with_the_last_reason(runtime: str) -> None:
     with FakeLLM(script=[Fail(502, "bad gateway")] * 3) as fake:
-        result = axo.run(fake_workflow(fake, "  - {id: solo}\n", retries=2), "x",
-                         runtime=runtime)
+        result = axo.run(fake_workflow(fake, "  - {id: solo}\n", retries=2), "x", runtime=runtime)
     assert result.status == "failed"
     reason = result.agent("solo").reason or ""
     assert "HTTP 502" in reason and "gave up after 3 attempts" in reason
@@ -105,8 +118,9 @@ def test_retries_running_out_fail_the_agent_with_the_last_reason(runtime: str) -
 
 def test_an_llm_that_never_answers_times_out_with_a_clear_reason(runtime: str) -> None:
     with FakeLLM(script=[Hang()]) as fake:
-        wf = fake_workflow(fake, "  - {id: slow}\n  - {id: after, depends_on: [slow]}\n",
-                           timeout=0.3)
+        wf = fake_workflow(
+            fake, "  - {id: slow}\n  - {id: after, depends_on: [slow]}\n", timeout=0.3
+        )
         result = axo.run(wf, "x", runtime=runtime)
     assert result.status == "failed"
     assert "no answer within 0.3s" in (result.agent("slow").reason or "")
@@ -139,8 +153,12 @@ def test_multiproc_leaves_no_process_behind() -> None:
 
 
 def test_usage_is_recorded_per_agent_and_per_run() -> None:
-    with FakeLLM(scripts={"a": [Reply("A", prompt_tokens=10, completion_tokens=3)],
-                          "b": [Reply("B", prompt_tokens=20, completion_tokens=4)]}) as fake:
+    with FakeLLM(
+        scripts={
+            "a": [Reply("A", prompt_tokens=10, completion_tokens=3)],
+            "b": [Reply("B", prompt_tokens=20, completion_tokens=4)],
+        }
+    ) as fake:
         wf = fake_workflow(fake, "  - {id: a}\n  - {id: b, depends_on: [a]}\n")
         result = axo.run(wf, "x")
     assert result.agent("a").usage.total_tokens == 13

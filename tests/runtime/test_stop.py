@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from axo.testing import FakeLLM, Reply
 from axo.eventlog import EventLog
+from axo.testing import FakeLLM, Reply
 from tests.runtime.test_resume import axo, write_workflow
 
 pytestmark = pytest.mark.slow
@@ -22,8 +22,7 @@ AGENTS = "  - {id: a}\n  - {id: b, depends_on: [a]}\n"
 def start(tmp_path: Path, fake: FakeLLM) -> tuple[subprocess.Popen[str], Path, Path]:
     wf = write_workflow(tmp_path, fake, AGENTS)
     state = tmp_path / "state"
-    proc = axo("run", str(wf), "--input", "x", "--state-dir", str(state), "--json",
-               cwd=tmp_path)
+    proc = axo("run", str(wf), "--input", "x", "--state-dir", str(state), "--json", cwd=tmp_path)
     fake.wait_for(1, key="a", timeout=60)  # a is running: its answer comes 2 s later
     return proc, wf, state
 
@@ -46,9 +45,24 @@ def finish_stopped(proc: subprocess.Popen[str]) -> dict[str, object]:
 
 
 def resume(tmp_path: Path, wf: Path, state: Path, run_id: str) -> dict[str, object]:
-    out = subprocess.run([sys.executable, "-m", "axo.cli", "run", str(wf), "--resume", run_id,
-                          "--state-dir", str(state), "--json"], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "axo.cli",
+            "run",
+            str(wf),
+            "--resume",
+            run_id,
+            "--state-dir",
+            str(state),
+            "--json",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     result: dict[str, object] = json.loads(out.stdout)
     return result
@@ -56,7 +70,8 @@ def resume(tmp_path: Path, wf: Path, state: Path, run_id: str) -> dict[str, obje
 
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGINT", "STOP file", "axo stop"])
 def test_a_stopped_run_finishes_running_agents_records_the_stop_and_resumes(
-        tmp_path: Path, how: str) -> None:
+    tmp_path: Path, how: str
+) -> None:
     with FakeLLM(scripts={"a": [Reply("A", delay=2.0)], "b": [Reply("B")]}) as fake:
         proc, wf, state = start(tmp_path, fake)
         run_id = only_run(state)
@@ -65,12 +80,29 @@ def test_a_stopped_run_finishes_running_agents_records_the_stop_and_resumes(
         elif how == "STOP file":
             (state / "runs" / run_id / "STOP").write_text("")
         else:
-            subprocess.run([sys.executable, "-m", "axo.cli", "stop", run_id, "--state-dir",
-                            str(state)], cwd=tmp_path, check=True, capture_output=True)
+            subprocess.run(
+                [sys.executable, "-m", "axo.cli", "stop", run_id, "--state-dir", str(state)],
+                cwd=tmp_path,
+                check=True,
+                capture_output=True,
+            )
         finish_stopped(proc)
-        events = subprocess.run([sys.executable, "-m", "axo.cli", "events", run_id,
-                                 "--state-dir", str(state), "--json"], cwd=tmp_path,
-                                capture_output=True, text=True, check=True)
+        events = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "axo.cli",
+                "events",
+                run_id,
+                "--state-dir",
+                str(state),
+                "--json",
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         kinds = [e["kind"] for e in json.loads(events.stdout)["events"]]
         assert "stop_requested" in kinds and kinds[-1] == "run_finished"
         result = resume(tmp_path, wf, state, run_id)

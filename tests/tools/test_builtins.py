@@ -16,8 +16,13 @@ from axo.tools.registry import ToolContext, ToolOutcome, ToolRegistry
 
 def call(tmp_path: Path, name: str, **args: object) -> ToolOutcome:
     registry = ToolRegistry(builtin_tools())
-    ctx = ToolContext(run_id="r", agent="a", workspace=str(tmp_path), memory=InMemoryFacts(),
-                      extra={"python_timeout": 2.0, "python_memory_mb": 128})
+    ctx = ToolContext(
+        run_id="r",
+        agent="a",
+        workspace=str(tmp_path),
+        memory=InMemoryFacts(),
+        extra={"python_timeout": 2.0, "python_memory_mb": 128},
+    )
     return asyncio.run(registry.execute(name, "c1", json.dumps(args), ctx))
 
 
@@ -63,8 +68,12 @@ def test_remember_and_recall(tmp_path: Path) -> None:
     ctx = ToolContext(run_id="r", agent="a", workspace=str(tmp_path), memory=InMemoryFacts())
 
     async def go() -> str:
-        await registry.execute("remember", "1", json.dumps(
-            {"text": "the deploy key rotates on Mondays", "tags": ["deploy"]}), ctx)
+        await registry.execute(
+            "remember",
+            "1",
+            json.dumps({"text": "the deploy key rotates on Mondays", "tags": ["deploy"]}),
+            ctx,
+        )
         out = await registry.execute("recall", "2", json.dumps({"query": "when deploy"}), ctx)
         return out.content
 

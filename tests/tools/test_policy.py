@@ -63,8 +63,11 @@ def test_approval_once_is_asked_every_time(tmp_path: Path) -> None:
         asked.append(call)
         return Approve.once()
 
-    policy = Policy(require_approval=frozenset({"write_file"}), approver=approver,
-                    approvals=ApprovalStore(tmp_path / "grants.json"))
+    policy = Policy(
+        require_approval=frozenset({"write_file"}),
+        approver=approver,
+        approvals=ApprovalStore(tmp_path / "grants.json"),
+    )
     assert decide(policy).action == "allow" and decide(policy).action == "allow"
     assert len(asked) == 2
 
@@ -76,8 +79,11 @@ def test_approval_for_this_run_covers_the_run_only(tmp_path: Path) -> None:
         asked.append(call.run_id)
         return Approve.run()
 
-    policy = Policy(require_approval=frozenset({"write_file"}), approver=approver,
-                    approvals=ApprovalStore(tmp_path / "g.json"))
+    policy = Policy(
+        require_approval=frozenset({"write_file"}),
+        approver=approver,
+        approvals=ApprovalStore(tmp_path / "g.json"),
+    )
     decide(policy)
     decide(policy)
     decide(policy, CallInfo(run_id="run2", agent="a", tool="write_file", arguments={}))
@@ -93,8 +99,7 @@ def test_approval_for_minutes_expires_on_the_injected_clock(tmp_path: Path) -> N
         asked.append(1)
         return Approve.for_minutes(10)
 
-    policy = Policy(require_approval=frozenset({"write_file"}), approver=approver,
-                    approvals=store)
+    policy = Policy(require_approval=frozenset({"write_file"}), approver=approver, approvals=store)
     decide(policy)
     now[0] += 9 * 60
     decide(policy)
@@ -117,8 +122,7 @@ def test_an_approver_that_times_out_denies(tmp_path: Path) -> None:
     async def slow(call: CallInfo) -> Any:
         await asyncio.Event().wait()
 
-    policy = Policy(require_approval=frozenset({"write_file"}), approver=slow,
-                    approval_timeout=0.2)
+    policy = Policy(require_approval=frozenset({"write_file"}), approver=slow, approval_timeout=0.2)
     d = decide(policy)
     assert d.action == "deny" and "approver" in d.reason
 

@@ -13,13 +13,16 @@ def test_a_relative_path_inside_the_workspace_is_accepted(tmp_path: Path) -> Non
     assert confine(tmp_path, "a/b.txt") == (tmp_path / "a" / "b.txt").resolve()
 
 
-@pytest.mark.parametrize("path, why", [
-    ("../outside.txt", "climbs out"),
-    ("a/../../x", "climbs out"),
-    ("/etc/passwd", "absolute"),
-    ("~/notes", "absolute"),
-    ("", "empty path"),
-])
+@pytest.mark.parametrize(
+    "path, why",
+    [
+        ("../outside.txt", "climbs out"),
+        ("a/../../x", "climbs out"),
+        ("/etc/passwd", "absolute"),
+        ("~/notes", "absolute"),
+        ("", "empty path"),
+    ],
+)
 def test_escapes_are_refused_with_a_reason(tmp_path: Path, path: str, why: str) -> None:
     with pytest.raises(ToolDenied, match=why):
         confine(tmp_path, path)

@@ -19,5 +19,8 @@ HERE = Path(__file__).resolve().parent
 
 def command(name: str, *args: str) -> dict[str, object]:
     """The ``mcp_servers:`` entry (as a dict) that starts ``<name>.py`` over stdio."""
-    return {"transport": "stdio", "command": sys.executable,
-            "args": [str(HERE / f"{name}.py"), *args]}
+    return {
+        "transport": "stdio",
+        "command": sys.executable,
+        "args": [str(HERE / f"{name}.py"), *args],
+    }

@@ -23,8 +23,10 @@ def increment(by: int = 1) -> int:
     return _count
 
 
-@server.tool(description="The counter's value and the server's process id.",
-             annotations=ToolAnnotations(read_only_hint=True))
+@server.tool(
+    description="The counter's value and the server's process id.",
+    annotations=ToolAnnotations(read_only_hint=True),
+)
 def state() -> dict[str, int]:
     return {"count": _count, "pid": os.getpid()}
 

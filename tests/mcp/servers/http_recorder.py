@@ -54,8 +54,9 @@ def _listening_socket() -> socket.socket:
 
 def _uvicorn(server: MCPServer, seen: list[str | None]) -> uvicorn.Server:
     app = _Recorder(server.streamable_http_app(host="127.0.0.1"), seen)
-    config = uvicorn.Config(app, log_level="warning", log_config=None, lifespan="on",
-                            timeout_graceful_shutdown=2)
+    config = uvicorn.Config(
+        app, log_level="warning", log_config=None, lifespan="on", timeout_graceful_shutdown=2
+    )
     return uvicorn.Server(config)
 
 
