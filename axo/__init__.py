@@ -1,6 +1,7 @@
 """axo — an actor-model runtime for multi-agent LLM workflows."""
 
-from axo.api import run, run_async
+from typing import Any
+
 from axo.errors import (
     AxoError,
     BudgetExceeded,
@@ -34,3 +35,13 @@ __all__ = [
     "run_async",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # the runtime (Thespian, httpx, SQLite…) is imported when a run is asked for, so that
+    # commands that only read a workflow start fast
+    if name in ("run", "run_async"):
+        from axo import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'axo' has no attribute {name!r}")

@@ -6,11 +6,20 @@
   tool (``axo mcp serve``);
 - ``axo.mcp.cli``: the ``axo mcp`` commands.
 
-The server side is imported lazily (it pulls in Starlette and uvicorn).
+Both sides are imported when first used: the ``mcp`` SDK takes most of a second to import,
+and ``axo`` commands that do not speak MCP should not pay for it.
 """
 
 from __future__ import annotations
 
-from axo.mcp.client import McpHub, ServerStatus, list_server_tools, tool_name
+from typing import Any
 
 __all__ = ["McpHub", "ServerStatus", "list_server_tools", "tool_name"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from axo.mcp import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module 'axo.mcp' has no attribute {name!r}")

@@ -375,7 +375,10 @@ class RunActor(PlanDispatch, Actor):  # type: ignore[misc]
                 for d in start.dependencies[i]
                 if d in self.outputs
             )
-            self.emit(AgentStarted(run_id=start.run_id, agent=start.agents[i].id, at=now))
+            if self.on_host[i]:
+                # an in-process agent starts and finishes within this cascade of handlers:
+                # its AgentDone (which carries its start time) is all a view can show
+                self.emit(AgentStarted(run_id=start.run_id, agent=start.agents[i].id, at=now))
             self.send(
                 self.actors[i],
                 Activate(run_id=start.run_id, agent=i, input=start.input, upstream=upstream),

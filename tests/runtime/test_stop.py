@@ -23,7 +23,7 @@ def start(tmp_path: Path, fake: FakeLLM) -> tuple[subprocess.Popen[str], Path, P
     wf = write_workflow(tmp_path, fake, AGENTS)
     state = tmp_path / "state"
     proc = axo("run", str(wf), "--input", "x", "--state-dir", str(state), "--json", cwd=tmp_path)
-    fake.wait_for(1, key="a", timeout=60)  # a is running: its answer comes 2 s later
+    fake.wait_for(1, key="a", timeout=60)  # a is running: its answer comes 3 s later
     return proc, wf, state
 
 
@@ -72,7 +72,7 @@ def resume(tmp_path: Path, wf: Path, state: Path, run_id: str) -> dict[str, obje
 def test_a_stopped_run_finishes_running_agents_records_the_stop_and_resumes(
     tmp_path: Path, how: str
 ) -> None:
-    with FakeLLM(scripts={"a": [Reply("A", delay=2.0)], "b": [Reply("B")]}) as fake:
+    with FakeLLM(scripts={"a": [Reply("A", delay=3.0)], "b": [Reply("B")]}) as fake:
         proc, wf, state = start(tmp_path, fake)
         run_id = only_run(state)
         if how in ("SIGTERM", "SIGINT"):
