@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import msgspec
 from axo.errors import ProviderError
 from axo.llm.base import ChatMessage, ChatRequest, ChatResponse, ToolCall, ToolSpec, Usage
 from axo.llm.openai import RETRY_STATUSES, retry_after
+from axo.llm.retry import with_retries
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -326,33 +326,29 @@ class AnthropicMessages:
             raise ProviderError(self._scrub(f"{self.name}: cannot send request: {exc}")) from None
         body = json.dumps(wire).encode()
         start = time.perf_counter()
-        attempt = 0
-        while True:
-            attempt += 1
-            self.calls += 1
-            failure, delay, data = await self._attempt(body)
-            if failure is None:
-                try:
-                    out = response_from_wire(data, answer)
-                except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                    raise ProviderError(self._scrub(f"{self.name}: {exc}")) from None
-                self.input_tokens += out.usage.prompt_tokens
-                self.output_tokens += out.usage.completion_tokens
-                return msgspec.structs.replace(
-                    out, elapsed_s=time.perf_counter() - start, attempts=attempt
-                )
-            if not failure.retryable or attempt > self.max_retries:
-                if failure.retryable and self.max_retries:
-                    raise ProviderError(
-                        f"{failure} — gave up after {attempt} attempts",
-                        retryable=False,
-                        status=failure.status,
-                    )
-                raise failure
-            self.retries += 1
-            if delay is None:
-                delay = self.backoff * (2 ** (attempt - 1)) * random.uniform(0.75, 1.25)
-            await self._sleep(delay)
+        data, attempts = await with_retries(
+            lambda: self._attempt(body),
+            max_retries=self.max_retries,
+            backoff=self.backoff,
+            sleep=self._sleep,
+            on_attempt=self._count_call,
+            on_retry=self._count_retry,
+        )
+        try:
+            out = response_from_wire(data, answer)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ProviderError(self._scrub(f"{self.name}: {exc}")) from None
+        self.input_tokens += out.usage.prompt_tokens
+        self.output_tokens += out.usage.completion_tokens
+        return msgspec.structs.replace(
+            out, elapsed_s=time.perf_counter() - start, attempts=attempts
+        )
+
+    def _count_call(self) -> None:
+        self.calls += 1
+
+    def _count_retry(self) -> None:
+        self.retries += 1
 
     async def _attempt(self, body: bytes) -> tuple[ProviderError | None, float | None, Any]:
         """One POST: (None, None, json) on success, else (failure, retry-after, None)."""

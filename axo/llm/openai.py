@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +19,7 @@ import msgspec
 
 from axo.errors import ProviderError
 from axo.llm.base import ChatMessage, ChatRequest, ChatResponse, ToolCall, Usage
+from axo.llm.retry import with_retries
 
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
@@ -184,56 +184,58 @@ class OpenAICompatible:
             request = self._prepare(request)
         body = json.dumps(request_to_wire(request, schema_style=self._schema_style)).encode()
         start = time.perf_counter()
-        attempt = 0
-        while True:
-            attempt += 1
-            self.calls += 1
-            delay: float | None = None
-            try:
-                resp = await self._client.post(
-                    "/chat/completions", content=body, headers={"Content-Type": "application/json"}
-                )
-            except httpx.TimeoutException:
-                failure = ProviderError(
-                    f"{self.name}: no answer within {self.timeout:g}s", retryable=True
-                )
-            except httpx.TransportError as exc:
-                failure = ProviderError(
+        data, attempts = await with_retries(
+            lambda: self._attempt(body),
+            max_retries=self.max_retries,
+            backoff=self.backoff,
+            sleep=self._sleep,
+            on_attempt=self._count_call,
+            on_retry=self._count_retry,
+        )
+        out = _timed(response_from_wire(data), time.perf_counter() - start, attempts)
+        if self._postprocess is not None:
+            out = self._postprocess(request, out)
+        return out
+
+    def _count_call(self) -> None:
+        self.calls += 1
+
+    def _count_retry(self) -> None:
+        self.retries += 1
+
+    async def _attempt(self, body: bytes) -> tuple[ProviderError | None, float | None, Any]:
+        """One POST: (None, None, json) on success, else (failure, retry-after, None)."""
+        try:
+            resp = await self._client.post(
+                "/chat/completions", content=body, headers={"Content-Type": "application/json"}
+            )
+        except httpx.TimeoutException:
+            return (
+                ProviderError(f"{self.name}: no answer within {self.timeout:g}s", retryable=True),
+                None,
+                None,
+            )
+        except httpx.TransportError as exc:
+            return (
+                ProviderError(
                     f"{self.name}: connection failed ({type(exc).__name__}: {exc})", retryable=True
-                )
-            else:
-                if resp.status_code == 200:
-                    try:
-                        data = resp.json()
-                    except ValueError:
-                        raise ProviderError(
-                            f"{self.name}: answer is not JSON: {resp.text[:200]!r}"
-                        ) from None
-                    out = response_from_wire(data)
-                    out = _timed(out, time.perf_counter() - start, attempt)
-                    if self._postprocess is not None:
-                        out = self._postprocess(request, out)
-                    return out
-                detail = _error_detail(resp)
-                retryable = resp.status_code in RETRY_STATUSES
-                failure = ProviderError(
-                    f"{self.name}: HTTP {resp.status_code} {detail}",
-                    retryable=retryable,
-                    status=resp.status_code,
-                )
-                delay = retry_after(resp)
-            if not failure.retryable or attempt > self.max_retries:
-                if failure.retryable and self.max_retries:
-                    raise ProviderError(
-                        f"{failure} — gave up after {attempt} attempts",
-                        retryable=False,
-                        status=failure.status,
-                    )
-                raise failure
-            self.retries += 1
-            if delay is None:
-                delay = self.backoff * (2 ** (attempt - 1)) * random.uniform(0.75, 1.25)
-            await self._sleep(delay)
+                ),
+                None,
+                None,
+            )
+        if resp.status_code == 200:
+            try:
+                return None, None, resp.json()
+            except ValueError:
+                raise ProviderError(
+                    f"{self.name}: answer is not JSON: {resp.text[:200]!r}"
+                ) from None
+        failure = ProviderError(
+            f"{self.name}: HTTP {resp.status_code} {_error_detail(resp)}",
+            retryable=resp.status_code in RETRY_STATUSES,
+            status=resp.status_code,
+        )
+        return failure, retry_after(resp), None
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -161,46 +161,9 @@ class AgentActor(Actor):  # type: ignore[misc]
                         effect = turn.send(None)
                     case CallLLM() if spec.function is not None:
                         effect = turn.send(call_function(spec.function, effect.request))
-                    case CallLLM():
+                    case CallLLM() | CallTools() | Recall():
                         self.pending = self._corr()
-                        self.send(
-                            self.host,
-                            LLMCall(
-                                corr=self.pending,
-                                run_id=self.run_id,
-                                agent=spec.id,
-                                provider=spec.provider,
-                                request=effect.request,
-                                reply_to=self.myAddress,
-                            ),
-                        )
-                        return
-                    case CallTools():
-                        self.pending = self._corr()
-                        self.send(
-                            self.host,
-                            ToolsCall(
-                                corr=self.pending,
-                                run_id=self.run_id,
-                                agent=spec.id,
-                                calls=effect.calls,
-                                reply_to=self.myAddress,
-                            ),
-                        )
-                        return
-                    case Recall():
-                        self.pending = self._corr()
-                        self.send(
-                            self.host,
-                            RecallCall(
-                                corr=self.pending,
-                                run_id=self.run_id,
-                                agent=spec.id,
-                                query=effect.query,
-                                k=effect.k,
-                                reply_to=self.myAddress,
-                            ),
-                        )
+                        self.send(self.host, self._effect_request(effect, spec, self.pending))
                         return
                     case _:
                         assert_never(effect)
@@ -208,6 +171,37 @@ class AgentActor(Actor):  # type: ignore[misc]
             self._done(stop.value)
         except Exception as exc:  # a fault in a turn must become a status, not a dead actor
             self._fail(exc)
+
+    def _effect_request(
+        self, effect: CallLLM | CallTools | Recall, spec: AgentSpec, corr: str
+    ) -> LLMCall | ToolsCall | RecallCall:
+        """The message asking the host to perform ``effect`` and reply to this actor."""
+        me, run_id = self.myAddress, self.run_id
+        match effect:
+            case CallLLM():
+                return LLMCall(
+                    corr=corr,
+                    run_id=run_id,
+                    agent=spec.id,
+                    provider=spec.provider,
+                    request=effect.request,
+                    reply_to=me,
+                )
+            case CallTools():
+                return ToolsCall(
+                    corr=corr, run_id=run_id, agent=spec.id, calls=effect.calls, reply_to=me
+                )
+            case Recall():
+                return RecallCall(
+                    corr=corr,
+                    run_id=run_id,
+                    agent=spec.id,
+                    query=effect.query,
+                    k=effect.k,
+                    reply_to=me,
+                )
+            case _:
+                assert_never(effect)
 
     def _corr(self) -> str:
         self.effects += 1
