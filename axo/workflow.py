@@ -64,12 +64,15 @@ class Workflow:
 
     @property
     def entries(self) -> list[str]:
-        return [a.id for a in self.agents if not a.depends_on]
+        """Agents the run's input starts (workers wait for a coordinator's plan instead)."""
+        return [a.id for a in self.agents if not a.depends_on and a.role != "worker"]
 
     @property
     def sinks(self) -> list[str]:
+        """Agents nothing depends on, whose outputs are the run's (workers excluded: their
+        work reaches the agents after their coordinator)."""
         g = self.graph
-        return [a.id for a in self.agents if g.out_degree(a.id) == 0]
+        return [a.id for a in self.agents if g.out_degree(a.id) == 0 and a.role != "worker"]
 
     @property
     def edges(self) -> int:
