@@ -113,8 +113,7 @@ class Sampling(_Model):
 
 
 class Memory(_Model):
-    session: bool = True
-    checkpoint: bool = True
+    checkpoint: bool = True  # checkpoint the agent's session after every step (durable runs)
     long_term: bool = False
     vector: bool = False
     embedder: Literal["static", "minilm"] = "static"

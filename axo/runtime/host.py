@@ -206,6 +206,7 @@ class Host:
                     run_input = journal.resume.run_input
                 else:
                     journal = Journal.start(log, run_id, run_dir, workflow, run_input, self.mode)
+                journal.unchecked = {a.id for a in workflow.agents if not a.memory.checkpoint}
                 apply_retention(log, state_dir, workflow, keep=run_id)
             except BaseException:
                 log.close()

@@ -84,6 +84,7 @@ class Journal:
         self.resume = resume
         self.sessions: dict[str, list[Any]] = {}
         self.replayed = 0
+        self.unchecked: set[str] = set()  # agents with ``memory: {checkpoint: false}``
 
     # ------------------------------------------------------------------ opening
 
@@ -219,7 +220,8 @@ class Journal:
         )
         if isinstance(reply, RecallReply):
             return
-        self.checkpoints.save(call.agent, {"status": "running", "step": n, "session": session})
+        if call.agent not in self.unchecked:
+            self.checkpoints.save(call.agent, {"status": "running", "step": n, "session": session})
 
     def note(self, kind: str, agent: str, detail: dict[str, Any]) -> None:
         self.log.append(self.run_id, kind, agent, detail)
@@ -232,7 +234,7 @@ class Journal:
                 data = msgspec.to_builtins(event)
                 data.pop("type", None)
                 self.log.append(self.run_id, "agent_done", event.agent, data)
-                if event.status == "done":
+                if event.status == "done" and event.agent not in self.unchecked:
                     self.checkpoints.save(
                         event.agent,
                         {

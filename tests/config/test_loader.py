@@ -62,7 +62,7 @@ agents:
     provider: gpt
     token_budget: {per_call: 100, per_execution: 1000, overflow_policy: warn}
     sampling: {temperature: 0.5, top_p: 1, max_tokens: 10, seed: 3, stop: ["\\n"]}
-    memory: {session: false, long_term: true, recall_k: 0}
+    memory: {checkpoint: false, long_term: true, recall_k: 0}
     tools: [time.now]
   - id: b
     provider: claude

@@ -224,3 +224,16 @@ def test_distill_turns_a_session_into_facts_for_later_runs(tmp_path: Path) -> No
     assert [f.text for f in store.recall("deploy window", 3)] == [
         "The deploy window is Tuesday at 14:00"
     ]
+
+
+def test_an_agent_with_checkpoints_off_writes_none(tmp_path: Path) -> None:
+    import axo as api
+
+    with FakeLLM(scripts={"a": [Reply("A")], "b": [Reply("B")]}) as fake:
+        text = (
+            f"providers:\n  fake: {{type: openai, base_url: '{fake.base_url}'}}\n"
+            "agents:\n  - {id: a, memory: {checkpoint: false}}\n  - {id: b}\n"
+        )
+        result = api.run(api.load_workflow("c.yaml", text=text), "x", state_dir=str(tmp_path))
+    folder = tmp_path / "runs" / result.run_id / "checkpoints"
+    assert sorted(p.name for p in folder.iterdir()) == ["b"]
