@@ -127,7 +127,7 @@ def readable(output: str) -> str:
     if not (text.startswith("{") and text.endswith("}")):
         return output
     try:
-        data = json.loads(text)
+        data = json.loads(text, strict=False)  # small models put raw newlines in strings
     except ValueError:
         return output
     if not isinstance(data, dict):
