@@ -19,8 +19,8 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Self
 
 __all__ = [
     "Drop",
@@ -225,57 +225,41 @@ _REASONS = {
 }
 
 
-@dataclass
-class _Scripts:
-    shared: list[Step] | None
-    per_key: dict[str, list[Step]] = field(default_factory=dict)
-    used: dict[str, int] = field(default_factory=dict)
+class ScriptedServer(_LoopbackHttp):
+    """What every fake model server shares: the script, its keys, the request log, and the
+    loud failure when a script runs out (never a silent cycle).
 
-
-class FakeLLM(_LoopbackHttp):
-    """A scripted OpenAI-compatible chat-completions server on loopback.
-
-    Args:
-        script: steps answered in order, whatever agent asks.
-        scripts: steps per agent key (``"*"`` catches requests with no known agent).
-        name: names the script in the error sent when it runs out (default: the current
-            pytest test).
-        key: how to find a request's key (default: the agent named in the system prompt).
-        model: the model name reported in answers.
-
-    Use as a context manager; on exit it raises ``ScriptExhausted`` if any request found
-    the script empty, and stops the server.
+    ``script=`` is one sequence for every request (kept under ``"*"``); ``scripts=`` is one per
+    key, where ``"*"`` catches requests whose key has no script of its own.
     """
 
     def __init__(
         self,
-        script: Sequence[Step] | None = None,
+        script: Sequence[Step] | None,
+        scripts: Mapping[str, Sequence[Step]] | None,
         *,
-        scripts: Mapping[str, Sequence[Step]] | None = None,
-        name: str | None = None,
-        key: Callable[[Mapping[str, Any]], str] = agent_key,
-        model: str = "fake-model",
+        name: str | None,
+        default_name: str,
+        key: Callable[[Mapping[str, Any]], str],
     ) -> None:
         super().__init__()
         if (script is None) == (scripts is None):
             raise ValueError("give exactly one of script= or scripts=")
-        self._scripts = _Scripts(
-            shared=list(script) if script is not None else None,
-            per_key={k: list(v) for k, v in (scripts or {}).items()},
+        self._steps: dict[str, list[Step]] = (
+            {"*": list(script)}
+            if script is not None
+            else {k: list(v) for k, v in (scripts or {}).items()}
         )
-        self.name = name or _current_test() or "FakeLLM script"
+        self._shared = script is not None
+        self._used: dict[str, int] = {}
+        self.name = name or _current_test() or default_name
         self._key = key
-        self.model = model
-        self.requests: list[LoggedRequest] = []
+        self.requests: list[Any] = []
         self.exhausted: list[str] = []
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
 
-    @property
-    def base_url(self) -> str:
-        return f"{self.url}/v1"
-
-    def __enter__(self) -> FakeLLM:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -291,17 +275,17 @@ class FakeLLM(_LoopbackHttp):
 
     def remaining(self) -> dict[str, int]:
         """Unused steps per key (``"*"`` for a shared script)."""
-        s = self._scripts
-        if s.shared is not None:
-            return {"*": len(s.shared) - s.used.get("*", 0)}
-        return {k: len(v) - s.used.get(k, 0) for k, v in s.per_key.items()}
+        return {k: len(v) - self._used.get(k, 0) for k, v in self._steps.items()}
+
+    def requests_for(self, key: str) -> list[Any]:
+        return [r for r in self.requests if r.key == key]
 
     def wait_for(self, count: int, *, key: str | None = None, timeout: float = 30.0) -> None:
         """Block until ``count`` requests (for ``key``, or in all) have arrived, or raise
         ``TimeoutError`` after ``timeout`` seconds."""
 
         def enough() -> bool:
-            got = self.requests if key is None else [r for r in self.requests if r.key == key]
+            got = self.requests if key is None else self.requests_for(key)
             return len(got) >= count
 
         with self._arrived:
@@ -312,31 +296,64 @@ class FakeLLM(_LoopbackHttp):
                     f"{timeout:g}s"
                 )
 
-    def requests_for(self, key: str) -> list[LoggedRequest]:
-        return [r for r in self.requests if r.key == key]
+    def _log(self, entry: Any) -> None:
+        with self._lock:
+            self.requests.append(entry)
+            self._arrived.notify_all()
 
     def _next_step(self, key: str) -> tuple[Step | None, str]:
-        s = self._scripts
         with self._lock:
-            if s.shared is not None:
-                slot, steps = "*", s.shared
-            elif key in s.per_key:
-                slot, steps = key, s.per_key[key]
-            elif "*" in s.per_key:
-                slot, steps = "*", s.per_key["*"]
-            else:
+            slot = "*" if self._shared or key not in self._steps else key
+            if slot not in self._steps:
                 return None, (
                     f"{self.name}: no script for agent '{key}' (scripted: "
-                    f"{', '.join(sorted(s.per_key))})"
+                    f"{', '.join(sorted(self._steps))})"
                 )
-            i = s.used.get(slot, 0)
+            steps, i = self._steps[slot], self._used.get(slot, 0)
             if i >= len(steps):
                 return None, (
                     f"{self.name}: script for '{slot}' exhausted — it has "
                     f"{len(steps)} step(s) and request #{i + 1} arrived"
                 )
-            s.used[slot] = i + 1
+            self._used[slot] = i + 1
             return steps[i], ""
+
+
+class FakeLLM(ScriptedServer):
+    """A scripted OpenAI-compatible chat-completions server on loopback.
+
+    Args:
+        script: steps answered in order, whatever agent asks.
+        scripts: steps per agent key (``"*"`` catches requests with no known agent).
+        name: names the script in the error sent when it runs out (default: the current
+            pytest test).
+        key: how to find a request's key (default: the agent named in the system prompt).
+        model: the model name reported in answers.
+
+    Use as a context manager; on exit it raises ``ScriptExhausted`` if any request found
+    the script empty, and stops the server.
+    """
+
+    requests: list[LoggedRequest]
+
+    def __init__(
+        self,
+        script: Sequence[Step] | None = None,
+        *,
+        scripts: Mapping[str, Sequence[Step]] | None = None,
+        name: str | None = None,
+        key: Callable[[Mapping[str, Any]], str] = agent_key,
+        model: str = "fake-model",
+    ) -> None:
+        super().__init__(script, scripts, name=name, default_name="FakeLLM script", key=key)
+        self.model = model
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/v1"
+
+    def requests_for(self, key: str) -> list[LoggedRequest]:
+        return [r for r in self.requests if r.key == key]
 
     async def answer(
         self, method: str, path: str, headers: dict[str, str], raw: bytes
@@ -358,9 +375,7 @@ class FakeLLM(_LoopbackHttp):
             body=body,
             received=time.monotonic(),
         )
-        with self._lock:
-            self.requests.append(entry)
-            self._arrived.notify_all()
+        self._log(entry)
         step, problem = self._next_step(key)
         entry.step = step
         if step is None:

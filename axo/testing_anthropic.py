@@ -1,7 +1,7 @@
 """A scripted Anthropic Messages API server on loopback: ``FakeLLM``'s twin for ``anthropic``.
 
 ``FakeAnthropic`` is a real HTTP/1.1 server on 127.0.0.1 (its own thread and event loop, from
-``axo.testing``'s ``_LoopbackHttp``). It answers ``POST /v1/messages`` from a script of the same
+``axo.testing``'s ``ScriptedServer``). It answers ``POST /v1/messages`` from a script of the same
 steps ``FakeLLM`` takes (``Reply``, ``ToolCalls``, ``Fail``, ``Drop``, ``Hang``) in Anthropic's
 wire format: content blocks, ``stop_reason`` ``end_turn`` / ``tool_use``, usage as
 ``input_tokens`` / ``output_tokens``, errors as ``{"type": "error", "error": {...}}``. When the
@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,11 +34,9 @@ from axo.testing import (
     Hang,
     LoggedRequest,
     Reply,
-    ScriptExhausted,
+    ScriptedServer,
     Step,
     ToolCalls,
-    _current_test,
-    _LoopbackHttp,
 )
 
 __all__ = ["AnthropicRequest", "FakeAnthropic", "system_agent_key", "wire_problem"]
@@ -197,7 +194,7 @@ def _tools_problem(body: dict[str, Any]) -> tuple[int, str] | None:
     return None
 
 
-class FakeAnthropic(_LoopbackHttp):
+class FakeAnthropic(ScriptedServer):
     """A scripted Anthropic Messages API server on loopback.
 
     Args:
@@ -221,67 +218,22 @@ class FakeAnthropic(_LoopbackHttp):
         key: Callable[[Mapping[str, Any]], str] = system_agent_key,
         api_key: str | None = None,
     ) -> None:
-        super().__init__()
-        if (script is None) == (scripts is None):
-            raise ValueError("give exactly one of script= or scripts=")
-        self._steps: dict[str, list[Step]] = (
-            {"*": list(script)}
-            if script is not None
-            else {k: list(v) for k, v in (scripts or {}).items()}
-        )
-        self._shared = script is not None
-        self._used: dict[str, int] = {}
-        self.name = name or _current_test() or "FakeAnthropic script"
-        self._key = key
+        super().__init__(script, scripts, name=name, default_name="FakeAnthropic script", key=key)
         self._api_key = api_key
-        self.requests: list[AnthropicRequest] = []
-        self.exhausted: list[str] = []
         self.misused: list[str] = []
-        self._lock = threading.Lock()
 
     @property
     def base_url(self) -> str:
         return self.url
 
-    def __enter__(self) -> FakeAnthropic:
-        self.start()
-        return self
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        self.stop()
-        if exc_type is None:
-            self.check()
-
     def check(self) -> None:
         """Raise if any request found the script exhausted or could not follow a step."""
-        if self.exhausted:
-            raise ScriptExhausted("; ".join(self.exhausted))
+        super().check()
         if self.misused:
             raise AssertionError("; ".join(self.misused))
 
-    def remaining(self) -> dict[str, int]:
-        """Unused steps per key (``"*"`` for a shared script)."""
-        return {k: len(v) - self._used.get(k, 0) for k, v in self._steps.items()}
-
     def requests_for(self, key: str) -> list[AnthropicRequest]:
         return [r for r in self.requests if r.key == key]
-
-    def _next_step(self, key: str) -> tuple[Step | None, str]:
-        with self._lock:
-            slot = "*" if self._shared or key not in self._steps else key
-            if slot not in self._steps:
-                return None, (
-                    f"{self.name}: no script for agent '{key}' (scripted: "
-                    f"{', '.join(sorted(self._steps))})"
-                )
-            steps, i = self._steps[slot], self._used.get(slot, 0)
-            if i >= len(steps):
-                return None, (
-                    f"{self.name}: script for '{slot}' exhausted — it has "
-                    f"{len(steps)} step(s) and request #{i + 1} arrived"
-                )
-            self._used[slot] = i + 1
-            return steps[i], ""
 
     async def answer(
         self, method: str, path: str, headers: dict[str, str], raw: bytes
@@ -301,8 +253,7 @@ class FakeAnthropic(_LoopbackHttp):
             body=body,
             received=time.monotonic(),
         )
-        with self._lock:
-            self.requests.append(entry)
+        self._log(entry)
         refused = wire_problem(headers, body)
         if (
             refused is None
