@@ -27,7 +27,7 @@ from axo.config import (
 )
 from axo.errors import Problem, UsageError
 from axo.graph import build_graph, check_graph, layers
-from axo.yamlsource import Source
+from axo.yamlsource import Source, redact
 
 DEFAULT_PROVIDER = "local"
 
@@ -104,11 +104,8 @@ class Workflow:
         )
 
     def redact(self, text: str) -> str:
-        """Replace every secret value in ``text`` with ``***``."""
-        for s in sorted(self.secrets, key=len, reverse=True):
-            if len(s) >= 4:
-                text = text.replace(s, "***")
-        return text
+        """Replace every secret value in ``text`` with ``***`` (the loader's rule)."""
+        return redact(text, self.secrets)
 
     def select(self, workflow_id: str | None) -> Workflow:
         """The same file narrowed to one named workflow (None: the file's default)."""
