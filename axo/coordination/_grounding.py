@@ -34,6 +34,8 @@ from axo.coordination._numbering import (
     IntArray,
     Objects,
     TaskKeys,
+    all_columns,
+    stack_padded,
 )
 from axo.coordination.domain import Atom, Call, Domain, Parameter, PlanningProblem
 from axo.errors import UsageError
@@ -436,7 +438,7 @@ class Grounder:
                 open_rows = ops.possible & ~ops.ready
                 if not open_rows.any():
                     continue
-                can = open_rows & _all_columns(self.reach.contains(ops.pre))
+                can = open_rows & all_columns(self.reach.contains(ops.pre))
                 if can.any():
                     ops.ready |= can
                     self.reach.add(ops.add[can].ravel())
@@ -456,7 +458,7 @@ class Grounder:
                 still.append(rows)
                 continue
             rows.seen = now
-            can = _all_columns(self.reach.contains(rows.gate))
+            can = all_columns(self.reach.contains(rows.gate))
             if can.any():
                 self._activate(rows.split(can) if not can.all() else rows)
                 moved = True
@@ -503,8 +505,8 @@ class Grounder:
         method = np.concatenate([np.full(len(r.gids), r.method) for r in rows] + [EMPTY])
         rank = np.concatenate([r.rank for r in rows] + [EMPTY])
         order = np.lexsort((rank, method, gid))
-        pre = _stack([r.pre for r in rows], _PAD_TRUE)[order]
-        neg = _stack([r.neg for r in rows], _PAD_FALSE)[order]
+        pre = stack_padded([r.pre for r in rows], _PAD_TRUE)[order]
+        neg = stack_padded([r.neg for r in rows], _PAD_FALSE)[order]
         req = np.concatenate([slots(pre, n + 1), size + slots(neg, n + 1)], axis=1)
         width = max(8, -(-req.shape[1] // 8) * 8)
         req = np.concatenate([req, np.full((len(req), width - req.shape[1]), n)], axis=1)
@@ -573,29 +575,9 @@ class Grounder:
         )
 
 
-def _all_columns(m: BoolArray) -> BoolArray:
-    """Row-wise AND of a narrow boolean matrix (column by column: numpy's axis-1 reduction
-    is slow when rows are short)."""
-    out = np.ones(len(m), bool)
-    for j in range(m.shape[1]):
-        out &= m[:, j]
-    return out
-
-
 def _guard(rows: int, what: str) -> None:
     if rows > MAX_ROWS:
         raise UsageError(
             f"grounding {what} needs {rows:,} bindings (limit {MAX_ROWS:,}): narrow the types "
             "of its parameters or add preconditions on static facts that bind them"
         )
-
-
-def _stack(parts: list[IntArray], pad: int) -> IntArray:
-    """Stack 2-D blocks of different widths, padding on the right with ``pad``."""
-    width = max([p.shape[1] for p in parts] + [0])
-    out = np.full((sum(len(p) for p in parts), width), pad, np.int64)
-    row = 0
-    for p in parts:
-        out[row : row + len(p), : p.shape[1]] = p
-        row += len(p)
-    return out

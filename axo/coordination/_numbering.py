@@ -1,4 +1,5 @@
-"""Numbering for grounding: object ids, dense fact ids, ground-task keys, id sets.
+"""Numbering for grounding: object ids, dense fact ids, ground-task keys, id sets — and the
+two small array helpers grounding uses on them.
 
 Private to ``axo.coordination``. Every fact ``p(a, b)`` gets a dense id (the predicate's offset
 plus a mixed-radix number over the positions of its arguments within their declared types), and
@@ -206,3 +207,26 @@ class Describer:
         slot, negated = (index - size, True) if index >= size else (index, False)
         text = str(self.facts.decode(int(self.slot_ids[slot]))) if slot < n else "a static fact"
         return f"not {text}" if negated else text
+
+
+# -- array helpers shared by grounding -----------------------------------------------------
+
+
+def all_columns(m: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """Row-wise AND of a narrow boolean matrix (column by column: numpy's axis-1 reduction
+    is slow when rows are short)."""
+    out = np.ones(len(m), bool)
+    for j in range(m.shape[1]):
+        out &= m[:, j]
+    return out
+
+
+def stack_padded(parts: list[NDArray[np.int64]], pad: int) -> NDArray[np.int64]:
+    """Stack 2-D blocks of different widths, padding on the right with ``pad``."""
+    width = max([p.shape[1] for p in parts] + [0])
+    out = np.full((sum(len(p) for p in parts), width), pad, np.int64)
+    row = 0
+    for p in parts:
+        out[row : row + len(p), : p.shape[1]] = p
+        row += len(p)
+    return out

@@ -305,7 +305,7 @@ class Host:
                 ),
             )
         allowed = {spec.id: {t.name for t in spec.tool_specs} for spec in start.agents}
-        provider_set = ProviderSet(workflow, providers)
+        provider_set = ProviderSet(workflow, providers, state_dir=state_dir)
         workspace = workspace or os.path.join(run_dir, "workspace")
         effects = EffectRunner(
             run_id=run_id,
