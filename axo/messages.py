@@ -76,7 +76,6 @@ class Upstream(msgspec.Struct, frozen=True, kw_only=True):
 class Configure(_Msg, frozen=True, kw_only=True):
     """Give a fresh agent actor its agent and the address to report to."""
 
-    run_id: str
     spec: AgentSpec
     run: Any
     host: Any
@@ -91,7 +90,6 @@ class StartRun(_Msg, frozen=True, kw_only=True):
     thresholds: tuple[float | None, ...]
     decay: tuple[float, ...]
     input: str
-    host: Any
     completed: tuple[tuple[int, str], ...] = ()  # (agent, output) done in an earlier life
 
 

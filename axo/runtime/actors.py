@@ -331,7 +331,7 @@ class RunActor(PlanDispatch, Actor):  # type: ignore[misc]
             self.actors.append(self.createActor(AgentActor))
         if self.configured != (msg.agents, host):
             for addr, spec in zip(self.actors, msg.agents, strict=False):
-                self.send(addr, Configure(run_id="", spec=spec, run=self.myAddress, host=host))
+                self.send(addr, Configure(spec=spec, run=self.myAddress, host=host))
             self.configured = (msg.agents, host)
         ready = self.lattice.start()
         # workers are not activated by the lattice: they wait for a coordinator's plan

@@ -168,7 +168,6 @@ class PlanDispatch:
             self.send(
                 addr,
                 Configure(  # type: ignore[attr-defined]
-                    run_id="",
                     spec=msgspec.structs.replace(worker, id=f"{worker.id}.{k + 1}"),
                     run=self.myAddress,
                     host=self.host,

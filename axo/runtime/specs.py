@@ -125,5 +125,4 @@ def _start_template(workflow: Workflow, registry: ToolRegistry) -> StartRun:
         thresholds=tuple(a.activation_threshold for a in workflow.agents),
         decay=tuple(a.activation_decay for a in workflow.agents),
         input="",
-        host=None,
     )
