@@ -53,18 +53,23 @@ def _cut(text: str, tokens: int) -> str:
 
 def pack(
     spec: AgentSpec, run_input: str, upstream: tuple[Upstream, ...], *, reserve: int = 0
-) -> tuple[tuple[ChatMessage, ...], PackReport]:
+) -> tuple[tuple[ChatMessage, ...], PackReport | None]:
     """Build the system and user messages for an agent's first request.
 
     The identity and the run's input are kept whole where they fit; upstream outputs share
     what remains equally (a short output gives its unused share to the others). ``reserve``
-    tokens are kept free for the completion and tools.
+    tokens are kept free for the completion and tools. The report says what was cut; it is
+    None when everything fit whole — the common case, which every activation pays for, so it
+    builds nothing it does not need.
     """
     budget = max(64, spec.context_tokens - reserve)
     system = identity(spec)
-    fast = _pack_whole(system, run_input, upstream, budget)
-    if fast is not None:
-        return fast
+    user = _render(run_input, upstream)
+    if estimate_tokens(system) + estimate_tokens(user) + 2 * MESSAGE_OVERHEAD <= budget:
+        return (
+            ChatMessage(role="system", content=system),
+            ChatMessage(role="user", content=user),
+        ), None
     used = estimate_tokens(system) + 2 * MESSAGE_OVERHEAD
     included: list[str] = ["identity"]
     truncated: list[tuple[str, int, int]] = []
@@ -125,19 +130,6 @@ def _render(run_input: str, upstream: tuple[Upstream, ...]) -> str:
 
 def _label(u: Upstream) -> str:
     return u.name if u.name == u.agent else f"{u.name} ({u.agent})"
-
-
-def _pack_whole(
-    system: str, run_input: str, upstream: tuple[Upstream, ...], budget: int
-) -> tuple[tuple[ChatMessage, ...], PackReport] | None:
-    """The common case: everything fits, nothing to cut."""
-    user = _render(run_input, upstream)
-    estimate = estimate_tokens(system) + estimate_tokens(user) + 2 * MESSAGE_OVERHEAD
-    if estimate > budget:
-        return None
-    included = ("identity", "input", *(f"upstream:{u.agent}" for u in upstream))
-    messages = (ChatMessage(role="system", content=system), ChatMessage(role="user", content=user))
-    return messages, PackReport(budget=budget, estimate=estimate, included=included)
 
 
 def _fair_shares(sizes: list[int], avail: int) -> list[int]:

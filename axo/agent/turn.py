@@ -103,7 +103,7 @@ class AgentTurn:
         reserve = spec.max_tokens or 0
         packed, report = pack(spec, run_input, upstream, reserve=reserve)
         self.messages = list(packed)
-        if report.truncated or report.dropped:
+        if report is not None and (report.truncated or report.dropped):
             yield Emit(kind="context_packed", detail=msgspec.to_builtins(report))
         allowed = {t.name for t in spec.tool_specs}
         seen: dict[str, str] = {}
@@ -155,27 +155,28 @@ class AgentTurn:
                 )
                 final = True
 
-    def context(self) -> list[ChatMessage]:
+    def context(self) -> tuple[ChatMessage, ...]:
         """What a request shows the model: identity and task, recalled facts, and — memory
         first — only the latest round (``context: full`` shows every round)."""
-        head = self.messages[:2]
+        msgs = self.messages
+        whole = self.spec.context == "full" or self.round_start == 0
+        if whole and not self.recalled:
+            return tuple(msgs)
+        head = msgs[:2]
         if self.recalled:
             facts = "\n".join(f"- {f}" for f in self.recalled)
-            head = [*head, ChatMessage(role="user", content=RECALLED + facts)]
-        if self.spec.context == "full" or self.round_start == 0:
-            return [*head, *self.messages[2:]]
-        return [*head, *self.messages[self.round_start :]]
+            head.append(ChatMessage(role="user", content=RECALLED + facts))
+        return (*head, *(msgs[2:] if whole else msgs[self.round_start :]))
 
     def _request(self, *, final: bool) -> ChatRequest:
         spec = self.spec
         tools = () if final or spec.tool_choice == "none" else spec.tool_specs
         # a forced choice (a tool's name, or "required") applies to the turn's first request;
-        # later rounds may answer freely
-        first = not any(m.role == "tool" for m in self.messages)
-        choice = spec.tool_choice if first else "auto"
+        # later rounds may answer freely (a round starts only once tools were called)
+        choice = spec.tool_choice if self.round_start == 0 else "auto"
         return ChatRequest(
             model=spec.model,
-            messages=tuple(self.context()),
+            messages=self.context(),
             tools=tools,
             tool_choice=(choice if tools else None),
             max_tokens=spec.max_tokens,
