@@ -41,6 +41,20 @@ class State(IntEnum):
 # plain ints for array comparisons: comparing a numpy scalar with an IntEnum member costs
 # ~10 µs (numpy probes the enum for the array protocol), a plain int ~0.3 µs
 _WAITING, _RUNNING, _DONE, _FAILED, _SKIPPED = (int(s) for s in State)
+_STATE_NAMES = [s.name.lower() for s in State]
+# what fresh() shares: the graph, thresholds, decay and limits, not the run's state
+_STRUCTURE = (
+    "n",
+    "_clock",
+    "n_deps",
+    "threshold",
+    "_dependents",
+    "indptr",
+    "indices",
+    "decay",
+    "_has_decay",
+    "max_activations",
+)
 
 
 class LatticeError(RuntimeError):
@@ -93,12 +107,32 @@ class EventLattice:
         self.indices = np.fromiter(
             (v for d in dependents for v in d), dtype=np.int64, count=int(self.indptr[-1])
         )
-        self.signal = np.zeros(n, dtype=np.float64)
-        self.state = np.zeros(n, dtype=np.int8)
         self.decay = np.zeros(n) if decay is None else np.asarray(decay, dtype=np.float64)
         self._has_decay = bool(np.any(self.decay > 0))
-        self._stamp = np.zeros(n, dtype=np.float64)
         self.max_activations = 3 * n if max_activations is None else max_activations
+        for shared in (self.n_deps, self.threshold, self.indptr, self.indices, self.decay):
+            shared.flags.writeable = False  # shared with fresh() copies: never written
+        self._reset()
+
+    def fresh(self) -> EventLattice:
+        """A new lattice for another run over the same agents, dependencies, thresholds and
+        decay, in the state before ``start()``.
+
+        What defines the graph is shared (read-only arrays; ``extend`` copies before it adds
+        agents), so a workflow run many times builds its CSR arrays once.
+        """
+        new = object.__new__(EventLattice)
+        for name in _STRUCTURE:
+            setattr(new, name, getattr(self, name))
+        new._reset()
+        return new
+
+    def _reset(self) -> None:
+        n = self.n
+        self.signal = np.zeros(n, dtype=np.float64)
+        self.state = np.zeros(n, dtype=np.int8)
+        self._views()
+        self._stamp = np.zeros(n, dtype=np.float64)
         self.activations = 0
         self._running = 0
         self._started = False
@@ -124,11 +158,12 @@ class EventLattice:
         """Record that ``agent`` completed; return the agents that fire because of it.
 
         One completion touches only the agent's few dependents, where numpy's per-call
-        overhead would dominate; this path updates the same arrays element by element.
-        Batches go through ``complete_many``'s single vector update.
+        overhead would dominate; this path updates the same arrays element by element,
+        through memoryviews of their buffers (a Python float or int per element, half the
+        cost of a numpy scalar). Batches go through ``complete_many``'s single vector update.
         """
-        state = self.state
         self._check_index(agent)
+        signal, state, threshold = self._cells
         if state[agent] != _RUNNING:
             raise LatticeError(
                 f"agent {agent} completed but was not running "
@@ -143,7 +178,6 @@ class EventLattice:
             return []
         if self._has_decay:
             self._evaporate(np.asarray(targets, dtype=np.int64))
-        signal, threshold = self.signal, self.threshold
         ready = []
         for v in targets:
             level = signal[v] + SIGNAL
@@ -240,7 +274,7 @@ class EventLattice:
             for u in d:
                 if not 0 <= u < n:
                     raise LatticeError(f"dependency index {u} out of range 0..{n - 1}")
-        self._dependents += [[] for _ in deps]
+        self._dependents = [*map(list, self._dependents), *([] for _ in deps)]  # may be shared
         for k, d in enumerate(deps):
             for u in d:
                 self._dependents[u].append(start + k)
@@ -258,6 +292,7 @@ class EventLattice:
             (v for d in self._dependents for v in d), dtype=np.int64, count=int(self.indptr[-1])
         )
         self.max_activations += 3 * len(deps)
+        self._views()
         new = list(range(start, n))
         ready = np.asarray([i for i in new if self.n_deps[i] == 0], dtype=np.int64)
         return new, self._fire(ready)
@@ -301,7 +336,7 @@ class EventLattice:
             "edges": int(self.indices.size),
             "activations": self.activations,
             **self._stats,
-            **{s.name.lower(): int(counts[s]) for s in State},
+            **dict(zip(_STATE_NAMES, counts.tolist(), strict=False)),
         }
 
     # ------------------------------------------------------------------ internals
@@ -322,6 +357,10 @@ class EventLattice:
         self.state[ready] = _RUNNING
         self._running += int(ready.size)
         return ready.tolist()
+
+    def _views(self) -> None:
+        """Element access to signal, state and threshold for ``complete`` (same buffers)."""
+        self._cells = (memoryview(self.signal), memoryview(self.state), memoryview(self.threshold))
 
     def _evaporate(self, targets: npt.NDArray[np.int64]) -> None:
         now = self._clock()

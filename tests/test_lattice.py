@@ -451,3 +451,33 @@ def test_numpy_and_reference_agree_with_decay_on_a_fake_clock(
         failures=True,
         clock=clock,
     )
+
+
+@PROPERTY
+@given(deps=dags(), data=st.data())
+def test_a_fresh_copy_of_a_used_lattice_runs_like_a_new_one(
+    deps: list[list[int]], data: st.DataObject
+) -> None:
+    """``fresh()`` (how a reused run actor starts its next run) carries no state over."""
+    used = EventLattice(deps)
+    drive(data, used, ReferenceLattice(deps), failures=True)
+    drive(data, used.fresh(), ReferenceLattice(deps), failures=True)
+
+
+def test_extending_a_fresh_copy_leaves_the_template_and_its_copies_alone() -> None:
+    template = EventLattice([[], [0]])
+    plan = template.fresh()
+    plan.start()
+    new, ready = plan.extend([[1], [1, 2]])
+    assert (new, ready) == ([2, 3], [])
+    assert plan.complete(0) == [1] and plan.complete(1) == [2]
+    again = template.fresh()
+    assert again.n == 2 and again.dependents(1) == [] and again.statistics()["edges"] == 1
+    assert again.start() == [0] and again.complete(0) == [1] and again.complete(1) == []
+    assert again.finished
+
+
+def test_what_fresh_copies_share_is_read_only() -> None:
+    lat = EventLattice([[], [0]])
+    with pytest.raises(ValueError, match="read-only"):
+        lat.fresh().threshold[1] = 0.0

@@ -46,7 +46,7 @@ from axo.messages import (
     Upstream,
 )
 from axo.runtime.plans import PlanDispatch
-from axo.runtime.system import Actor, SystemMessages
+from axo.runtime.system import Actor
 
 RUNNING = int(State.RUNNING)
 
@@ -96,13 +96,13 @@ class AgentActor(Actor):  # type: ignore[misc]
         self.pending: str | None = None
 
     def receiveMessage(self, msg: object, sender: Any) -> None:
-        if isinstance(msg, SystemMessages) or not isinstance(msg, ToAgentActor):
-            return
+        if not isinstance(msg, ToAgentActor):
+            return  # Thespian's own messages (exit requests, child notices)
         match msg:
-            case Configure():
-                self.spec, self.run, self.host = msg.spec, msg.run, msg.host
             case Activate():
                 self._activate(msg)
+            case Configure():
+                self.spec, self.run, self.host = msg.spec, msg.run, msg.host
             case LLMReply():
                 if msg.response is None:
                     self._resume(
@@ -267,13 +267,14 @@ class RunActor(PlanDispatch, Actor):  # type: ignore[misc]
         self.on_host: list[bool] = []  # per agent: its LLM calls go through the host
         self.host_running = 0  # running agents that wait on the host
         self.configured: tuple[tuple[AgentSpec, ...], Any] | None = None  # compared by ==
+        self.template: tuple[tuple[Any, ...], EventLattice] | None = None  # by graph, ==
 
     def emit(self, event: RunEvent) -> None:
         self.outbox.append(event)
 
     def receiveMessage(self, msg: object, sender: Any) -> None:
-        if isinstance(msg, SystemMessages) or not isinstance(msg, ToRunActor):
-            return
+        if not isinstance(msg, ToRunActor):
+            return  # Thespian's own messages
         try:
             self._handle(msg, sender)
         finally:
@@ -301,10 +302,10 @@ class RunActor(PlanDispatch, Actor):  # type: ignore[misc]
 
     def _handle(self, msg: ToRunActor, sender: Any) -> None:
         match msg:
-            case StartRun():
-                self._start(msg, sender)
             case TaskCompleted():
                 self._completed(msg)
+            case StartRun():
+                self._start(msg, sender)
             case AgentFailed():
                 self._failed(msg)
             case CancelRun():
@@ -326,7 +327,7 @@ class RunActor(PlanDispatch, Actor):  # type: ignore[misc]
         self._plan_setup()
         self.on_host = [spec.function is None for spec in msg.agents]
         self.host_running = 0
-        self.lattice = EventLattice(msg.dependencies, thresholds=msg.thresholds, decay=msg.decay)
+        self.lattice = self._fresh_lattice(msg)
         while len(self.actors) < len(msg.agents):
             self.actors.append(self.createActor(AgentActor))
         if self.configured != (msg.agents, host):
@@ -350,6 +351,15 @@ class RunActor(PlanDispatch, Actor):  # type: ignore[misc]
         self._activate(ready)
         self._maybe_finish()
 
+    def _fresh_lattice(self, msg: StartRun) -> EventLattice:
+        """This run's lattice; a run actor reused for the same graph copies the last one's
+        structure instead of rebuilding it."""
+        shape = (msg.dependencies, msg.thresholds, msg.decay)
+        if self.template is None or self.template[0] != shape:
+            lattice = EventLattice(msg.dependencies, thresholds=msg.thresholds, decay=msg.decay)
+            self.template = (shape, lattice)
+        return self.template[1].fresh()
+
     def _activate(self, ready: list[int]) -> None:
         start = self.start
         assert start is not None and self.lattice is not None
@@ -360,14 +370,15 @@ class RunActor(PlanDispatch, Actor):  # type: ignore[misc]
             self.lattice.unfire(len(ready))
             return
         now = time.time()
+        agents, outputs = start.agents, self.outputs
         for i in ready:
             self.host_running += self.on_host[i]
             upstream = tuple(
-                Upstream(
-                    agent=start.agents[d].id, name=start.agents[d].name, output=self.outputs[d]
-                )
-                for d in start.dependencies[i]
-                if d in self.outputs
+                [
+                    Upstream(agent=agents[d].id, name=agents[d].name, output=outputs[d])
+                    for d in start.dependencies[i]
+                    if d in outputs
+                ]
             )
             if self.on_host[i]:
                 # an in-process agent starts and finishes within this cascade of handlers:

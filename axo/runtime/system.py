@@ -19,15 +19,12 @@ import threading
 from datetime import timedelta
 from typing import Any, Literal
 
-from thespian.actors import Actor, ActorExitRequest, ActorSystem, ChildActorExited
+from thespian.actors import Actor, ActorExitRequest, ActorSystem
 
 Mode = Literal["local", "multiproc"]
 MODES: tuple[Mode, ...] = ("local", "multiproc")
 
-# Thespian's system messages, re-exported so actor modules can recognise them without
-# importing thespian themselves.
-SystemMessages = (ActorExitRequest, ChildActorExited)
-__all__ = ["MODES", "Actor", "ActorRuntime", "ExitRequest", "Mode", "SystemMessages", "free_port"]
+__all__ = ["MODES", "Actor", "ActorRuntime", "ExitRequest", "Mode", "free_port"]
 ExitRequest = ActorExitRequest
 
 
