@@ -7,6 +7,7 @@ events into this shape as they arrive; the live view and the final result read t
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import msgspec
@@ -122,7 +123,7 @@ class RunResult(msgspec.Struct, kw_only=True):
 class RunTracker:
     """Folds run events into per-agent state; read by the live view and the final result."""
 
-    def __init__(self, run_id: str, agents: list[tuple[str, str]]) -> None:
+    def __init__(self, run_id: str, agents: Sequence[tuple[str, str]]) -> None:
         self.run_id = run_id
         self.agents = {aid: AgentResult(id=aid, name=name) for aid, name in agents}
         self.order = [aid for aid, _ in agents]

@@ -18,6 +18,7 @@ import networkx as nx
 
 from axo.config import (
     Agent,
+    FunctionProvider,
     LocalProvider,
     ProviderConfig,
     WorkflowFile,
@@ -71,8 +72,23 @@ class Workflow:
     def sinks(self) -> list[str]:
         """Agents nothing depends on, whose outputs are the run's (workers excluded: their
         work reaches the agents after their coordinator)."""
+        return list(self._sinks)
+
+    @cached_property
+    def _sinks(self) -> tuple[str, ...]:
         g = self.graph
-        return [a.id for a in self.agents if g.out_degree(a.id) == 0 and a.role != "worker"]
+        return tuple(a.id for a in self.agents if g.out_degree(a.id) == 0 and a.role != "worker")
+
+    @cached_property
+    def labels(self) -> tuple[tuple[str, str], ...]:
+        """(id, display name) of each agent, in order."""
+        return tuple((a.id, a.display_name) for a in self.agents)
+
+    @cached_property
+    def remote_providers(self) -> tuple[str, ...]:
+        """The providers the agents use that are not in-process functions, each once."""
+        names = dict.fromkeys(self.provider_name(a) for a in self.agents)
+        return tuple(n for n in names if not isinstance(self.provider_config(n), FunctionProvider))
 
     @property
     def edges(self) -> int:

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from axo.config import AnthropicProvider, FunctionProvider, LocalProvider, OpenAIProvider
+from axo.config import AnthropicProvider, LocalProvider, OpenAIProvider
 from axo.errors import UsageError
 from axo.llm.base import Provider
 from axo.llm.openai import OpenAICompatible
@@ -38,13 +38,7 @@ class ProviderSet:
         self._state_dir = state_dir
 
     def needed(self) -> list[str]:
-        names: list[str] = []
-        for a in self.workflow.agents:
-            name = self.workflow.provider_name(a)
-            cfg = self.workflow.provider_config(name)
-            if not isinstance(cfg, FunctionProvider) and name not in names:
-                names.append(name)
-        return names
+        return list(self.workflow.remote_providers)
 
     async def open(self, names: Iterable[str] | None = None) -> None:
         """Create (and for local models, start) every provider in ``names``, in parallel."""

@@ -56,9 +56,11 @@ def memory_name(workflow: Workflow) -> str:
 
 def open_memory(workflow: Workflow, state_dir: str | None) -> Any:
     """The memory port for a run of ``workflow`` (in-memory when nothing asks for more)."""
+    if state_dir is None:
+        return InMemoryFacts()
     wants_facts = any(a.memory.long_term for a in workflow.agents)
     wants_vectors = any(a.memory.vector for a in workflow.agents)
-    if state_dir is None or not (wants_facts or wants_vectors):
+    if not (wants_facts or wants_vectors):
         return InMemoryFacts()
     from axo.memory.facts import FactStore
 

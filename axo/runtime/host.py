@@ -249,7 +249,7 @@ class Host:
         memory: Any,
     ) -> RunResult:
         loop = asyncio.get_running_loop()
-        tracker = RunTracker(run_id, [(a.id, a.display_name) for a in workflow.agents])
+        tracker = RunTracker(run_id, workflow.labels)
         resumed = journal.resume if journal is not None else None
         if resumed is not None:
             for aid, done in resumed.completed.items():
