@@ -135,10 +135,21 @@ def run(quick: bool) -> list[Measurement]:
             for impl, seconds in figures.items():
                 best[impl] = min(best.get(impl, float("inf")), seconds)
         for impl, seconds in best.items():
-            note = ("best of several runs on one host; actors started once"
-                    if impl == "axo multiproc" else "")
-            rows.append(Measurement(case=case, impl=impl, value=seconds * per, unit="µs/act",
-                                    baseline=impl == "LangGraph", note=note))
+            note = (
+                "best of several runs on one host; actors started once"
+                if impl == "axo multiproc"
+                else ""
+            )
+            rows.append(
+                Measurement(
+                    case=case,
+                    impl=impl,
+                    value=seconds * per,
+                    unit="µs/act",
+                    baseline=impl == "LangGraph",
+                    note=note,
+                )
+            )
     return rows
 
 

@@ -26,6 +26,7 @@ VERSIONS = (
     "thespian",
     "msgspec",
     "numpy",
+    "numba",
     "networkx",
     "pydantic",
     "uvloop",

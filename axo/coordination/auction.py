@@ -15,16 +15,27 @@ The rule, exactly (``tests/coordination/reference.py`` implements it as a plain 
   winner's load grows by the task's load and its budget shrinks by the task's tokens before the
   next task is auctioned. A task nobody may bid for is reported, with the reason, never dropped.
 
-How it is fast. Agent state lives in numpy arrays that auctions update in place. Capabilities
-are bit-packed twice: per agent (``uint64`` words over capabilities, any number of them) and per
-capability (``uint64`` words over agents), so the agents able to take each task — all tasks at
-once, task-major — are a few word-wise ANDs, and their number one popcount. Then each task walks
-a list of its capable agents in order of score: scores only fall, so the first eligible agent
-whose score has not fallen since the list was ordered wins, unless an agent that has won since
-still scores higher, and those are compared as they come. Tasks few agents can take get the
-whole list, ordered as the auction starts; the others get the capable agents among the top
-scorers, re-ranked every few hundred tasks, and fall back to numpy over all their capable agents
-when that prefix runs out.
+How it is fast. Agent state lives in numpy arrays that auctions update in place, scores
+included. Capabilities are bit-packed twice: per agent (``uint64`` words over capabilities, any
+number of them) and per capability (``uint64`` words over agents), so the agents able to take a
+task are the word-wise AND of its capabilities' rows. An auction then takes one of two paths,
+which give the same floats (both compare scores computed by the same operations in the same
+order as the rule):
+
+- Big auctions (agents × tasks at least ``_COMPILED_FROM``) run a kernel compiled by numba
+  (``_auction_kernel``): for each task in order, the set bits of that AND, in agent order, the
+  first strictly highest eligible score winning — the rule as a plain loop, over the capable
+  agents only, at a few nanoseconds an agent. numba is imported, and the kernel loaded from its
+  on-disk cache, on the first such auction in a process: a few hundred milliseconds, once (a
+  couple of seconds the first time on a machine, which compiles the kernel).
+- Smaller auctions stay in numpy and Python, so that ``import axo`` and a workflow's few-agent
+  auctions never load numba. The capable agents of all tasks are found at once (task-major) and
+  counted with one popcount; then each task walks a list of its capable agents in order of
+  score: scores only fall, so the first eligible agent whose score has not fallen since the list
+  was ordered wins, unless an agent that has won since still scores higher, and those are
+  compared as they come. Tasks few agents can take get the whole list, ordered as the auction
+  starts; the others get the capable agents among the top scorers, re-ranked every few hundred
+  tasks, and fall back to numpy over all their capable agents when that prefix runs out.
 """
 
 from __future__ import annotations
@@ -41,6 +52,11 @@ from numpy.typing import NDArray
 
 from axo.errors import UsageError
 
+# agents × tasks from which an auction runs the compiled kernel. Smaller ones (a workflow's few
+# agents and steps) stay on the numpy path, which costs them far less than importing numba and
+# loading the kernel, a few hundred milliseconds once per process.
+_COMPILED_FROM = 100_000
+# the numpy path's shortcuts
 _RARE = 48  # tasks at most this many agents can take scan them all
 _PREFIX = 256  # agents per round's ranking
 _WINDOW = 256  # common tasks per round
@@ -94,11 +110,15 @@ class AuctionResult:
     winners: NDArray[np.int64]
     scores: NDArray[np.float64]
     _tasks: _Tasks = field(repr=False, compare=False)
+    _capable: NDArray[np.int64] = field(repr=False, compare=False)  # agents able, per task
 
     @property
     def unassigned(self) -> tuple[Unassigned, ...]:
-        enc = self._tasks
-        return tuple(Unassigned(t, enc.why(t)) for t in np.flatnonzero(self.winners < 0).tolist())
+        enc, capable = self._tasks, self._capable
+        return tuple(
+            Unassigned(t, enc.why(t, int(capable[t])))
+            for t in np.flatnonzero(self.winners < 0).tolist()
+        )
 
     @property
     def awards(self) -> tuple[Award, ...]:
@@ -113,8 +133,9 @@ class AuctionResult:
 class AuctionStatistics:
     """Counters since the auctioneer was made.
 
-    ``rounds`` counts rankings built, ``fallbacks`` full evaluations of one task, ``scanned``
-    agents looked at one by one.
+    ``rounds`` counts rankings built, ``fallbacks`` full evaluations of one task (both on the
+    numpy path only), ``scanned`` agents looked at one by one (on the compiled path, every
+    capable agent of every task).
     """
 
     auctions: int
@@ -127,31 +148,42 @@ class AuctionStatistics:
     seconds: float
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Tasks:
-    """One auction's tasks, encoded: who can take each, and the numbers the rule reads."""
+    """One auction's tasks, encoded: the capabilities each requires and the numbers the rule
+    reads."""
+
+    needs: NDArray[np.int64]  # every task's required capabilities, task after task (-1: unknown)
+    ptr: NDArray[np.int64]  # task t requires needs[ptr[t]:ptr[t + 1]]
+    tokens: NDArray[np.float64]
+    load: NDArray[np.float64]
+    requires: list[frozenset[str]]  # as given, to explain misses
+    known: dict[str, int]  # the auctioneer's capabilities
+
+    def why(self, t: int, capable: int) -> str:
+        """Why nobody could take task ``t``, which ``capable`` agents had the capabilities for."""
+        unknown = [c for c in self.requires[t] if c not in self.known]
+        if unknown:
+            return f"no agent has capability {min(unknown)!r}"
+        if capable == 0:
+            return "no agent has all the required capabilities"
+        return (
+            f"all {capable} capable agents lack budget ({self.tokens[t]:g} tokens) "
+            f"or capacity ({self.load[t]:g} load)"
+        )
+
+
+@dataclass
+class _Candidates:
+    """The numpy path's view of one auction's tasks: who can take each, in which order to look."""
 
     capable: NDArray[np.uint64]  # [tasks, agent words]
     count: NDArray[np.int64]  # capable agents per task
-    unknown: dict[int, str]  # task -> a required capability no agent has
-    tokens: list[float]
-    load: list[float]
     rare: list[bool]
     rare_ptr: list[int]  # rare task t: its capable agents, best score first, are
     # rare_agents[ptr[t]:ptr[t+1]] (scores as the auction began)
     rare_agents: list[int]
-    common: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
-
-    def why(self, t: int) -> str:
-        """Why nobody could take task ``t``."""
-        if t in self.unknown:
-            return f"no agent has capability {self.unknown[t]!r}"
-        if self.count[t] == 0:
-            return "no agent has all the required capabilities"
-        return (
-            f"all {self.count[t]} capable agents lack budget ({self.tokens[t]:g} tokens) "
-            f"or capacity ({self.load[t]:g} load)"
-        )
+    common: NDArray[np.int64]
 
 
 class Auctioneer:
@@ -184,10 +216,11 @@ class Auctioneer:
         has[rows, cols] = True
         self._caps = _pack(has)  # [agents, capability words]: each agent's capabilities
         agent_words = max(1, -(-n // 64))
-        by_cap = np.zeros((words * 64 + 1, agent_words * 64), bool)
-        by_cap[:-1, :n] = has.T
-        by_cap[-1, :n] = True  # a row every agent has, to pad requirement lists
-        self._by_cap = _pack(by_cap)  # [capabilities + 1, agent words]: who has each
+        by_cap = np.zeros((words * 64 + 2, agent_words * 64), bool)
+        by_cap[:-2, :n] = has.T
+        by_cap[-2, :n] = True  # a row every agent has, to pad requirement lists
+        # and the last row, nobody's, is the one unknown capabilities (index -1) read
+        self._by_cap = _pack(by_cap)  # [capabilities + 2, agent words]: who has each
         self._load = np.array([a.load for a in agents], np.float64)
         self._capacity = np.array([a.capacity for a in agents], np.float64)
         self._budget = np.array([a.budget for a in agents], np.float64)
@@ -251,7 +284,10 @@ class Auctioneer:
         """
         start = time.perf_counter()
         enc = self._encode(tasks)
-        winners, scores = _Run(self, enc).run()
+        if _compiled(len(self._names), len(tasks)):
+            winners, scores, capable = self._run_compiled(enc)
+        else:
+            winners, scores, capable = self._run_numpy(enc)
         missed = int(np.count_nonzero(winners < 0))
         s = self._stats
         s["auctions"] += 1
@@ -259,28 +295,65 @@ class Auctioneer:
         s["unassigned"] += missed
         s["awarded"] += len(tasks) - missed
         s["seconds"] += time.perf_counter() - start
-        return AuctionResult(winners, scores, enc)
+        return AuctionResult(winners, scores, enc, capable)
 
     def _encode(self, tasks: Sequence[Task]) -> _Tasks:
+        """Read the tasks into the arrays both paths take (one pass over them in C loops)."""
         n_tasks = len(tasks)
-        pad = len(self._by_cap) - 1
-        needs = list(map(attrgetter("requires"), tasks))
-        lens = np.fromiter(map(len, needs), np.int64, n_tasks)
+        requires = list(map(attrgetter("requires"), tasks))
+        ptr = np.zeros(n_tasks + 1, np.int64)
+        np.cumsum(np.fromiter(map(len, requires), np.int64, n_tasks), out=ptr[1:])
+        names = chain.from_iterable(requires)  # unknown capabilities become -1
+        needs = np.fromiter(map(self._capability.get, names, repeat(-1)), np.int64, int(ptr[-1]))
+        tokens = np.fromiter(map(attrgetter("tokens"), tasks), np.float64, n_tasks)
+        load = np.fromiter(map(attrgetter("load"), tasks), np.float64, n_tasks)
+        if not ((tokens >= 0).all() and (load >= 0).all()):  # NaN too
+            raise UsageError("a task's tokens and load must not be negative")
+        return _Tasks(needs, ptr, tokens, load, requires, self._capability)
+
+    def _run_compiled(
+        self, enc: _Tasks
+    ) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.int64]]:
+        """The auction by the compiled kernel; imports numba on the first call in a process."""
+        from axo.coordination import _auction_kernel
+
+        w_load, w_budget = self._w
+        winners, scores, capable = _auction_kernel.auction(
+            self._by_cap,
+            enc.needs,
+            enc.ptr,
+            enc.tokens,
+            enc.load,
+            self._load,
+            self._capacity,
+            self._budget,
+            self._initial,
+            self._score,
+            w_load,
+            w_budget,
+        )
+        self._stats["scanned"] += int(capable.sum())
+        return winners, scores, capable
+
+    def _run_numpy(
+        self, enc: _Tasks
+    ) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.int64]]:
+        """The auction in numpy and Python, for auctions too small to repay loading numba."""
+        cands = self._candidates(enc)
+        winners, scores = _Run(self, enc, cands).run()
+        return winners, scores, cands.count
+
+    def _candidates(self, enc: _Tasks) -> _Candidates:
+        """Who can take each task (all at once), and the rare tasks' agents in order of bid."""
+        n_tasks = len(enc.tokens)
+        lens = np.diff(enc.ptr)
         width = max(1, int(lens.max()) if n_tasks else 1)
-        names = chain.from_iterable(needs)  # unknown capabilities become -1
-        flat = np.fromiter(map(self._capability.get, names, repeat(-1)), np.int64, int(lens.sum()))
-        need_idx = np.full((n_tasks, width), pad, np.int64)
+        need_idx = np.full((n_tasks, width), len(self._by_cap) - 2, np.int64)  # pad: everyone
         rows = np.repeat(np.arange(n_tasks), lens)
-        need_idx[rows, np.arange(len(flat)) - np.repeat(np.cumsum(lens) - lens, lens)] = flat
+        need_idx[rows, np.arange(len(enc.needs)) - enc.ptr[rows]] = enc.needs
         capable = self._by_cap[need_idx[:, 0]]
         for k in range(1, width):
             capable &= self._by_cap[need_idx[:, k]]
-        unknown = {
-            int(t): min(c for c in needs[t] if c not in self._capability)
-            for t in np.unique(rows[flat < 0]).tolist()
-        }
-        if unknown:
-            capable[list(unknown)] = 0
         count = np.bitwise_count(capable).sum(axis=1, dtype=np.int64)
         rare = count <= _RARE
         # agents able to take each rare task: the set bits of its non-zero words
@@ -297,21 +370,19 @@ class Auctioneer:
         agents = by_bid[np.sort(owner * n_agents + rank[agents]) % max(n_agents, 1)]
         ptr = np.zeros(n_tasks + 1, np.int64)
         ptr[1:] = np.cumsum(np.bincount(owner, minlength=n_tasks))
-        tokens = list(map(float, map(attrgetter("tokens"), tasks)))
-        load = list(map(float, map(attrgetter("load"), tasks)))
-        if not (np.greater_equal(tokens, 0).all() and np.greater_equal(load, 0).all()):  # NaN too
-            raise UsageError("a task's tokens and load must not be negative")
-        return _Tasks(
+        return _Candidates(
             capable=capable,
             count=count,
-            unknown=unknown,
-            tokens=tokens,
-            load=load,
             rare=rare.tolist(),
             rare_ptr=ptr.tolist(),
             rare_agents=agents.tolist(),
             common=np.flatnonzero(~rare),
         )
+
+
+def _compiled(n_agents: int, n_tasks: int) -> bool:
+    """Whether an auction this big runs the compiled kernel rather than the numpy path."""
+    return n_agents * n_tasks >= _COMPILED_FROM
 
 
 def _set_bits(
@@ -334,7 +405,7 @@ def _set_bits(
 
 
 class _Run:
-    """One auction over encoded tasks; updates the auctioneer's arrays as it awards.
+    """One auction on the numpy path; updates the auctioneer's arrays as it awards.
 
     Candidate lists are in order of score as of some moment (the auction's start for rare
     tasks, the round's start for the others). Walking one, the first eligible agent whose score
@@ -343,9 +414,11 @@ class _Run:
     current score until then.
     """
 
-    def __init__(self, auctioneer: Auctioneer, enc: _Tasks) -> None:
+    def __init__(self, auctioneer: Auctioneer, enc: _Tasks, cands: _Candidates) -> None:
         self.a = auctioneer
-        self.enc = enc
+        self.cands = cands
+        self.tokens = enc.tokens.tolist()
+        self.task_load = enc.load.tolist()
         self.load = auctioneer._load.tolist()
         self.budget = auctioneer._budget.tolist()
         self.capacity = auctioneer._capacity.tolist()
@@ -368,7 +441,7 @@ class _Run:
         """A round: the top agents by score now and, for the next common tasks, the capable
         ones among them in that order (agent lists, row pointers, how many were ranked)."""
         self._sync()
-        score, enc = self.a._score, self.enc
+        score, cands = self.a._score, self.cands
         n = len(score)
         size = min(n, _PREFIX)
         if size < n:
@@ -377,8 +450,8 @@ class _Run:
         else:
             cand = np.arange(n)
         top = cand[np.lexsort((cand, -score[cand]))][:size]
-        tasks = enc.common[start : start + _WINDOW]
-        bits = np.unpackbits(enc.capable[tasks].view(np.uint8), axis=1, bitorder="little")
+        tasks = cands.common[start : start + _WINDOW]
+        bits = np.unpackbits(cands.capable[tasks].view(np.uint8), axis=1, bitorder="little")
         rows, cols = np.divmod(np.flatnonzero(bits[:, top].ravel()), size)
         ptr = np.zeros(len(tasks) + 1, np.int64)
         ptr[1:] = np.cumsum(np.bincount(rows, minlength=len(tasks)))
@@ -389,7 +462,7 @@ class _Run:
         """Exact winner of task ``t`` over all its capable agents, with numpy."""
         self._sync()
         a = self.a
-        words = self.enc.capable[t]
+        words = self.cands.capable[t]
         cand = np.flatnonzero(np.unpackbits(words.view(np.uint8), bitorder="little"))
         ok = (a._budget[cand] >= tokens) & (a._load[cand] + load <= a._capacity[cand])
         masked = np.where(ok, a._score[cand], -np.inf)
@@ -398,16 +471,16 @@ class _Run:
         return int(cand[k]) if len(cand) and ok[k] else -1
 
     def run(self) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
-        a, enc = self.a, self.enc
+        a, cands = self.a, self.cands
         w_load, w_budget = a._w
         load_l, budget_l, cap_l, init_l = self.load, self.budget, self.capacity, self.initial
         score_l, unsynced = self.score, self.unsynced
-        tokens_l, loads_l = enc.tokens, enc.load
+        tokens_l, loads_l = self.tokens, self.task_load
         n_agents, n_tasks = len(score_l), len(tokens_l)
         winners = [-1] * n_tasks
         won = [0.0] * n_tasks
-        rare, rare_ptr, rare_agents = enc.rare, enc.rare_ptr, enc.rare_agents
-        n_common = len(enc.common)
+        rare, rare_ptr, rare_agents = cands.rare, cands.rare_ptr, cands.rare_agents
+        n_common = len(cands.common)
         common_pos = 0  # common tasks auctioned so far
         round_end = -1
         lists: list[int] = []

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,6 +19,27 @@ from axo.errors import UsageError
 from tests.coordination import reference
 
 PROPERTY = settings(deadline=None, max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+
+# the smallest auction (agents × tasks) each path is forced from
+PATHS = {"numpy": sys.maxsize, "compiled": 0}
+
+
+@contextmanager
+def forced(path: str) -> Iterator[None]:
+    """Auctions in the block take ``path`` whatever their size."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(auction_module, "_COMPILED_FROM", PATHS[path])
+        yield
+
+
+@pytest.fixture(params=list(PATHS))
+def path(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run the test once on each path."""
+    with forced(request.param):
+        yield request.param
+
+
+BOTH_PATHS = pytest.mark.usefixtures("path")
 
 
 def agent(
@@ -37,6 +64,7 @@ def task(caps: str = "", tokens: float = 100.0, load: float = 1.0, name: str = "
     return Task(name, frozenset(caps.split()), tokens=tokens, load=load)
 
 
+@BOTH_PATHS
 def test_the_highest_score_wins_and_its_load_and_budget_are_charged() -> None:
     auctioneer = Auctioneer([agent("busy", "web", load=3.0), agent("idle", "web")])
     result = auctioneer.auction([task("web", tokens=250.0)])
@@ -46,11 +74,13 @@ def test_the_highest_score_wins_and_its_load_and_budget_are_charged() -> None:
     assert auctioneer.budgets.tolist() == [1000.0, 750.0]
 
 
+@BOTH_PATHS
 def test_only_agents_with_every_required_capability_may_bid() -> None:
     auctioneer = Auctioneer([agent("a", "web"), agent("b", "web code", load=2.0)])
     assert auctioneer.auction([task("web code")]).winners.tolist() == [1]
 
 
+@BOTH_PATHS
 def test_an_agent_short_of_budget_or_capacity_may_not_bid() -> None:
     auctioneer = Auctioneer(
         [
@@ -62,11 +92,13 @@ def test_an_agent_short_of_budget_or_capacity_may_not_bid() -> None:
     assert auctioneer.auction([task("web", tokens=100.0, load=0.5)]).winners.tolist() == [2]
 
 
+@BOTH_PATHS
 def test_ties_go_to_the_lowest_agent_index() -> None:
     auctioneer = Auctioneer([agent("x", "a"), agent("y", "a b"), agent("z", "a b")])
     assert auctioneer.auction([task("b")]).winners.tolist() == [1]
 
 
+@BOTH_PATHS
 def test_each_award_is_charged_before_the_next_task_is_auctioned() -> None:
     auctioneer = Auctioneer([agent("a", "web"), agent("b", "web", load=1.0)])
     free = task("web", tokens=0.0)
@@ -75,6 +107,7 @@ def test_each_award_is_charged_before_the_next_task_is_auctioned() -> None:
     assert auctioneer.loads.tolist() == [2.0, 2.0]
 
 
+@BOTH_PATHS
 def test_a_task_nobody_can_take_is_reported_with_the_reason() -> None:
     auctioneer = Auctioneer([agent("a", "web", budget=100.0), agent("b", "code")])
     result = auctioneer.auction(
@@ -94,6 +127,33 @@ def test_a_task_nobody_can_take_is_reported_with_the_reason() -> None:
     assert [(a.task, a.agent) for a in result.awards] == [(3, 0)]
 
 
+@BOTH_PATHS
+def test_budgets_and_capacity_run_out_as_tasks_are_awarded() -> None:
+    auctioneer = Auctioneer(
+        [
+            agent("thrifty", "x", budget=250.0, initial=1000.0, capacity=10.0),  # bids 0.625
+            agent("small", "x", capacity=2.0),  # bids 1.0, then 0.7 after one task
+        ]
+    )
+    result = auctioneer.auction([task("x", tokens=100.0, name=f"t{i}") for i in range(5)])
+    assert result.winners.tolist() == [1, 1, 0, 0, -1]
+    assert auctioneer.loads.tolist() == [2.0, 2.0]
+    assert auctioneer.budgets.tolist() == [50.0, 800.0]
+    assert [u.reason for u in result.unassigned] == [
+        "all 2 capable agents lack budget (100 tokens) or capacity (1 load)"
+    ]
+
+
+@BOTH_PATHS
+def test_an_auction_of_no_tasks_changes_nothing() -> None:
+    auctioneer = Auctioneer([agent("a", "x", load=1.0)])
+    result = auctioneer.auction([])
+    assert result.winners.tolist() == [] and result.scores.tolist() == []
+    assert result.awards == () and result.unassigned == ()
+    assert auctioneer.loads.tolist() == [1.0]
+
+
+@BOTH_PATHS
 def test_more_than_64_capabilities_are_packed_into_several_words() -> None:
     caps = [f"tool{i:03d}" for i in range(130)]
     auctioneer = Auctioneer([agent("a", " ".join(caps[:70])), agent("b", " ".join(caps[70:]))])
@@ -104,6 +164,7 @@ def test_more_than_64_capabilities_are_packed_into_several_words() -> None:
     assert auctioneer.auction([task(caps[69]), task(caps[129])]).winners.tolist() == [0, 1]
 
 
+@BOTH_PATHS
 def test_the_weights_decide_between_spare_load_and_remaining_budget() -> None:
     agents = [
         agent("rested", "x", load=0.0, budget=200.0, initial=1000.0),
@@ -113,6 +174,7 @@ def test_the_weights_decide_between_spare_load_and_remaining_budget() -> None:
     assert Auctioneer(agents, w_load=0.0, w_budget=1.0).auction([task("x")]).winners.tolist() == [1]
 
 
+@BOTH_PATHS
 def test_agent_state_stays_in_the_same_arrays_across_auctions() -> None:
     auctioneer = Auctioneer([agent("a", "x"), agent("b", "x")])
     before = auctioneer.loads
@@ -124,6 +186,7 @@ def test_agent_state_stays_in_the_same_arrays_across_auctions() -> None:
         before[0] = 5.0  # views handed out are read-only
 
 
+@BOTH_PATHS
 def test_release_lowers_the_load_and_raises_the_bid_again() -> None:
     auctioneer = Auctioneer([agent("a", "x", load=3.0), agent("b", "x", load=1.0)])
     auctioneer.release("a", 3.0)
@@ -131,6 +194,7 @@ def test_release_lowers_the_load_and_raises_the_bid_again() -> None:
     assert auctioneer.auction([task("x")]).winners.tolist() == [0]
 
 
+@BOTH_PATHS
 def test_statistics_count_auctions_tasks_and_awards() -> None:
     auctioneer = Auctioneer([agent("a", "x")])
     auctioneer.auction([task("x"), task("y")])
@@ -155,12 +219,14 @@ def test_impossible_agents_or_weights_are_refused(agents: list[Agent], weights: 
         Auctioneer(agents, **weights)
 
 
+@BOTH_PATHS
 @pytest.mark.parametrize("bad", [task(tokens=-1.0), task(load=-0.5), task(tokens=float("nan"))])
 def test_a_task_with_negative_tokens_or_load_is_refused(bad: Task) -> None:
     with pytest.raises(UsageError, match="must not be negative"):
         Auctioneer([agent("a")]).auction([task(), bad])
 
 
+@BOTH_PATHS
 def test_an_auctioneer_without_agents_reports_every_task() -> None:
     result = Auctioneer([]).auction([task("x"), task()])
     assert result.winners.tolist() == [-1, -1]
@@ -204,16 +270,23 @@ def markets(
 def matches_reference(
     agents: list[Agent], tasks: list[Task], w_load: float, w_budget: float
 ) -> None:
-    auctioneer = Auctioneer(agents, w_load=w_load, w_budget=w_budget)
-    result = auctioneer.auction(tasks)
+    """Each path gives the plain loop's winners, scores, loads and budgets, and the same
+    reasons for the tasks nobody took."""
     expected = reference.auction(agents, tasks, w_load, w_budget)
-    assert result.winners.tolist() == expected.winners
-    assert result.scores.tolist() == expected.scores
-    assert auctioneer.loads.tolist() == expected.loads
-    assert auctioneer.budgets.tolist() == expected.budgets
-    assert [u.task for u in result.unassigned] == [
-        i for i, w in enumerate(expected.winners) if w < 0
-    ]
+    reasons = {}
+    for path in PATHS:
+        with forced(path):
+            auctioneer = Auctioneer(agents, w_load=w_load, w_budget=w_budget)
+            result = auctioneer.auction(tasks)
+        assert result.winners.tolist() == expected.winners, path
+        assert result.scores.tolist() == expected.scores, path
+        assert auctioneer.loads.tolist() == expected.loads, path
+        assert auctioneer.budgets.tolist() == expected.budgets, path
+        assert [u.task for u in result.unassigned] == [
+            i for i, w in enumerate(expected.winners) if w < 0
+        ], path
+        reasons[path] = [u.reason for u in result.unassigned]
+    assert reasons["compiled"] == reasons["numpy"]
 
 
 WEIGHTS = st.sampled_from([(0.5, 0.5), (1.0, 0.0), (0.0, 1.0), (0.3, 0.7)])
@@ -247,3 +320,82 @@ def test_crowded_markets_taking_the_ranked_path_match_the_plain_loop(
     market: tuple[list[Agent], list[Task]], weights: tuple[float, float]
 ) -> None:
     matches_reference(*market, *weights)
+
+
+@PROPERTY
+@given(markets(), WEIGHTS, st.data())
+def test_loads_and_budgets_carry_over_auctions_and_releases_whichever_path_runs_each(
+    market: tuple[list[Agent], list[Task]], weights: tuple[float, float], data: st.DataObject
+) -> None:
+    agents, tasks = market
+    split = data.draw(st.integers(0, len(tasks)), label="split")
+    amounts = st.sampled_from([0.5, 1.0, 5.0])
+    releases = data.draw(
+        st.lists(st.tuples(st.integers(0, len(agents) - 1), amounts), max_size=5)
+        if agents
+        else st.just([]),
+        label="releases",
+    )
+    first = reference.auction(agents, tasks[:split], *weights)
+    loads = list(first.loads)
+    for i, amount in releases:
+        loads[i] = max(0.0, loads[i] - amount)
+    after = [
+        replace(
+            a,
+            load=loads[i],
+            budget=first.budgets[i],
+            initial_budget=a.budget if a.initial_budget is None else a.initial_budget,
+        )
+        for i, a in enumerate(agents)
+    ]
+    second = reference.auction(after, tasks[split:], *weights)
+    for path_one, path_two in [(p, q) for p in PATHS for q in PATHS]:
+        auctioneer = Auctioneer(agents, w_load=weights[0], w_budget=weights[1])
+        with forced(path_one):
+            one = auctioneer.auction(tasks[:split])
+        for i, amount in releases:
+            auctioneer.release(agents[i].name, amount)
+        with forced(path_two):
+            two = auctioneer.auction(tasks[split:])
+        paths = (path_one, path_two)
+        assert one.winners.tolist() == first.winners, paths
+        assert one.scores.tolist() == first.scores, paths
+        assert two.winners.tolist() == second.winners, paths
+        assert two.scores.tolist() == second.scores, paths
+        assert auctioneer.loads.tolist() == second.loads, paths
+        assert auctioneer.budgets.tolist() == second.budgets, paths
+
+
+# --- the compiled path's setting up ---------------------------------------------------------
+
+
+def test_importing_axo_and_running_a_small_auction_leave_numba_unloaded() -> None:
+    code = (
+        "import sys, axo\n"
+        "from axo.coordination import Agent, Auctioneer, Task\n"
+        "bidder = Agent('a', frozenset({'x'}), budget=10.0)\n"
+        "Auctioneer([bidder]).auction([Task('t', frozenset({'x'}))])\n"
+        "print('numba' in sys.modules)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert proc.stdout.split() == ["False"]
+
+
+def _twice(x: int) -> int:
+    return 2 * x
+
+
+def test_the_kernel_compiles_in_memory_where_no_cache_directory_is_writable() -> None:
+    from numba import njit
+    from numba.core.caching import CacheImpl
+
+    from axo.coordination import _auction_kernel
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(CacheImpl, "_locator_classes", [])  # what numba finds in a read-only install
+        with pytest.raises(RuntimeError, match="no locator available"):
+            njit(cache=True)(_twice)
+        assert _auction_kernel._jit(_twice)(21) == 42  # and no warning (warnings are errors)
