@@ -258,7 +258,7 @@ class RunActor(PlanDispatch, Actor):  # type: ignore[misc]
         self.host: Any = None
         self.lattice: EventLattice | None = None
         self.actors: list[Any] = []
-        self.outputs: dict[int, str] = {}
+        self.outputs: dict[int, Upstream] = {}  # completed agents' outputs, as dependents see them
         self.failed = False
         self.over = False
         self.outbox: list[RunEvent] = []
@@ -343,7 +343,8 @@ class RunActor(PlanDispatch, Actor):  # type: ignore[misc]
         # agents that completed in an earlier life of this run complete again at once, with
         # their recorded output, and are not activated
         done = dict(msg.completed)
-        self.outputs.update(done)
+        for i, output in done.items():
+            self._record(i, output)
         while pre := [i for i in ready if i in done]:
             ready = [i for i in ready if i not in done]
             for i in pre:
@@ -370,16 +371,10 @@ class RunActor(PlanDispatch, Actor):  # type: ignore[misc]
             self.lattice.unfire(len(ready))
             return
         now = time.time()
-        agents, outputs = start.agents, self.outputs
+        outputs = self.outputs
         for i in ready:
             self.host_running += self.on_host[i]
-            upstream = tuple(
-                [
-                    Upstream(agent=agents[d].id, name=agents[d].name, output=outputs[d])
-                    for d in start.dependencies[i]
-                    if d in outputs
-                ]
-            )
+            upstream = tuple([outputs[d] for d in start.dependencies[i] if d in outputs])
             if self.on_host[i]:
                 # an in-process agent starts and finishes within this cascade of handlers:
                 # its AgentDone (which carries its start time) is all a view can show
@@ -388,6 +383,12 @@ class RunActor(PlanDispatch, Actor):  # type: ignore[misc]
                 self.actors[i],
                 Activate(run_id=start.run_id, agent=i, input=start.input, upstream=upstream),
             )
+
+    def _record(self, agent: int, output: str) -> None:
+        """Keep ``agent``'s output as its dependents receive it (built once, shared by all)."""
+        assert self.start is not None
+        spec = self.start.agents[agent]
+        self.outputs[agent] = Upstream(agent=spec.id, name=spec.name, output=output)
 
     def _completed(self, msg: TaskCompleted, *, planned: bool = False) -> None:
         assert self.start is not None and self.lattice is not None
@@ -410,7 +411,7 @@ class RunActor(PlanDispatch, Actor):  # type: ignore[misc]
             if self.start.agents[msg.agent].role == "coordinator" and self._plan_answered(msg):
                 self._maybe_finish()
                 return
-        self.outputs[msg.agent] = msg.output
+        self._record(msg.agent, msg.output)
         try:
             ready = self.lattice.complete(msg.agent)
         except LatticeError as exc:  # the cycle guard: stop activating, end the run
