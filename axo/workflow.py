@@ -85,6 +85,11 @@ class Workflow:
         return tuple((a.id, a.display_name) for a in self.agents)
 
     @cached_property
+    def distillers(self) -> tuple[Agent, ...]:
+        """Agents that turn their session into long-term facts at the end of a run."""
+        return tuple(a for a in self.agents if a.memory.distill and a.memory.long_term)
+
+    @cached_property
     def remote_providers(self) -> tuple[str, ...]:
         """The providers the agents use that are not in-process functions, each once."""
         names = dict.fromkeys(self.provider_name(a) for a in self.agents)

@@ -42,8 +42,8 @@ class PackReport(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def identity(spec: AgentSpec) -> str:
-    head = f"You are {spec.name}."
-    return f"{head}\n{spec.system_prompt.strip()}" if spec.system_prompt.strip() else head
+    prompt = spec.system_prompt.strip()
+    return f"You are {spec.name}.\n{prompt}" if prompt else f"You are {spec.name}."
 
 
 def _cut(text: str, tokens: int) -> str:

@@ -43,6 +43,8 @@ class ProviderSet:
     async def open(self, names: Iterable[str] | None = None) -> None:
         """Create (and for local models, start) every provider in ``names``, in parallel."""
         todo = [n for n in (self.needed() if names is None else names) if n not in self._providers]
+        if not todo:
+            return
         built = await asyncio.gather(*(self._build(n) for n in todo), return_exceptions=True)
         errors = [b for b in built if isinstance(b, BaseException)]
         for name, b in zip(todo, built, strict=True):
@@ -94,4 +96,5 @@ class ProviderSet:
 
     async def aclose(self) -> None:
         owned, self._owned = self._owned, []
-        await asyncio.gather(*(p.aclose() for p in owned), return_exceptions=True)
+        if owned:
+            await asyncio.gather(*(p.aclose() for p in owned), return_exceptions=True)

@@ -394,7 +394,8 @@ class Host:
             run_actor = idle.pop() if idle else await bridge.create_run_actor()
             bridge.send(run_actor, start)
             try:
-                await asyncio.wait_for(asyncio.shield(finished), timeout)
+                if not finished.done():  # in local mode an in-process run is already over
+                    await asyncio.wait_for(asyncio.shield(finished), timeout)
             except TimeoutError:
                 failure = f"run timed out after {timeout:g}s"
                 bridge.send(run_actor, CancelRun(run_id=run_id, reason=failure))

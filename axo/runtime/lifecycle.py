@@ -26,13 +26,14 @@ async def distill(
 ) -> None:
     """At the end of a run, agents with ``memory: {distill: true}`` turn their session into
     a few durable facts (one LLM call each; duplicates merge in the fact store)."""
+    distillers = [a for a in workflow.distillers if sessions.get(a.id)]
+    if not distillers:
+        return
     from axo.memory.facts import distill_prompt, parse_distilled
 
     by_id = {s.id: s for s in specs}
-    for agent in workflow.agents:
-        session = sessions.get(agent.id)
-        if not (agent.memory.distill and agent.memory.long_term and session):
-            continue
+    for agent in distillers:
+        session = sessions[agent.id]
         spec = by_id[agent.id]
         request = ChatRequest(
             model=spec.model,
