@@ -9,12 +9,13 @@ This module is pure arithmetic; the turn decides what to do when a check fails.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from axo.agent.context import estimate_messages, estimate_tokens
 from axo.llm.base import ChatRequest, Usage
 
 DEFAULT_COMPLETION_RESERVE = 512
+NO_USAGE = Usage()
 TOOL_OVERHEAD = 8
 
 
@@ -48,7 +49,7 @@ class AgentBudget:
 
     per_call: int | None = None
     per_execution: int | None = None
-    used: Usage = field(default_factory=Usage)
+    used: Usage = NO_USAGE  # immutable, so one shared zero
 
     def check(self, estimate: int) -> Verdict:
         if self.per_call is not None and estimate > self.per_call:
@@ -60,7 +61,8 @@ class AgentBudget:
         return Verdict(True, estimate=estimate)
 
     def record(self, usage: Usage) -> None:
-        self.used = self.used + usage
+        if usage.prompt_tokens or usage.completion_tokens:  # in-process answers count none
+            self.used = self.used + usage
 
     @property
     def remaining(self) -> int | None:

@@ -87,9 +87,22 @@ def run_turn(spec: AgentSpec, run_input: str, upstream: tuple[Upstream, ...]) ->
 class AgentTurn:
     """The state of one activation; ``run`` is the generator that drives it."""
 
+    __slots__ = (
+        "budget",
+        "llm_calls",
+        "messages",
+        "plain",
+        "recalled",
+        "round_start",
+        "spec",
+        "tool_calls",
+    )
+
     def __init__(self, spec: AgentSpec) -> None:
         self.spec = spec
         self.budget = AgentBudget(spec.per_call, spec.per_execution)
+        # nothing to do around a request but send it: no recall, no budget to check
+        self.plain = not spec.recall_k and spec.per_call is None and spec.per_execution is None
         self.llm_calls = 0
         self.tool_calls = 0
         self.messages: list[ChatMessage] = []  # the session: every round of this turn
@@ -110,7 +123,11 @@ class AgentTurn:
         rounds = 0
         final = not spec.tool_specs
         while True:
-            response = yield from self._ask(final=final)
+            if self.plain:  # the common case, without a nested generator per request
+                response = yield CallLLM(request=self._request(final=final))
+                self._answered(response)
+            else:
+                response = yield from self._ask(final=final)
             if not response.tool_calls or final:
                 output = response.content or ""
                 if spec.output_schema is not None and not final:
@@ -194,9 +211,12 @@ class AgentTurn:
         if self.budget.per_call is not None or self.budget.per_execution is not None:
             request = yield from self._preflight(request, final=final)
         response: ChatResponse = yield CallLLM(request=request)
+        self._answered(response)
+        return response
+
+    def _answered(self, response: ChatResponse) -> None:
         self.llm_calls += 1
         self.budget.record(response.usage)
-        return response
 
     def _recall_query(self) -> str:
         task = self.messages[1].content or "" if len(self.messages) > 1 else ""
