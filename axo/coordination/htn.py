@@ -1,10 +1,11 @@
-"""A total-order HTN planner (SHOP-style forward decomposition) over a numpy state vector.
+"""A total-order HTN planner (SHOP-style forward decomposition), grounded with numpy.
 
 This module knows the search and its results: plans, failures that say why, and *frontiers* —
 compound tasks that had no applicable method at all, with the state they met — so that a caller
 (an LLM coordinator) can propose a method, register it with ``Planner.add_method`` and plan
-again. Grounding lives in ``_grounding`` and runs once per problem (cached); YAML lives in
-``domain``. It does not know who proposes methods or how.
+again. Grounding lives in ``_grounding`` (the domain is compiled for it once, ``_compiling``) and
+runs once per problem (cached); YAML lives in ``domain``. It does not know who proposes methods
+or how.
 
 The search, exactly (``tests/coordination/reference.py`` does the same with plain sets):
 
@@ -17,9 +18,10 @@ The search, exactly (``tests/coordination/reference.py`` does the same with plai
 - With no task left, the problem's goal (if any) must hold, or the search backtracks.
 - ``max_steps`` bounds expansions plus applied actions; ``max_depth`` bounds nesting.
 
-The state is a boolean vector over the facts that can ever hold. Every ground method and operator
-carries its precondition slots as rows of index arrays, so the applicability of all candidates
-of a task is one gather and one reduction.
+Grounding is vectorized: whole tables of bindings at a time. The search is not — it takes one
+small step after another, where a numpy call would cost more than the step — so it runs on
+Python integers used as bit sets over the facts that can ever hold (``_assembly``): a candidate
+applies when its mask is a subset of the state.
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar
 
-import numpy as np
-
-from axo.coordination._grounding import BoolArray, Grounder, Grounding
+from axo.coordination._assembly import Grounding, bits
+from axo.coordination._compiling import compiled
+from axo.coordination._grounding import Grounder
 from axo.coordination.domain import Atom, Call, Domain, Method, PlanningProblem, parse_method
 from axo.errors import UsageError
 
@@ -104,7 +106,8 @@ class PlannerStatistics:
 
 
 class Planner:
-    """Plans problems of one domain; grounds each problem once and keeps it (LRU)."""
+    """Plans problems of one domain; grounds each problem once and keeps the groundings of the
+    last few problem objects (LRU)."""
 
     def __init__(
         self,
@@ -120,7 +123,9 @@ class Planner:
         self._max_steps = max_steps
         self._max_depth = max_depth
         self._cache_size = cache_size
-        self._cache: OrderedDict[PlanningProblem, Grounding] = OrderedDict()
+        # by problem object (it is kept, so its id stays its own): hashing a problem by value
+        # costs more than a small grounding
+        self._cache: OrderedDict[int, tuple[PlanningProblem, Grounding]] = OrderedDict()
         self._stats = dict.fromkeys(PlannerStatistics.__slots__, 0)
         self._stats["grounding_seconds"] = self._stats["search_seconds"] = 0.0
 
@@ -154,13 +159,13 @@ class Planner:
                 f"problem '{problem.name}' is for domain '{problem.domain}', "
                 f"not '{self._domain.name}'"
             )
-        found = self._cache.get(problem)
+        found = self._cache.get(id(problem))
         if found is not None:
-            self._cache.move_to_end(problem)
+            self._cache.move_to_end(id(problem))
             self._stats["cache_hits"] += 1
-            return found
+            return found[1]
         start = time.perf_counter()
-        grounding = Grounder(self._domain, problem).run()
+        grounding = Grounder(compiled(self._domain), problem).run()
         self._stats["grounding_seconds"] += time.perf_counter() - start
         self._stats["groundings"] += 1
         tasks, methods, ops = grounding.counts
@@ -168,7 +173,7 @@ class Planner:
         self._stats["method_groundings"] += methods
         self._stats["operator_groundings"] += ops
         self._stats["facts"] += grounding.facts
-        self._cache[problem] = grounding
+        self._cache[id(problem)] = (problem, grounding)
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return grounding
@@ -199,15 +204,16 @@ def _unreachable(fact: Atom) -> str:
 
 
 _Todo = tuple[int, int, "_Todo"] | None  # (ground task, depth, rest): a persistent list
-_ONES = np.uint64(0x0101010101010101)  # eight set booleans, read as one word
 
 
 class _Search:
     """One depth-first search over a grounding; counters are read afterwards.
 
-    A compound task checks all its candidate groundings at once: gather their requirement rows
-    from the state, read each row as ``uint64`` words, compare with all-ones. A primitive task
-    has a single candidate, so its few slots are read through a memoryview of the same array.
+    The state is one Python integer (see ``_assembly``): a candidate applies when its mask
+    shares no bit with what the state lacks, one AND. A compound task's candidates are tried in
+    order and only as far as the first that applies; a choice point remembers where to go on.
+    ``run`` is one loop with everything it reads in local variables: a function call per step
+    would cost as much as the step.
     """
 
     def __init__(self, g: Grounding, max_steps: int, max_depth: int) -> None:
@@ -215,99 +221,101 @@ class _Search:
         self.max_steps = max_steps
         self.max_depth = max_depth
         self.expansions = self.backtracks = self.actions = 0
-        self.frontiers: dict[int, tuple[BoolArray, int]] = {}
+        self.frontiers: dict[int, tuple[int, int]] = {}
         self.depth_cut = False
-        self.furthest: tuple[int, int, BoolArray] | None = None  # (plan length, op or -1, state)
+        self.furthest: tuple[int, int, int] | None = None  # (plan length, op or -1, state)
 
-    def _push(self, m: int, rest: _Todo, depth: int) -> _Todo:
-        sub, ptr = self.g.method_sub, self.g.method_sub_ptr
-        for s in reversed(sub[ptr[m] : ptr[m + 1]]):
-            rest = (s, depth, rest)
-        return rest
-
-    def _fail_at(self, plan_len: int, op: int, state: BoolArray) -> None:
+    def _fail_at(self, plan_len: int, op: int, state: int) -> None:
         if self.furthest is None or plan_len >= self.furthest[0]:
             self.furthest = (plan_len, op, state)
 
     def run(self) -> Plan | PlanFailure:
         g = self.g
         task_op, task_lo, task_hi = g.task_op, g.task_lo, g.task_hi
-        req = g.method_req
-        words = req.shape[1] // 8
-        op_req, op_off, op_on = g.op_req, g.op_off, g.op_on
-        state = g.init
-        view = memoryview(state)
+        masks, sub, ptr = g.method_mask, g.method_sub, g.method_sub_ptr
+        op_req, op_add, op_del, n = g.op_req, g.op_add, g.op_del, g.half
+        state, goal, max_steps, max_depth = g.init, g.goal, self.max_steps, self.max_depth
+        full = (1 << (2 * n + 1)) - 1  # every bit a mask may need
         todo: _Todo = None
         for gid in reversed(g.roots):
             todo = (gid, 0, todo)
         plan: list[int] = []
-        # choice points: [state, rest, plan length, depth, first grounding, applicable, next]
+        # choice points: [state, rest, plan length, depth, next candidate, end]
         stack: list[list[Any]] = []
-        steps = 0
-        while True:
-            failed = False
-            if todo is None:
-                if all(map(view.__getitem__, g.goal)):
-                    return self._plan(plan)
-                self._fail_at(len(plan), -1, state)
-                failed = True
-            else:
-                gid, depth, rest = todo
-                steps += 1
-                if steps > self.max_steps:
-                    return self._failure(FailureReason.STEP_LIMIT, len(plan))
-                op = task_op[gid]
-                if op >= 0:
-                    if all(map(view.__getitem__, op_req[op])):
-                        state = state.copy()
-                        view = memoryview(state)
-                        for i in op_off[op]:
-                            view[i] = False
-                        for i in op_on[op]:
-                            view[i] = True
-                        plan.append(op)
-                        self.actions += 1
-                        todo = rest
-                    else:
-                        self._fail_at(len(plan), op, state)
-                        failed = True
-                elif depth >= self.max_depth:
-                    self.depth_cut = failed = True
+        steps = actions = expansions = 0
+        try:
+            while True:
+                if todo is None:
+                    if state & goal == goal:
+                        return self._plan(plan)
+                    self._fail_at(len(plan), -1, state)
                 else:
-                    self.expansions += 1
-                    lo = task_lo[gid]
-                    rows = state[req[lo : task_hi[gid]]].view(np.uint64)
-                    ok = rows[:, 0] == _ONES if words == 1 else (rows == _ONES).all(axis=1)
-                    first = int(ok.argmax()) if len(ok) else 0
-                    if not len(ok) or not ok[first]:
-                        if gid not in self.frontiers and len(self.frontiers) < _MAX_FRONTIERS:
-                            self.frontiers[gid] = (state, depth)
-                        failed = True
+                    gid, depth, rest = todo
+                    steps += 1
+                    if steps > max_steps:
+                        return self._failure(FailureReason.STEP_LIMIT, len(plan))
+                    op = task_op[gid]
+                    if op >= 0:
+                        m = op_req[op]
+                        if state & m == m:
+                            add, delete = op_add[op], op_del[op]  # both halves of each slot
+                            state = state & ~(delete | add << n) | add | delete << n
+                            plan.append(op)
+                            actions += 1
+                            todo = rest
+                            continue
+                        self._fail_at(len(plan), op, state)
+                    elif depth >= max_depth:
+                        self.depth_cut = True
                     else:
-                        if first + 1 < len(ok):
-                            stack.append([state, rest, len(plan), depth, lo, ok, first + 1])
-                        todo = self._push(lo + first, rest, depth + 1)
-            if failed:
+                        expansions += 1
+                        hi, missing = task_hi[gid], full ^ state
+                        for k in range(task_lo[gid], hi):
+                            if not masks[k] & missing:  # it needs nothing that is missing
+                                break
+                        else:
+                            self._frontier(gid, state, depth)
+                            k = -1
+                        if k >= 0:
+                            if k + 1 < hi:
+                                stack.append([state, rest, len(plan), depth, k + 1, hi])
+                            depth += 1
+                            for s in sub[ptr[k] : ptr[k + 1]]:
+                                rest = (s, depth, rest)
+                            todo = rest
+                            continue
+                # backtrack: the next candidate that applies in the latest choice point's state
                 while stack:
                     point = stack[-1]
-                    ok, nxt = point[5], point[6]
-                    found = int(ok[nxt:].argmax()) + nxt if nxt < len(ok) else nxt
-                    if found < len(ok) and ok[found]:
-                        point[6] = found + 1
-                        break
-                    stack.pop()
+                    state, hi = point[0], point[5]
+                    missing = full ^ state
+                    for k in range(point[4], hi):
+                        if not masks[k] & missing:
+                            break
+                    else:
+                        stack.pop()
+                        continue
+                    break
                 else:
                     return self._failure(None, len(plan))
-                state, rest, plan_len, depth = point[0], point[1], point[2], point[3]
-                view = memoryview(state)
-                del plan[plan_len:]
-                todo = self._push(point[4] + found, rest, depth + 1)
+                point[4] = k + 1
+                rest, depth = point[1], point[3] + 1
+                del plan[point[2] :]
+                for s in sub[ptr[k] : ptr[k + 1]]:
+                    rest = (s, depth, rest)
+                todo = rest
                 self.backtracks += 1
+        finally:
+            self.actions, self.expansions = actions, expansions
+
+    def _frontier(self, gid: int, state: int, depth: int) -> None:
+        if gid not in self.frontiers and len(self.frontiers) < _MAX_FRONTIERS:
+            self.frontiers[gid] = (state, depth)
 
     def _plan(self, plan: list[int]) -> Plan:
-        calls = [self.g.action(o) for o in plan]
+        calls = self.g.actions(plan)
         internal = self.g.internal_ops
-        return Plan(tuple(calls), tuple(c for c in calls if c.name not in internal))
+        return Plan(tuple(calls), tuple([c for c in calls if c.name not in internal]))
 
     def _failure(self, reason: FailureReason | None, plan_len: int) -> PlanFailure:
         describe = self.g.describe
@@ -338,11 +346,11 @@ class _Search:
         plan_len, op, state = self.furthest
         g, describe = self.g, self.g.describe
         if op < 0:
-            unmet = [i for i in g.goal if not state[i]]
+            unmet = bits(g.goal & ~state)
             return (
                 f"; the furthest ran all tasks ({plan_len} steps) but the goal fact "
                 f"{describe.condition(unmet[0])} does not hold"
             )
-        because = ", ".join(describe.condition(i) for i in g.op_req[op] if not state[i])
+        because = ", ".join(describe.condition(i) for i in bits(g.op_req[op] & ~state))
         call = describe.task(g.op_task[op])
         return f"; the furthest got {plan_len} steps, then {call} was not applicable ({because})"

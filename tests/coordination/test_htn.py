@@ -17,7 +17,10 @@ from axo.coordination import (
     PlanFailure,
     Planner,
     PlanningProblem,
+    _assembly,
+    _binding,
     _grounding,
+    _numbering,
     load_domain,
     load_problem,
     make_problem,
@@ -428,9 +431,50 @@ def test_a_problem_of_another_domain_is_refused() -> None:
 def test_a_method_that_would_need_too_many_bindings_is_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_grounding, "MAX_ROWS", 3)
+    monkeypatch.setattr(_binding, "MAX_ROWS", 3)
     with pytest.raises(UsageError, match="grounding method 'step' of task 'go' needs"):
         Planner(TRAVEL).plan(travel([("home", "a"), ("a", "b"), ("b", "c"), ("c", "d")], "d"))
+
+
+def test_operators_in_the_task_list_and_constants_in_methods_plan_like_the_reference() -> None:
+    planner = Planner(TRAVEL)
+    planner.add_method(
+        "go",
+        {
+            "name": "back_home_first",
+            "preconditions": ["door home ?to"],
+            "subtasks": ["leave_mark home", "move home ?to"],
+        },
+    )
+    problem = make_problem(
+        TRAVEL,
+        objects={"room": ["a", "b"]},
+        init=["at a", "door a home", "door home b"],
+        tasks=["move a home", "go b"],
+        goal=["at b", "visited home"],
+    )
+    plan = planner.plan(problem)
+    assert isinstance(plan, Plan), plan
+    assert list(plan.steps) == reference.plan(planner.domain, problem)
+    assert [str(s) for s in plan.steps] == ["move(a, home)", "leave_mark(home)", "move(home, b)"]
+
+
+def test_a_fact_an_operator_deletes_and_adds_stays_true() -> None:
+    domain = parse_domain(
+        """
+        domain: shelf
+        types: {item: object}
+        predicates: {stale: [item], seen: [item]}
+        operators:
+          look: {parameters: {x: item}, effects: {add: [stale ?x, seen ?x], delete: [stale ?x]}}
+          use: {parameters: {x: item}, preconditions: [stale ?x, seen ?x]}
+        tasks:
+          check: {parameters: {x: item}, methods: [{name: it, subtasks: [look ?x, use ?x]}]}
+        """
+    )
+    problem = make_problem(domain, objects={"item": ["jar"]}, init=[], tasks=["check jar"])
+    assert [str(s) for s in planned(domain, problem).steps] == ["look(jar)", "use(jar)"]
+    assert reference.plan(domain, problem) == [Call("look", ("jar",)), Call("use", ("jar",))]
 
 
 # --- agreement with the reference, on random problems -------------------------------------
@@ -553,3 +597,18 @@ def test_travel_search_with_backtracking_matches_the_reference_step_for_step(
     problem: PlanningProblem,
 ) -> None:
     agrees_with_reference(TRAVEL, problem)
+
+
+@PROPERTY
+@given(st.one_of(blocks_problems(), logistics_problems(), travel_problems()))
+def test_id_spaces_too_big_for_tables_take_the_sorted_path_and_plan_the_same(
+    problem: PlanningProblem,
+) -> None:
+    domain = {d.name: d for d in (BLOCKS, LOGISTICS, TRAVEL)}[problem.domain]
+    expected = Planner(domain).plan(problem)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_numbering, "DENSE_LIMIT", 0)
+        patch.setattr(_numbering, "SET_LIMIT", 0)
+        patch.setattr(_assembly, "DENSE_LIMIT", 0)
+        patch.setattr(_grounding, "DENSE_LIMIT", 0)
+        assert Planner(domain).plan(problem) == expected

@@ -1,0 +1,386 @@
+"""Turning grounded rows into what the search reads: bit masks over the facts that can hold.
+
+The search's state is one Python integer: bit ``i`` is set when fact slot ``i`` holds and bit
+``n + i`` when it does not (``n`` slots: the facts that can ever hold), so that a method
+grounding's positive and negative preconditions are one mask that must be a subset of the state.
+An operator grounding has that mask too, and the masks of the slots it sets and clears. Python's
+integer operations on a few hundred bits take tens of nanoseconds — far less than one numpy call
+— and the search does a few per step. Bit ``2n`` (FALSE) is never set: requiring it marks what
+can never apply.
+
+Masks are built a whole table at a time: ``powers[positions]`` gathers each row's powers of two
+(Python integers in an object array) and one OR-reduction per table combines them.
+
+Candidates are ordered here, once: by ground task, then method, then binding (its rank).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from axo.coordination._numbering import (
+    DENSE_LIMIT,
+    EMPTY,
+    KEY_LIMIT,
+    BoolArray,
+    IntArray,
+    Objects,
+    Space,
+    lookup,
+)
+from axo.coordination.domain import Atom, Call, PlanningProblem
+
+if TYPE_CHECKING:
+    from axo.coordination._grounding import Grounder
+
+
+# ``Call`` is a frozen dataclass: its ``__init__`` sets each field through ``object.__setattr__``.
+# A plan has hundreds of steps, so its calls are made by filling their two slots directly,
+# which takes half the time.
+assert Call.__slots__ == ("name", "args")
+_new = object.__new__
+_set_name, _set_args = Call.name.__set__, Call.args.__set__  # type: ignore[attr-defined]
+
+
+@dataclass
+class Grounding:
+    """Everything the search needs for one (domain, problem)."""
+
+    init: int  # the state: bit i when slot i holds, bit n + i when it does not
+    half: int  # n: how many slots
+    goal: int  # the mask that must hold when no task is left
+    roots: list[int]
+    task_op: list[int]  # per ground task: its operator grounding, or -1 when compound
+    task_lo: list[int]  # per ground task: its method groundings are [lo, hi)
+    task_hi: list[int]
+    method_mask: list[int]  # per method grounding: the bits it needs
+    method_sub_ptr: list[int]  # subtasks of grounding m, last first: sub[ptr[m]:ptr[m + 1]]
+    method_sub: list[int]
+    op_req: list[int]  # per operator grounding: the bits it needs, ...
+    op_add: list[int]  # ... the slots it sets (as low-half bits) ...
+    op_del: list[int]  # ... and those it clears
+    op_task: list[int]
+    op_schema: list[int]  # which operator each operator grounding is (it names it)
+    schema_name: list[str]  # per operator
+    schema_arity: list[int]
+    op_args: IntArray  # per operator grounding: object ids, padded with -1
+    internal_ops: frozenset[str]
+    impossible_goal: tuple[Atom, ...]
+    describe: Describer
+    undecomposable: int  # compound ground tasks with no method grounding at all
+    calls: dict[int, Call] = field(default_factory=dict)  # operator grounding -> its action
+
+    def actions(self, ops: Sequence[int]) -> list[Call]:
+        """The calls of operator groundings (for plans), made once per grounding."""
+        calls = self.calls
+        missing = [o for o in dict.fromkeys(ops) if o not in calls]
+        if missing:
+            rows = self.op_args.take(missing, axis=0).tolist()
+            objects = self.describe.objects.names.__getitem__
+            schema, names, arity = self.op_schema, self.schema_name, self.schema_arity
+            for o, row in zip(missing, rows, strict=True):
+                s = schema[o]
+                call = _new(Call)
+                _set_name(call, names[s])
+                _set_args(call, tuple(map(objects, row[: arity[s]])))
+                calls[o] = call
+        return [calls[o] for o in ops]
+
+    @property
+    def counts(self) -> tuple[int, int, int]:
+        """(ground tasks, method groundings, operator groundings)."""
+        return len(self.task_op), len(self.method_mask), len(self.op_req)
+
+    @property
+    def facts(self) -> int:
+        """How many facts can ever hold (the state's fact slots)."""
+        return len(self.describe.slot_ids)
+
+
+@dataclass
+class Describer:
+    """Turns ids back into names, for plans, frontiers and failure messages."""
+
+    objects: Objects
+    facts: Space
+    tasks: Space
+    task_keys: IntArray  # the key of each ground task
+    slot_ids: IntArray  # the fact id of each slot
+    problem: PlanningProblem
+    static_predicates: frozenset[str]
+
+    @cached_property
+    def _static(self) -> frozenset[Atom]:
+        return frozenset(a for a in self.problem.init if a.predicate in self.static_predicates)
+
+    def task(self, gid: int) -> Call:
+        name, args = self.tasks.decode(int(self.task_keys[gid]))
+        return Call(name, tuple(self.objects.names[a] for a in args))
+
+    def fact(self, slot: int) -> Atom:
+        name, args = self.facts.decode(int(self.slot_ids[slot]))
+        return Atom(name, tuple(self.objects.names[a] for a in args))
+
+    def state(self, state: int) -> frozenset[Atom]:
+        n = len(self.slot_ids)
+        return self._static | {self.fact(s) for s in bits(state & ((1 << n) - 1))}
+
+    def condition(self, bit: int) -> str:
+        """A bit of a mask as text."""
+        n = len(self.slot_ids)
+        if bit >= 2 * n:
+            return "a fact that can never hold"
+        return f"not {self.fact(bit - n)}" if bit >= n else str(self.fact(bit))
+
+
+def bits(mask: int) -> list[int]:
+    """The set bits of ``mask``, lowest first."""
+    raw = np.frombuffer(mask.to_bytes((mask.bit_length() + 7) // 8, "little"), np.uint8)
+    return np.flatnonzero(np.unpackbits(raw, bitorder="little")).tolist()
+
+
+_POWERS: list[np.ndarray] = [np.array([0, 1], object)]  # 0, then 2**0, 2**1, …
+
+
+def _powers(count: int) -> np.ndarray:
+    """``[0, 1, 2, 4, …]`` with at least ``count`` powers of two (a table kept across calls:
+    it only grows)."""
+    table = _POWERS[0]
+    if len(table) <= count:
+        size = max(count + 1, 2 * len(table))
+        table = np.empty(size, object)
+        table[0] = 0
+        table[1:] = np.left_shift(1, np.arange(size - 1, dtype=object))
+        _POWERS[0] = table
+    return table
+
+
+class _Bits:
+    """Which bit stands for a fact (``pos``), its absence (``neg``) or its slot (``set``), and
+    masks made of bits.
+
+    Bits are given as positions ``bit + 1``, so that position 0 (PAD, for the padding id -1)
+    adds no bit. A fact that never holds has no slot: requiring it needs FALSE, requiring its
+    absence needs nothing. Fact ids (of dynamic predicates, numbered first) are translated
+    through tables when there are few enough of them, else by binary search.
+    """
+
+    def __init__(self, slot_ids: IntArray, dynamic: int) -> None:
+        n = self.n = len(slot_ids)
+        self.slot_ids = slot_ids
+        self.false, self.pad = 2 * n + 1, 0
+        self.powers = _powers(2 * n + 1)
+        self.size = dynamic + 1  # table entries: fact ids, then the padding id
+        self.tables: dict[str, IntArray] = {}
+        if dynamic <= DENSE_LIMIT:
+            need = np.zeros(2 * self.size, np.int64)  # positive, then negative requirements
+            need[:dynamic] = self.false
+            bits = np.arange(1, n + 1)
+            need[slot_ids] = bits
+            need[slot_ids + self.size] = bits + n
+            sets = np.zeros(self.size, np.int64)
+            sets[slot_ids] = bits
+            self.tables = {"need": need, "set": sets}
+
+    def _rule(self, kind: str, slots: IntArray, real: BoolArray) -> IntArray:
+        """The translation the tables hold, for fact ids looked up by binary search."""
+        shift, missing = {"pos": (1, self.false), "neg": (self.n + 1, 0), "set": (1, 0)}[kind]
+        return np.where(slots >= 0, slots + shift, np.where(real, missing, 0))
+
+    def sets(self, ids: IntArray) -> IntArray:
+        """The bit positions of the slots of fact ids (PAD for those without one)."""
+        if self.tables:
+            return self.tables["set"].take(ids)
+        return self._rule("set", lookup(self.slot_ids, ids), ids >= 0)
+
+    def need(self, ids: IntArray, positive: int) -> IntArray:
+        """The bit positions a row needs: its first ``positive`` facts, the absence of the rest."""
+        if self.tables:
+            shift = np.zeros(ids.shape[1], np.int64)
+            shift[positive:] = self.size
+            return self.tables["need"].take(ids + shift)
+        slots, real = lookup(self.slot_ids, ids), ids >= 0
+        pos = self._rule("pos", slots[:, :positive], real[:, :positive])
+        return np.concatenate([pos, self._rule("neg", slots[:, positive:], real[:, positive:])], 1)
+
+    def masks(self, rows: IntArray) -> np.ndarray:
+        """One integer per row of bit positions: their OR (an object array). Padding is left
+        out first: each OR of two integers makes a new one, a third of the cost."""
+        if rows.shape[1] == 1:
+            return self.powers.take(rows[:, 0])
+        real = rows != self.pad
+        counts = real.sum(axis=1)
+        powers = self.powers.take(rows.ravel().compress(real.ravel()))
+        out = np.zeros(len(rows), object)
+        some = counts > 0
+        if len(powers):
+            starts = counts.cumsum() - counts
+            out[some] = np.bitwise_or.reduceat(powers, starts.compress(some))
+        return out
+
+    def mask(self, row: IntArray) -> int:
+        return int(self.masks(row.reshape(1, -1))[0]) if len(row) else 0
+
+
+@dataclass
+class _Ops:
+    """Operator groundings: their keys, which operator, and their arguments."""
+
+    keys: IntArray
+    schema: IntArray
+    args: IntArray
+
+
+def assemble(gr: Grounder, roots: list[int]) -> Grounding:
+    """The grounding the search reads, from a grounder that has run to its fixpoint."""
+    widths = gr.domain.widths
+    rows = gr.active
+    sizes = [len(r.parent) for r in rows]
+    width = sum(widths.methods) + 1
+    ids = np.concatenate([r.ids for r in rows] + [np.zeros((0, width), np.int64)])
+    arity = [len(gr.domain.schemas[o]) for o in gr.domain.operator_names]
+    ops = _unique(gr, np.array(arity, np.int64))
+    blocks = _blocks(gr, ops)
+    task_keys = np.sort(np.concatenate([*gr.grounded, ops.keys]))
+    b = _Bits(np.sort(np.concatenate(gr.possible_ids)), gr.dynamic_total)
+    n = b.n
+    mask, ptr, sub, lo, hi = _methods(gr, ids, sizes, task_keys, b)
+    req, add, delete = _operators(gr, blocks, b)
+    gid = task_keys.searchsorted(ops.keys)
+    held = b.mask(b.sets(gr.init_ids))
+    goal, impossible = _goal(gr, b)
+    task_op = np.full(len(task_keys), -1, np.int64)
+    task_op[gid] = np.arange(len(gid))
+    return Grounding(
+        init=held | (((1 << n) - 1) ^ held) << n,
+        half=n,
+        goal=goal,
+        roots=task_keys.searchsorted(roots).tolist(),
+        task_op=task_op.tolist(),
+        task_lo=lo.tolist(),
+        task_hi=hi.tolist(),
+        method_mask=mask,
+        method_sub_ptr=ptr,
+        method_sub=sub,
+        op_req=req,
+        op_add=add,
+        op_del=delete,
+        op_task=gid.tolist(),
+        op_schema=ops.schema.tolist(),
+        schema_name=gr.domain.operator_names,
+        schema_arity=arity,
+        op_args=ops.args,
+        internal_ops=gr.domain.internal,
+        impossible_goal=impossible,
+        undecomposable=int(np.count_nonzero((task_op < 0) & (lo == hi))),
+        describe=Describer(
+            gr.objects, gr.facts, gr.tasks, task_keys, b.slot_ids, gr.problem, gr.domain.static
+        ),
+    )
+
+
+def _unique(gr: Grounder, arities: IntArray) -> _Ops:
+    """The operator groundings the rows call, one per key, in key order (so one operator's
+    are consecutive); arguments past the operator's arity become -1."""
+    keys = np.concatenate([k for k, _ in gr.operators] + [EMPTY])
+    order = keys.argsort()
+    ordered = keys.take(order)
+    first = np.empty(len(ordered), bool)
+    first[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    pick = order.compress(first)
+    keys = keys.take(pick)
+    schema = np.asarray(gr.tasks.starts).searchsorted(keys, "right") - 1  # operators come first
+    arity = gr.domain.widths.arity
+    args = np.concatenate([a for _, a in gr.operators] + [np.zeros((0, arity), np.int64)])
+    args = args.take(pick, axis=0)
+    used = np.arange(arity) < arities.take(schema)[:, None]
+    return _Ops(keys, schema, np.where(used, args, -1))
+
+
+def _blocks(gr: Grounder, ops: _Ops) -> IntArray:
+    """Each operator grounding's block (see ``Widths``): keys are in key order, so the
+    groundings of one operator are consecutive."""
+    starts = ops.schema.searchsorted(np.arange(len(gr.domain.operator_names) + 1)).tolist()
+    parts = [np.zeros((0, sum(gr.domain.widths.operators)), np.int64)]
+    for name, lo, hi in zip(gr.domain.operator_names, starts, starts[1:], strict=False):
+        if lo < hi:
+            plan = gr.domain.operators[name]
+            args = ops.args[lo:hi, : len(gr.domain.schemas[name])]
+            parts.append(gr.binder.evaluate(plan.formulas, args))
+    return np.concatenate(parts)
+
+
+def _methods(
+    gr: Grounder, ids: IntArray, sizes: list[int], task_keys: IntArray, b: _Bits
+) -> tuple[list[int], list[int], list[int], IntArray, IntArray]:
+    """Method groundings that can apply, ordered by (task, method, binding): their masks, their
+    subtasks (pointers and ground tasks), and each ground task's range of them."""
+    pre, neg, slots = gr.domain.widths.methods
+    rows = gr.active
+    gid = task_keys.searchsorted(np.concatenate([r.parent for r in rows] + [EMPTY]))
+    method = np.array([r.plan.index for r in rows], np.int64).repeat(sizes)
+    order = _order(gid, method, ids[:, pre + neg + slots], len(task_keys))
+    need = b.need(ids[:, : pre + neg], pre).take(order, axis=0)
+    never = (need.ravel() == b.false).nonzero()[0]  # what needs a fact that never holds
+    if len(never):
+        keep = np.ones(len(order), bool)
+        keep[never // need.shape[1]] = False
+        order, need = order.compress(keep), need.compress(keep, axis=0)
+    called = ids[:, pre + neg : pre + neg + slots][:, ::-1]  # last first: the search pushes
+    called = called.take(order, axis=0).ravel()  # them onto its list of tasks in that order
+    lens = np.array([r.plan.subtasks for r in rows], np.int64).repeat(sizes).take(order)
+    every, sorted_gid = np.arange(len(task_keys)), gid.take(order)
+    return (
+        b.masks(need).tolist(),
+        np.concatenate([[0], lens.cumsum()]).tolist(),
+        task_keys.searchsorted(called.compress(called >= 0)).tolist(),
+        sorted_gid.searchsorted(every, "left"),
+        sorted_gid.searchsorted(every, "right"),
+    )
+
+
+def _order(gid: IntArray, method: IntArray, rank: IntArray, tasks: int) -> IntArray:
+    """The order of method groundings by (task, method, rank): one sort of one number when
+    the three fit in it."""
+    if not len(gid):
+        return EMPTY
+    methods, ranks = int(method.max()) + 1, int(rank.max()) + 1
+    if tasks * methods * ranks < KEY_LIMIT:
+        return ((gid * methods + method) * ranks + rank).argsort()
+    return np.lexsort((rank, method, gid))
+
+
+def _operators(gr: Grounder, blocks: IntArray, b: _Bits) -> tuple[list[int], list[int], list[int]]:
+    """Per operator grounding: the bits it needs, and the slots it sets and clears (a slot both
+    deleted and added stays set)."""
+    pre, neg, add, delete, static, negated = gr.domain.widths.operators
+    need = b.need(blocks[:, : pre + neg], pre)
+    start = pre + neg + add + delete
+    held = gr.binder.static.contains(blocks[:, start : start + static + negated])
+    padding = blocks[:, start : start + static + negated] < 0
+    held[:, :static] |= padding[:, :static]  # a missing static precondition holds, ...
+    held[:, static:] = ~held[:, static:] | padding[:, static:]  # ... a missing negated one too
+    never = (~held).ravel().nonzero()[0]
+    if len(never):
+        need[never // held.shape[1]] = b.false
+    sets = b.sets(blocks[:, pre + neg : pre + neg + add])
+    clears = b.sets(blocks[:, pre + neg + add : start])
+    for d, a in gr.domain.widths.clashes:  # deleted, then added: it stays
+        clears[:, d][(clears[:, d] == sets[:, a]) & (sets[:, a] > 0)] = b.pad
+    return b.masks(need).tolist(), b.masks(sets).tolist(), b.masks(clears).tolist()
+
+
+def _goal(gr: Grounder, b: _Bits) -> tuple[int, tuple[Atom, ...]]:
+    """The goal's mask, and its facts that can never hold (FALSE is then part of the mask)."""
+    bits = b.need(gr.goal_ids.reshape(-1, 1), 1).ravel()
+    impossible = [gr.goal[i] for i in (bits == b.false).nonzero()[0].tolist()]
+    impossible += [
+        a for a in gr.problem.goal if a.predicate in gr.domain.static and a not in gr.problem.init
+    ]
+    return b.mask(bits), tuple(impossible)
