@@ -79,17 +79,16 @@ class Grounding:
         """The calls of operator groundings (for plans), made once per grounding."""
         calls = self.calls
         missing = [o for o in dict.fromkeys(ops) if o not in calls]
-        if missing:
-            rows = self.op_args.take(missing, axis=0).tolist()
-            objects = self.describe.objects.names.__getitem__
+        if missing:  # names by one gather (padding -1 reads the last, None: cut off below)
+            named = self.describe.objects.named.take(self.op_args.take(missing, axis=0))
             schema, names, arity = self.op_schema, self.schema_name, self.schema_arity
-            for o, row in zip(missing, rows, strict=True):
+            for o, row in zip(missing, named.tolist(), strict=True):
                 s = schema[o]
                 call = _new(Call)
                 _set_name(call, names[s])
-                _set_args(call, tuple(map(objects, row[: arity[s]])))
+                _set_args(call, tuple(row[: arity[s]]))
                 calls[o] = call
-        return [calls[o] for o in ops]
+        return list(map(calls.__getitem__, ops))
 
     @property
     def counts(self) -> tuple[int, int, int]:
@@ -160,6 +159,9 @@ def _powers(count: int) -> np.ndarray:
     return table
 
 
+_SMALL_TABLE = 1024  # cells: up to it, ``_Bits.masks`` ORs the padding in too
+
+
 class _Bits:
     """Which bit stands for a fact (``pos``), its absence (``neg``) or its slot (``set``), and
     masks made of bits.
@@ -210,9 +212,12 @@ class _Bits:
 
     def masks(self, rows: IntArray) -> np.ndarray:
         """One integer per row of bit positions: their OR (an object array). Padding is left
-        out first: each OR of two integers makes a new one, a third of the cost."""
+        out first: each OR of two integers makes a new one, a third of the cost — except in
+        small tables, where the dozen numpy calls that takes cost more than the ORs it saves."""
         if rows.shape[1] == 1:
             return self.powers.take(rows[:, 0])
+        if rows.shape[1] and rows.size <= _SMALL_TABLE:
+            return np.bitwise_or.reduce(self.powers.take(rows), axis=1)
         real = rows != self.pad
         counts = real.sum(axis=1)
         powers = self.powers.take(rows.ravel().compress(real.ravel()))
@@ -243,8 +248,7 @@ def assemble(gr: Grounder, roots: list[int]) -> Grounding:
     sizes = [len(r.parent) for r in rows]
     width = sum(widths.methods) + 1
     ids = np.concatenate([r.ids for r in rows] + [np.zeros((0, width), np.int64)])
-    arity = [len(gr.domain.schemas[o]) for o in gr.domain.operator_names]
-    ops = _unique(gr, np.array(arity, np.int64))
+    ops = _ordered(gr)
     blocks = _blocks(gr, ops)
     task_keys = np.sort(np.concatenate([*gr.grounded, ops.keys]))
     b = _Bits(np.sort(np.concatenate(gr.possible_ids)), gr.dynamic_total)
@@ -273,7 +277,7 @@ def assemble(gr: Grounder, roots: list[int]) -> Grounding:
         op_task=gid.tolist(),
         op_schema=ops.schema.tolist(),
         schema_name=gr.domain.operator_names,
-        schema_arity=arity,
+        schema_arity=gr.domain.operator_arity.tolist(),
         op_args=ops.args,
         internal_ops=gr.domain.internal,
         impossible_goal=impossible,
@@ -284,22 +288,17 @@ def assemble(gr: Grounder, roots: list[int]) -> Grounding:
     )
 
 
-def _unique(gr: Grounder, arities: IntArray) -> _Ops:
-    """The operator groundings the rows call, one per key, in key order (so one operator's
-    are consecutive); arguments past the operator's arity become -1."""
-    keys = np.concatenate([k for k, _ in gr.operators] + [EMPTY])
-    order = keys.argsort()
-    ordered = keys.take(order)
-    first = np.empty(len(ordered), bool)
-    first[:1] = True
-    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
-    pick = order.compress(first)
-    keys = keys.take(pick)
-    schema = np.asarray(gr.tasks.starts).searchsorted(keys, "right") - 1  # operators come first
+def _ordered(gr: Grounder) -> _Ops:
+    """The operator groundings the rows call, in key order (so one operator's are
+    consecutive): each was kept once (``Grounder._fresh``). Arguments past the operator's
+    arity become -1."""
     arity = gr.domain.widths.arity
+    keys = np.concatenate([k for k, _ in gr.operators] + [EMPTY])
     args = np.concatenate([a for _, a in gr.operators] + [np.zeros((0, arity), np.int64)])
-    args = args.take(pick, axis=0)
-    used = np.arange(arity) < arities.take(schema)[:, None]
+    order = keys.argsort()
+    keys, args = keys.take(order), args.take(order, axis=0)
+    schema = np.asarray(gr.tasks.starts).searchsorted(keys, "right") - 1  # operators come first
+    used = np.arange(arity) < gr.domain.operator_arity.take(schema)[:, None]
     return _Ops(keys, schema, np.where(used, args, -1))
 
 
@@ -362,18 +361,25 @@ def _operators(gr: Grounder, blocks: IntArray, b: _Bits) -> tuple[list[int], lis
     pre, neg, add, delete, static, negated = gr.domain.widths.operators
     need = b.need(blocks[:, : pre + neg], pre)
     start = pre + neg + add + delete
-    held = gr.binder.static.contains(blocks[:, start : start + static + negated])
-    padding = blocks[:, start : start + static + negated] < 0
-    held[:, :static] |= padding[:, :static]  # a missing static precondition holds, ...
-    held[:, static:] = ~held[:, static:] | padding[:, static:]  # ... a missing negated one too
-    never = (~held).ravel().nonzero()[0]
-    if len(never):
-        need[never // held.shape[1]] = b.false
+    if static + negated:
+        _static_checks(gr, blocks[:, start : start + static + negated], static, need, b)
     sets = b.sets(blocks[:, pre + neg : pre + neg + add])
     clears = b.sets(blocks[:, pre + neg + add : start])
     for d, a in gr.domain.widths.clashes:  # deleted, then added: it stays
         clears[:, d][(clears[:, d] == sets[:, a]) & (sets[:, a] > 0)] = b.pad
     return b.masks(need).tolist(), b.masks(sets).tolist(), b.masks(clears).tolist()
+
+
+def _static_checks(gr: Grounder, facts: IntArray, static: int, need: IntArray, b: _Bits) -> None:
+    """Make ``need`` require FALSE in the rows whose static ``facts`` (the first ``static``
+    required, the rest forbidden) do not hold."""
+    held = gr.binder.static.contains(facts)
+    padding = facts < 0
+    held[:, :static] |= padding[:, :static]  # a missing static precondition holds, ...
+    held[:, static:] = ~held[:, static:] | padding[:, static:]  # ... a missing negated one too
+    never = (~held).ravel().nonzero()[0]
+    if len(never):
+        need[never // held.shape[1]] = b.false
 
 
 def _goal(gr: Grounder, b: _Bits) -> tuple[int, tuple[Atom, ...]]:

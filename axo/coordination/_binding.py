@@ -23,6 +23,9 @@ from axo.coordination._numbering import EMPTY, BoolArray, IdSet, IntArray, Objec
 from axo.errors import UsageError
 
 MAX_ROWS = 20_000_000  # bindings one grounding step may hold before we call it a blow-up
+# Ids below this are float64-exact with room to spare: a formula's value is a sum of a few
+# products, each at most the size of its space, so no partial sum reaches 2**53.
+FLOAT_EXACT = 1 << 46
 
 
 @dataclass
@@ -63,7 +66,14 @@ class Binder:
         self.static_args, self.static = static_args, static
         self.joined = joined  # per predicate a dynamic join reads: facts that can hold, by batch
         self.numbered = layout.number(spaces)
-        self.pos = objects.pos.ravel()  # row t at t * objects, ONE last
+        # numpy multiplies int64 matrices with a plain loop, float64 ones with BLAS, several
+        # times faster: so in float64 whenever every id, and every partial sum, is exact in it
+        exact = max(space.total for space in spaces) < FLOAT_EXACT
+        dtype = np.float64 if exact else np.int64
+        self.weights = self.numbered.astype(dtype)
+        self.pos = objects.pos.ravel().astype(dtype)  # row t at t * objects, ONE last
+        # where each variable's type starts in ``pos``, for every formula of the domain at once
+        self.starts = layout.sealed["types"] * len(objects.names)
         self.numbers: dict[int, tuple[IntArray, IntArray]] = {}
         self.prepared: dict[tuple[object, ...], _Prepared] = {}
         self.reached: dict[tuple[int, int], _Reached] = {}
@@ -71,13 +81,16 @@ class Binder:
     def evaluate(self, formulas: Formulas, values: IntArray) -> IntArray:
         """The ids of ``formulas`` for each row of bindings: [rows, formulas]."""
         found = self.numbers.get(formulas.index)
-        if found is None:
-            w = self.layout.block(formulas, self.numbered)
-            found = self.numbers[formulas.index] = (w, formulas.types * len(self.objects.names))
+        if found is None:  # views: no numpy call per formulas and problem
+            numbers = self.weights if len(formulas.variables) else self.numbered
+            start, stop = self.layout.spans[formulas.index]
+            w = self.layout.block(formulas, numbers)
+            found = self.numbers[formulas.index] = (w, self.starts[start:stop])
         w, offsets = found
         if not len(formulas.variables):
             return w.reshape(1, -1).repeat(len(values), axis=0)
-        return self.pos.take(values.take(formulas.variables, axis=1) + offsets) @ w
+        ids = self.pos.take(values.take(formulas.variables, axis=1) + offsets) @ w
+        return ids if ids.dtype == np.int64 else ids.astype(np.int64)
 
     def bind(self, plan: MethodPlan, values: IntArray, start: int = 0) -> IntArray:
         """Run the method's binding steps from ``start`` on rows of bindings."""

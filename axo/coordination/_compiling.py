@@ -144,8 +144,11 @@ class CompiledDomain:
     widths: Widths
     width: dict[str, int]  # per task: the most variables one of its methods has
     operator_names: list[str]
+    operator_arity: IntArray  # per operator (by index): how many parameters it has
     predicate_index: dict[str, int]  # in ``predicates`` order: dynamic ones first
     predicate_width: int  # the most arguments a predicate takes
+    predicate_arity: IntArray  # per predicate (by index): how many arguments it takes
+    predicate_columns: IntArray  # 0, 1, … up to ``predicate_width``: compared with arities
     dynamic_predicates: int  # how many predicates are not static
 
 
@@ -212,8 +215,11 @@ def compile_domain(domain: Domain) -> CompiledDomain:
         widths=widths,
         width={t: max([p.variables for p in plans] + [0]) for t, plans in methods.items()},
         operator_names=list(domain.operators),
+        operator_arity=np.array([len(o.parameters) for o in domain.operators.values()], np.intp),
         predicate_index={p: i for i, p in enumerate(predicates)},
         predicate_width=max([len(t) for t in predicates.values()] + [0]),
+        predicate_arity=np.array([len(t) for t in predicates.values()], np.intp),
+        predicate_columns=np.arange(max([len(t) for t in predicates.values()] + [0])),
         dynamic_predicates=len(predicates) - len(static),
     )
 

@@ -39,14 +39,13 @@ PADDING = Formula(PAD, "", (), ())  # fills a table's unused columns with -1
 
 @dataclass(frozen=True, eq=False)
 class Formulas:
-    """Formulas evaluated together: the positions of ``variables`` (each in its type of
-    ``types``) times W, plus base — W and base come from ``Layout.number``. When there are
-    variables, the last (variable, ONE) pair reads 1, and W's last row is base."""
+    """Formulas evaluated together: the positions of ``variables`` (each in its type, kept by
+    the layout: ``Layout.spans``) times W, plus base — W and base come from ``Layout.number``.
+    When there are variables, the last (variable, ONE) pair reads 1, and W's last row is base."""
 
     index: int  # in the layout
     formulas: tuple[Formula, ...]
     variables: IntArray
-    types: IntArray
 
 
 class Layout:
@@ -77,6 +76,8 @@ class Layout:
             k: [] for k in ("stride", "stride_ref", "base", "base_ref", "const", "const_ref")
         }
         self.const_pos: list[int] = []
+        self.types: list[int] = []  # every Formulas' ``types``, one after the other ...
+        self.spans: list[tuple[int, int]] = []  # ... each at [start, stop)
         self.sealed: dict[str, IntArray] = {}
 
     def add(self, formulas: Sequence[Formula]) -> Formulas:
@@ -106,12 +107,15 @@ class Layout:
         self.size += (len(pairs) + 1) * width
         ones = [(next(iter(pairs))[0], ONE)] if pairs else []
         grid = np.array([*pairs, *ones], np.intp).reshape(len(pairs) + len(ones), 2)
-        return Formulas(len(self.blocks) - 1, tuple(formulas), grid[:, 0], grid[:, 1])
+        self.spans.append((len(self.types), len(self.types) + len(grid)))
+        self.types += grid[:, 1].tolist()
+        return Formulas(len(self.blocks) - 1, tuple(formulas), grid[:, 0])
 
     def seal(self) -> None:
         """Turn the tables into arrays, once every formula is laid out."""
         self.sealed = {k: np.array(v, np.intp) for k, v in self.cells.items()}
         self.sealed["const_pos"] = np.array(self.const_pos, np.int64)
+        self.sealed["types"] = np.array(self.types, np.int64)
 
     def number(self, spaces: Sequence[Space]) -> IntArray:
         """The problem's numbers for every formula, flat (``block`` cuts them)."""

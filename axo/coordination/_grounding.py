@@ -6,8 +6,8 @@ of its task, a whole batch at once — the methods' parameters bound (``_binding
 turned into fact ids and subtask keys by one matrix product each (``_formulas``). The subtasks
 of all the round's rows that no round had make the next round. Only ground tasks the task list
 can reach are grounded. An operator a method calls is grounded in the method's rows (its facts
-are formulas over the method's variables too), and each operator grounding is kept once, by
-``_assembly``.
+are formulas over the method's variables too), and each operator grounding is kept once, the
+first round that refers to it; ``_assembly`` evaluates its block.
 
 A fact *can hold* when it is in the initial state or added by an operator some grounded row
 calls. Dynamic joins bind only from such facts and bind again as more become possible; when
@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
+from operator import attrgetter
 
 import numpy as np
 
@@ -31,6 +33,8 @@ from axo.coordination._binding import Binder
 from axo.coordination._compiling import CompiledDomain, MethodPlan, OperatorPlan
 from axo.coordination._numbering import DENSE_LIMIT, IdSet, IntArray, Objects, Space, unique
 from axo.coordination.domain import Atom, PlanningProblem
+
+_PREDICATE, _ARGS = attrgetter("predicate"), attrgetter("args")
 
 
 @dataclass
@@ -55,12 +59,11 @@ class Grounder:
         self.dynamic_total = self.facts.starts[domain.dynamic_predicates]  # numbered first
         self.goal = [a for a in problem.goal if a.predicate not in domain.static]
         self.binder = self._read_facts()
-        self.seen = IdSet(self.tasks.total)  # compound ground tasks referred to so far
+        self.seen = IdSet(self.tasks.total)  # ground tasks referred to so far
         small = self.tasks.total <= DENSE_LIMIT  # else deduplicate by sorting
         self.scratch = np.empty(self.tasks.total if small else 0, np.intp)
         self.first_subtask = sum(domain.widths.methods[:2])
         self.row_width = sum(domain.widths.methods) + 1
-        self.operator_keys = self.tasks.starts[len(domain.operators)]  # operators come first
         self.refs: list[tuple[IntArray, IntArray]] = []  # subtasks of this round: keys, args
         self.added: list[IntArray] = []  # facts operators of rows add, not yet noted
         self.grounded: list[IntArray] = []  # keys of the compound ground tasks, by batch
@@ -90,12 +93,13 @@ class Grounder:
     def atom_arrays(self, atoms: Sequence[Atom]) -> tuple[IntArray, IntArray, IntArray]:
         """Ground atoms as arrays: their predicates (by index), their arguments' object ids
         [atoms, widest arity] padded with 0, and their fact ids."""
-        predicates, width = self.domain.predicate_index, self.domain.predicate_width
-        pads = [("",) * (width - k) for k in range(width + 1)]
-        lookup = {**self.objects.index, "": 0}  # "" pads with object 0
-        relation = np.array([predicates[a.predicate] for a in atoms], np.intp)
-        flat = [lookup[x] for a in atoms for x in a.args + pads[len(a.args)]]
-        args = np.array(flat, np.int64).reshape(len(atoms), width)
+        domain = self.domain
+        # C-level maps rather than a comprehension: a problem has hundreds of atoms
+        names = map(_PREDICATE, atoms)
+        relation = np.array(list(map(domain.predicate_index.__getitem__, names)), np.intp)
+        flat = list(map(self.objects.index.__getitem__, chain.from_iterable(map(_ARGS, atoms))))
+        args = np.zeros((len(atoms), domain.predicate_width), np.int64)
+        args[domain.predicate_columns < domain.predicate_arity.take(relation)[:, None]] = flat
         return relation, args, self.facts.tuples(relation, args)
 
     def run(self) -> Grounding:
@@ -173,26 +177,27 @@ class Grounder:
 
     def _fresh(self) -> list[tuple[str, IntArray, IntArray]]:
         """The compound ground tasks this round referred to that no round had, by task: (name,
-        keys, arguments). The operator groundings it referred to go to ``operators``."""
+        keys, arguments). The operator groundings it referred to that no round had go to
+        ``operators``: operators are numbered first, so one sort orders both and one cut
+        parts them."""
         if not self.refs:
             return []
         keys = np.concatenate([k for k, _ in self.refs])
         args = np.concatenate([a for _, a in self.refs])
         self.refs = []
-        calls = keys < self.operator_keys
-        if calls.any():
-            self.operators.append((keys.compress(calls), args.compress(calls, axis=0)))
-            keys, args = keys.compress(~calls), args.compress(~calls, axis=0)
         rows = _first_of_each(keys, (~self.seen.contains(keys)).nonzero()[0], self.scratch)
         keys = keys.take(rows)
         self.seen.add(keys)
         order = keys.argsort()
         keys, args = keys.take(order), args.take(rows.take(order), axis=0)
         starts = keys.searchsorted(self.tasks.starts).tolist()
+        calls = starts[len(self.domain.operators)]
+        if calls:
+            self.operators.append((keys[:calls], args[:calls]))
         return [
             (name, keys[lo:hi], args[lo:hi, :arity])
             for (name, arity), lo, hi in zip(self.tasks.arities, starts, starts[1:], strict=False)
-            if lo < hi
+            if lo < hi and lo >= calls
         ]
 
 

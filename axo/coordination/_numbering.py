@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Mapping, Sequence
+from functools import cached_property
 
 import numpy as np
 from numpy.typing import NDArray
@@ -47,6 +48,11 @@ class Objects:
         self.pos = pos
         self.sizes: list[int] = self.is_member.sum(axis=1).tolist()
         self._members: dict[int, IntArray] = {}
+
+    @cached_property
+    def named(self) -> NDArray[np.object_]:
+        """The names by id as an object array, then None (what id -1 reads)."""
+        return np.array([*self.names, None], object)
 
     def members(self, t: int) -> IntArray:
         """The objects of type ``t`` (and its subtypes), in id order."""
