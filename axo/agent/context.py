@@ -123,15 +123,16 @@ def pack(
 def _render(run_input: str, upstream: tuple[Upstream, ...]) -> str:
     if not upstream:
         return run_input or "(no input)"
-    parts = [f"## Task input\n{run_input}", "## Outputs from the agents you depend on"]
     # _label inlined: this runs for every upstream output of every activation
-    parts += [
-        f"### {u.name}\n{u.output}"
-        if u.name == u.agent
-        else f"### {u.name} ({u.agent})\n{u.output}"
-        for u in upstream
-    ]
-    return "\n\n".join(parts)
+    outputs = "\n\n".join(
+        [
+            f"### {u.name}\n{u.output}"
+            if u.name == u.agent
+            else f"### {u.name} ({u.agent})\n{u.output}"
+            for u in upstream
+        ]
+    )
+    return f"## Task input\n{run_input}\n\n## Outputs from the agents you depend on\n\n{outputs}"
 
 
 def _label(u: Upstream) -> str:

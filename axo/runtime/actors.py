@@ -66,7 +66,7 @@ def resolve_function(path: str) -> Any:
 def call_function(path: str, request: ChatRequest) -> ChatResponse:
     """Run an in-process provider; it returns text or a ChatResponse."""
     out = resolve_function(path)(request)
-    if isinstance(out, ChatResponse):
+    if type(out) is not str and isinstance(out, ChatResponse):  # text is the common answer
         return out
     return ChatResponse(content=str(out), model="function")
 
