@@ -94,10 +94,12 @@ class Grounder:
         """Ground atoms as arrays: their predicates (by index), their arguments' object ids
         [atoms, widest arity] padded with 0, and their fact ids."""
         domain = self.domain
-        # C-level maps rather than a comprehension: a problem has hundreds of atoms
+        # C-level maps straight into arrays rather than comprehensions and lists: a problem
+        # has hundreds of atoms
         names = map(_PREDICATE, atoms)
-        relation = np.array(list(map(domain.predicate_index.__getitem__, names)), np.intp)
-        flat = list(map(self.objects.index.__getitem__, chain.from_iterable(map(_ARGS, atoms))))
+        relation = np.fromiter(map(domain.predicate_index.__getitem__, names), np.intp, len(atoms))
+        index = self.objects.index.__getitem__
+        flat = np.fromiter(map(index, chain.from_iterable(map(_ARGS, atoms))), np.int64)
         args = np.zeros((len(atoms), domain.predicate_width), np.int64)
         args[domain.predicate_columns < domain.predicate_arity.take(relation)[:, None]] = flat
         return relation, args, self.facts.tuples(relation, args)
