@@ -10,13 +10,16 @@ measured is the cost of deciding who runs next and moving outputs between agents
 - ``axo multiproc``: one process per agent on loopback TCP; actor start-up included;
 - ``LangGraph``: StateGraph with no-op nodes, no checkpointer (the baseline).
 
-Value: µs per activation: the best run (of 20 per pass, 3 passes interleaved) divided by the
-number of agents; multiproc: the best of 3 runs on one host, measured after the passes.
+Value: µs per activation: the best run divided by the number of agents. The in-process
+implementations alternate in blocks of 5 runs (12 rounds; one host for both axo variants, its
+actors created before timing; one compiled LangGraph app); multiproc: the best of 3 runs on one
+host, measured after them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import operator
 import time
 from typing import Annotated, Any, TypedDict
@@ -62,30 +65,8 @@ class _Instant:
         pass
 
 
-def axo_runs(graph: Graph, mode: str, repeat: int, *, bridge: bool = False) -> float:
-    """Best seconds per run over ``repeat`` runs on one host."""
-    provider = (
-        "{type: openai, base_url: 'http://127.0.0.1:9/v1'}"
-        if bridge
-        else "{type: function, function: 'axo.testing:noop'}"
-    )
-    wf = axo.load_workflow("bench.yaml", text=graphs.to_yaml(graph, provider))
-    overrides: dict[str, Any] = {"p": _Instant()} if bridge else {}
-
-    async def go() -> float:
-        best = float("inf")
-        with Host(mode) as host:  # type: ignore[arg-type]
-            for _ in range(repeat):
-                t = time.perf_counter()
-                result = await host.run(wf, "go", providers=overrides)
-                best = min(best, time.perf_counter() - t)
-                assert result.ok, result.failure
-        return best
-
-    return uvloop.run(go())
-
-
-def langgraph_runs(graph: Graph, repeat: int) -> float:
+def langgraph_app(graph: Graph) -> Any:
+    """The graph as a compiled LangGraph StateGraph with no-op nodes (no checkpointer)."""
     from langgraph.graph import END, START, StateGraph
 
     class State(TypedDict):
@@ -104,14 +85,74 @@ def langgraph_runs(graph: Graph, repeat: int) -> float:
             builder.add_edge(deps, aid)  # a join: waits for all of them
         if aid not in dependents:
             builder.add_edge(aid, END)
-    app = builder.compile()
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = app.invoke({"outputs": []}, {"recursion_limit": 10_000})
-        best = min(best, time.perf_counter() - t)
-        assert len(out["outputs"]) == len(graph)
-    return best
+    return builder.compile()
+
+
+def langgraph_run(app: Any, graph: Graph) -> None:
+    out = app.invoke({"outputs": []}, {"recursion_limit": 10_000})
+    assert len(out["outputs"]) == len(graph)
+
+
+def workflow(graph: Graph, *, bridge: bool) -> axo.Workflow:
+    provider = (
+        "{type: openai, base_url: 'http://127.0.0.1:9/v1'}"
+        if bridge
+        else "{type: function, function: 'axo.testing:noop'}"
+    )
+    return axo.load_workflow("bench.yaml", text=graphs.to_yaml(graph, provider))
+
+
+def in_process(graph: Graph, rounds: int, block: int) -> dict[str, float]:
+    """Best seconds per run of each in-process implementation, alternating in short blocks.
+
+    The machine's speed drifts over seconds (on the 2-core VM this was written on, one core
+    takes the virtio interrupts and the scheduler moves processes between cores): timing one
+    implementation for a second and then the other lets a slow spell fall on one side only.
+    Here every round runs each implementation for a block of ``block`` consecutive runs, so
+    both see the same spells; a block starts after a collection, so that none pays for the
+    garbage of another, and its later runs are warm, as in a process that keeps running.
+    """
+    local, bridged = workflow(graph, bridge=False), workflow(graph, bridge=True)
+    instant: dict[str, Any] = {"p": _Instant()}
+    app = langgraph_app(graph)
+
+    async def go() -> dict[str, float]:
+        best = dict.fromkeys(IN_PROCESS, float("inf"))
+        with Host("local") as host:
+            await host.run(local, "go")  # actors created once, as on a long-lived host
+            await host.run(bridged, "go", providers=instant)
+            for _ in range(rounds):
+                blocks = {
+                    "python floor": [_time(lambda: floor(graph)) for _ in range(block)],
+                    "axo local": [await _atime(host.run(local, "go")) for _ in range(block)],
+                    "axo local, I/O bridge": [
+                        await _atime(host.run(bridged, "go", providers=instant))
+                        for _ in range(block)
+                    ],
+                    "LangGraph": [_time(lambda: langgraph_run(app, graph)) for _ in range(block)],
+                }
+                best = {k: min(best[k], *blocks[k]) for k in best}
+                gc.collect()
+        return best
+
+    return uvloop.run(go())
+
+
+IN_PROCESS = ("python floor", "axo local", "axo local, I/O bridge", "LangGraph")
+
+
+def multiproc_runs(graph: Graph, repeat: int) -> float:
+    """Best seconds per run over ``repeat`` runs on one multiproc host (actors started once)."""
+    wf = workflow(graph, bridge=False)
+
+    async def go() -> float:
+        best = float("inf")
+        with Host("multiproc") as host:
+            for _ in range(repeat):
+                best = min(best, await _atime(host.run(wf, "go")))
+        return best
+
+    return uvloop.run(go())
 
 
 def run(quick: bool) -> list[Measurement]:
@@ -119,24 +160,14 @@ def run(quick: bool) -> list[Measurement]:
         "100-agent chain": graphs.chain(100 if not quick else 20),
         "10×10 all-to-all DAG": graphs.all_to_all(10, 10 if not quick else 3),
     }
-    repeat = 2 if quick else 20  # in-process runs take milliseconds: many, for a stable best
-    passes = 1 if quick else 3  # interleaved: a noisy moment hits every implementation
+    rounds, block = (1, 2) if quick else (12, 5)
     rows: list[Measurement] = []
     for case, graph in cases.items():
         per = 1e6 / len(graph)
-        best: dict[str, float] = {}
-        for _ in range(passes):
-            figures = {
-                "python floor": min(_time(lambda g=graph: floor(g)) for _ in range(repeat)),
-                "axo local": axo_runs(graph, "local", repeat),
-                "axo local, I/O bridge": axo_runs(graph, "local", repeat, bridge=True),
-                "LangGraph": langgraph_runs(graph, repeat),
-            }
-            for impl, seconds in figures.items():
-                best[impl] = min(best.get(impl, float("inf")), seconds)
-        # after the in-process passes: a hundred actor processes exiting would slow whatever
+        best = in_process(graph, rounds, block)
+        # after the in-process rounds: a hundred actor processes exiting would slow whatever
         # ran next
-        best["axo multiproc"] = axo_runs(graph, "multiproc", 1 if quick else 3)
+        best["axo multiproc"] = multiproc_runs(graph, 1 if quick else 3)
         for impl, seconds in best.items():
             note = (
                 "best of several runs on one host; actors started once"
@@ -160,6 +191,14 @@ def _time(fn: Any) -> float:
     t = time.perf_counter()
     fn()
     return time.perf_counter() - t
+
+
+async def _atime(run: Any) -> float:
+    t = time.perf_counter()
+    result = await run
+    elapsed = time.perf_counter() - t
+    assert result.ok, result.failure
+    return elapsed
 
 
 if __name__ == "__main__":
