@@ -276,15 +276,21 @@ class Auctioneer:
 
     # --- the auction -----------------------------------------------------------------------
 
-    def auction(self, tasks: Sequence[Task]) -> AuctionResult:
+    def auction(self, tasks: Sequence[Task], *, compiled: bool | None = None) -> AuctionResult:
         """Auction ``tasks`` in order, updating the winners' load and budget as it goes.
+
+        ``compiled`` chooses the path: None by size (``_COMPILED_FROM``), False numpy only —
+        for a caller that must not wait for numba to load (an actor's message handler) —, True
+        the compiled kernel. Both give the same result.
 
         Raises:
             UsageError: a task has negative tokens or load.
         """
         start = time.perf_counter()
         enc = self._encode(tasks)
-        if _compiled(len(self._names), len(tasks)):
+        if compiled is None:
+            compiled = _compiled(len(self._names), len(tasks))
+        if compiled:
             winners, scores, capable = self._run_compiled(enc)
         else:
             winners, scores, capable = self._run_numpy(enc)

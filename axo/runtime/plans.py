@@ -104,7 +104,8 @@ class PlanDispatch:
             for s in steps
         ]
         if bidders:
-            result = Auctioneer(bidders).auction(jobs)
+            # numpy path: loading numba (0.5–2 s) inside a handler would stall every actor
+            result = Auctioneer(bidders).auction(jobs, compiled=False)
             winners = [int(w) for w in result.winners]
             unassigned = [
                 {"step": u.task, "action": steps[u.task]["action"], "reason": u.reason}

@@ -384,6 +384,33 @@ def test_importing_axo_and_running_a_small_auction_leave_numba_unloaded() -> Non
     assert proc.stdout.split() == ["False"]
 
 
+def test_a_big_auction_told_to_stay_in_numpy_leaves_numba_unloaded() -> None:
+    """What a run actor's coordinator dispatch does: it must never wait for numba to load."""
+    code = (
+        "import sys\n"
+        "from axo.coordination import Agent, Auctioneer, Task\n"
+        "agents = [Agent(f'a{i}', frozenset({'x'}), budget=1e9, capacity=1e9)\n"
+        "          for i in range(400)]\n"
+        "tasks = [Task(f't{i}', frozenset({'x'}), tokens=1.0) for i in range(400)]\n"
+        "result = Auctioneer(agents).auction(tasks, compiled=False)\n"
+        "print(len(result.awards), 'numba' in sys.modules)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert proc.stdout.split() == ["400", "False"]
+
+
+def test_the_path_can_be_chosen_and_both_agree() -> None:
+    agents = [Agent(f"a{i}", frozenset({"x", f"c{i % 3}"}), budget=5_000.0) for i in range(30)]
+    tasks = [Task(f"t{i}", frozenset({f"c{i % 4}"}), tokens=700.0) for i in range(40)]
+    by_numpy = Auctioneer(agents).auction(tasks, compiled=False)
+    by_kernel = Auctioneer(agents).auction(tasks, compiled=True)
+    assert by_numpy.winners.tolist() == by_kernel.winners.tolist()
+    assert by_numpy.scores.tolist() == by_kernel.scores.tolist()
+    assert [u.reason for u in by_numpy.unassigned] == [u.reason for u in by_kernel.unassigned]
+
+
 def _twice(x: int) -> int:
     return 2 * x
 
