@@ -36,20 +36,17 @@ async def run_async(
         raise UsageError(f"unknown runtime '{runtime}'; use one of: {', '.join(MODES)}")
     timeout = timeout if timeout is not None else workflow.config.run.timeout
     handle_signals = bool(options.pop("handle_signals", False))
+    signals = ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")) if handle_signals else ()
     with Host(runtime, admin_port=admin_port) as host:
-        if not handle_signals:
-            return await host.run(
-                workflow, input, providers=providers, on_event=on_event, timeout=timeout, **options
-            )
         loop = asyncio.get_running_loop()
-        for sig, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
+        for sig, name in signals:
             loop.add_signal_handler(sig, host.request_stop, f"{name} received")
         try:
             return await host.run(
                 workflow, input, providers=providers, on_event=on_event, timeout=timeout, **options
             )
         finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig, _ in signals:
                 loop.remove_signal_handler(sig)
 
 

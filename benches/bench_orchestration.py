@@ -102,6 +102,9 @@ def workflow(graph: Graph, *, bridge: bool) -> axo.Workflow:
     return axo.load_workflow("bench.yaml", text=graphs.to_yaml(graph, provider))
 
 
+IN_PROCESS = ("python floor", "axo local", "axo local, I/O bridge", "LangGraph")
+
+
 def in_process(graph: Graph, rounds: int, block: int) -> dict[str, float]:
     """Best seconds per run of each in-process implementation, alternating in short blocks.
 
@@ -136,9 +139,6 @@ def in_process(graph: Graph, rounds: int, block: int) -> dict[str, float]:
         return best
 
     return uvloop.run(go())
-
-
-IN_PROCESS = ("python floor", "axo local", "axo local, I/O bridge", "LangGraph")
 
 
 def multiproc_runs(graph: Graph, repeat: int) -> float:

@@ -24,7 +24,7 @@ import msgspec
 from axo.errors import ProviderError
 from axo.llm.base import ChatMessage, ChatRequest, ChatResponse, ToolCall, ToolSpec, Usage
 from axo.llm.openai import RETRY_STATUSES, retry_after
-from axo.llm.retry import with_retries
+from axo.llm.retry import pooled_client, with_retries
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -295,12 +295,12 @@ class AnthropicMessages:
         headers = {"anthropic-version": version, "content-type": "application/json"}
         if api_key:
             headers["x-api-key"] = api_key
-        self._client = httpx.AsyncClient(
-            base_url=self.base_url,
-            headers=headers,
+        self._client = pooled_client(
+            self.base_url,
+            headers,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
             transport=transport,
-            timeout=httpx.Timeout(timeout, connect=self.connect_timeout),
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
         )
         self.calls = 0
         self.retries = 0

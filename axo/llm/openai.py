@@ -19,7 +19,7 @@ import msgspec
 
 from axo.errors import ProviderError
 from axo.llm.base import ChatMessage, ChatRequest, ChatResponse, ToolCall, Usage
-from axo.llm.retry import with_retries
+from axo.llm.retry import pooled_client, with_retries
 
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
@@ -167,12 +167,12 @@ class OpenAICompatible:
         hdrs = dict(headers or {})
         if api_key:
             hdrs["Authorization"] = f"Bearer {api_key}"
-        self._client = httpx.AsyncClient(
-            base_url=self.base_url,
-            headers=hdrs,
+        self._client = pooled_client(
+            self.base_url,
+            hdrs,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
             transport=transport,
-            timeout=httpx.Timeout(timeout, connect=min(connect_timeout, timeout)),
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
         )
         self.calls = 0
         self.retries = 0

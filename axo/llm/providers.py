@@ -37,12 +37,11 @@ class ProviderSet:
         self._owned: list[Any] = []
         self._state_dir = state_dir
 
-    def needed(self) -> list[str]:
-        return list(self.workflow.remote_providers)
-
     async def open(self, names: Iterable[str] | None = None) -> None:
-        """Create (and for local models, start) every provider in ``names``, in parallel."""
-        todo = [n for n in (self.needed() if names is None else names) if n not in self._providers]
+        """Create (and for local models, start) every provider in ``names`` — by default each one
+        the workflow's agents call outside the process — in parallel."""
+        wanted = self.workflow.remote_providers if names is None else names
+        todo = [n for n in wanted if n not in self._providers]
         if not todo:
             return
         built = await asyncio.gather(*(self._build(n) for n in todo), return_exceptions=True)

@@ -12,7 +12,29 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import httpx
+
 from axo.errors import ProviderError
+
+
+def pooled_client(
+    base_url: str,
+    headers: dict[str, str],
+    *,
+    timeout: float,
+    connect_timeout: float,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> httpx.AsyncClient:
+    """The connection pool an HTTP provider sends its attempts through: one per provider,
+    shared by every agent using it (the connect timeout never exceeds the whole one)."""
+    return httpx.AsyncClient(
+        base_url=base_url,
+        headers=headers,
+        transport=transport,
+        timeout=httpx.Timeout(timeout, connect=min(connect_timeout, timeout)),
+        limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+    )
+
 
 Attempt = Callable[[], Awaitable[tuple[ProviderError | None, float | None, Any]]]
 

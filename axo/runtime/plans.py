@@ -19,9 +19,6 @@ from typing import Any
 
 import msgspec
 
-from axo.coordination.auction import Agent as Bidder
-from axo.coordination.auction import Auctioneer
-from axo.coordination.auction import Task as Job
 from axo.llm.base import Usage
 from axo.messages import (
     Activate,
@@ -82,6 +79,12 @@ class PlanDispatch:
         coord = msg.agent
         workers = self.workers
         specs: list[AgentSpec] = self.start.agents
+        # imported here: the coordination package (planner included) costs every run ~40 ms
+        # of start-up, and only a coordinator's plan needs it
+        from axo.coordination.auction import Agent as Bidder
+        from axo.coordination.auction import Auctioneer
+        from axo.coordination.auction import Task as Job
+
         bidders = []
         for w in workers:
             spec = specs[w]
