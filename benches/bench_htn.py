@@ -350,11 +350,12 @@ def gtpyhop_plan(case: Case) -> list[Action] | None:
         goal_pos.update({f[1]: f[2] for f in case.init if f[0] == "goal_on"})
         pos = {f[1]: "table" for f in case.init if f[0] == "ontable"}
         pos.update({f[1]: f[2] for f in case.init if f[0] == "on"})
+        clear = {f[1] for f in case.init if f[0] == "clear"}
         state = gp.State(
             "s",
             pos=pos,
             holding={"hand": False},
-            clear={b: ("clear", b) in set(case.init) for b in pos},
+            clear={b: b in clear for b in pos},
         )
         goal = {b: goal_pos[b] for b in case.objects["block"]}
         todo: list[Any] = [("solve", goal)]
