@@ -81,6 +81,12 @@ class Configure(_Msg, frozen=True, kw_only=True):
     host: Any
 
 
+class ActorProcess(_Msg, frozen=True, kw_only=True):
+    """An agent actor, once configured, tells the run actor which process it lives in."""
+
+    pid: int
+
+
 class StartRun(_Msg, frozen=True, kw_only=True):
     """Start one run: its agents (by index), their dependencies and the run's input."""
 
@@ -91,6 +97,9 @@ class StartRun(_Msg, frozen=True, kw_only=True):
     decay: tuple[float, ...]
     input: str
     completed: tuple[tuple[int, str], ...] = ()  # (agent, output) done in an earlier life
+    # multiproc: how often (seconds) the run actor looks for agent processes that died
+    # (0: never). Thespian's own notice (ChildActorExited) is not reliable: it can miss one.
+    watch_children: float = 0.0
 
 
 class StopRun(_Msg, frozen=True, kw_only=True):
@@ -271,6 +280,6 @@ class Events(_Msg, frozen=True, kw_only=True):
     events: tuple[RunEvent, ...]
 
 
-ToRunActor = StartRun | TaskCompleted | AgentFailed | CancelRun | StopRun
+ToRunActor = StartRun | TaskCompleted | AgentFailed | CancelRun | StopRun | ActorProcess
 ToAgentActor = Configure | Activate | LLMReply | ToolsReply | RecallReply
 ToHost = LLMCall | ToolsCall | RecallCall | TurnEvent | Events

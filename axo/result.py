@@ -194,13 +194,27 @@ class RunTracker:
         a.started_at, a.finished_at = started_at or None, finished_at or None
         a.stop_reason = "answered (earlier run)"
 
-    def cancel_running(self, reason: str) -> None:
+    def interrupt_running(self, reason: str) -> list[str]:
+        """A stop cut running agents short: they wait again (a resumed run runs them);
+        their ids."""
+        cut = [a for a in self.agents.values() if a.status == "running"]
+        for a in cut:
+            a.status, a.reason = "waiting", reason
+        return [a.id for a in cut]
+
+    def cancel_running(self, reason: str) -> tuple[list[str], list[str]]:
+        """The run was cut short (its timeout): running agents fail, waiting ones are
+        skipped; (failed, skipped) ids."""
         now = time.time()
+        failed, skipped = [], []
         for a in self.agents.values():
             if a.status == "running":
                 a.status, a.reason, a.finished_at = "failed", reason, now
+                failed.append(a.id)
             elif a.status == "waiting":
                 a.status, a.reason = "skipped", reason
+                skipped.append(a.id)
+        return failed, skipped
 
     @property
     def usage(self) -> Usage:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any
+from contextvars import ContextVar
+from typing import Any, NamedTuple
 
 import httpx
 
@@ -39,6 +40,25 @@ def pooled_client(
 Attempt = Callable[[], Awaitable[tuple[ProviderError | None, float | None, Any]]]
 
 
+class RetryWatch(NamedTuple):
+    """What the owner of a call wants to know of its retries (see ``watch_retries``)."""
+
+    stopping: Callable[[], bool]  # true: make no further attempt
+    retrying: Callable[[ProviderError, float, int], None]  # (failure, delay, attempts so far)
+
+
+_WATCH: ContextVar[RetryWatch | None] = ContextVar("axo_retry_watch", default=None)
+
+
+def watch_retries(
+    stopping: Callable[[], bool], retrying: Callable[[ProviderError, float, int], None]
+) -> None:
+    """For the calls the current task makes from now on: ``retrying`` hears of each retry
+    before its wait, and once ``stopping()`` is true a failed attempt is not tried again.
+    (A task's context is its own: this does not reach other tasks.)"""
+    _WATCH.set(RetryWatch(stopping, retrying))
+
+
 async def with_retries(
     attempt: Attempt,
     *,
@@ -64,7 +84,21 @@ async def with_retries(
                     status=failure.status,
                 )
             raise failure
+        watch = _WATCH.get()
+        _unless_stopping(watch, failure)
         on_retry()
         if delay is None:
             delay = backoff * (2 ** (count - 1)) * random.uniform(0.75, 1.25)
+        if watch is not None:
+            watch.retrying(failure, delay, count)
         await sleep(delay)
+        _unless_stopping(watch, failure)  # the stop may have come while it waited
+
+
+def _unless_stopping(watch: RetryWatch | None, failure: ProviderError) -> None:
+    if watch is not None and watch.stopping():
+        raise ProviderError(
+            f"{failure} — not tried again: the run is stopping",
+            retryable=False,
+            status=failure.status,
+        )

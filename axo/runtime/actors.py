@@ -11,9 +11,14 @@ Handlers match on the closed unions of ``axo.messages`` and end in ``assert_neve
 from __future__ import annotations
 
 import importlib
+import os
 import time
 import traceback
+from datetime import timedelta
+from pathlib import Path
 from typing import Any, assert_never
+
+from thespian.actors import ActorExitRequest, ChildActorExited, WakeupMessage
 
 from axo.agent.turn import AgentTurn, CallLLM, CallTools, Emit, Recall, Turn, TurnResult
 from axo.errors import RuntimeFault
@@ -21,6 +26,7 @@ from axo.lattice import EventLattice, LatticeError, State
 from axo.llm.base import ChatRequest, ChatResponse, Usage
 from axo.messages import (
     Activate,
+    ActorProcess,
     AgentDone,
     AgentFailed,
     AgentSkipped,
@@ -49,6 +55,22 @@ from axo.runtime.plans import PlanDispatch
 from axo.runtime.system import Actor
 
 RUNNING = int(State.RUNNING)
+
+
+def _process_gone(pid: int) -> bool:
+    """Whether process ``pid`` has exited (reaped, or a zombie where /proc tells)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
 
 _functions: dict[str, Any] = {}
 
@@ -103,6 +125,7 @@ class AgentActor(Actor):  # type: ignore[misc]
                 self._activate(msg)
             case Configure():
                 self.spec, self.run, self.host = msg.spec, msg.run, msg.host
+                self.send(msg.run, ActorProcess(pid=os.getpid()))
             case LLMReply():
                 if msg.response is None:
                     self._resume(
@@ -263,6 +286,8 @@ class RunActor(PlanDispatch, Actor):  # type: ignore[misc]
         self.over = False
         self.outbox: list[RunEvent] = []
         self.stopping = False
+        self.dead: set[int] = set()  # actors whose process exited (see ``_child_exited``)
+        self.pids: dict[int, int] = {}  # by actor: the process it said it lives in
         self._plan_setup()
         self.on_host: list[bool] = []  # per agent: its LLM calls go through the host
         self.host_running = 0  # running agents that wait on the host
@@ -274,7 +299,14 @@ class RunActor(PlanDispatch, Actor):  # type: ignore[misc]
 
     def receiveMessage(self, msg: object, sender: Any) -> None:
         if not isinstance(msg, ToRunActor):
-            return  # Thespian's own messages
+            try:
+                if isinstance(msg, ChildActorExited):  # e.g. its process was killed
+                    self._child_exited(msg.childAddress)
+                elif isinstance(msg, WakeupMessage):
+                    self._watch_children(msg.payload)
+            finally:
+                self._flush()
+            return  # the rest of Thespian's own messages are not ours
         try:
             self._handle(msg, sender)
         finally:
@@ -310,6 +342,9 @@ class RunActor(PlanDispatch, Actor):  # type: ignore[misc]
                 self._failed(msg)
             case CancelRun():
                 self._cancel(msg)
+            case ActorProcess():
+                if sender in self.actors:
+                    self.pids[self.actors.index(sender)] = msg.pid
             case StopRun():
                 if self.start is not None and not self.over:
                     self.stopping = True
@@ -328,12 +363,23 @@ class RunActor(PlanDispatch, Actor):  # type: ignore[misc]
         self.on_host = [spec.function is None for spec in msg.agents]
         self.host_running = 0
         self.lattice = self._fresh_lattice(msg)
+        for gone in self.actors[len(msg.agents) :]:  # the last run's plan steps' actors
+            self.send(gone, ActorExitRequest())
+        del self.actors[len(msg.agents) :]
+        self.pids = {i: pid for i, pid in self.pids.items() if i < len(msg.agents)}
+        self.dead = {i for i in self.dead if i < len(msg.agents)}
         while len(self.actors) < len(msg.agents):
             self.actors.append(self.createActor(AgentActor))
+        if self.dead:  # new actors for them, configured below with the rest
+            for i in self.dead:
+                self.actors[i] = self.createActor(self.agent_class)
+            self.dead, self.configured = set(), None
         if self.configured != (msg.agents, host):
             for addr, spec in zip(self.actors, msg.agents, strict=False):
                 self.send(addr, Configure(spec=spec, run=self.myAddress, host=host))
             self.configured = (msg.agents, host)
+        if msg.watch_children:
+            self.wakeupAfter(timedelta(seconds=msg.watch_children), payload=msg.run_id)
         ready = self.lattice.start()
         # workers are not activated by the lattice: they wait for a coordinator's plan
         workers = set(self.workers)
@@ -373,6 +419,8 @@ class RunActor(PlanDispatch, Actor):  # type: ignore[misc]
         now = time.time()
         outputs = self.outputs
         for i in ready:
+            if i in self.dead:
+                self._revive(i, start.agents[i])
             self.host_running += self.on_host[i]
             upstream = tuple([outputs[d] for d in start.dependencies[i] if d in outputs])
             if self.on_host[i]:
@@ -479,6 +527,46 @@ class RunActor(PlanDispatch, Actor):  # type: ignore[misc]
                 )
             )
         self._maybe_finish()
+
+    def _watch_children(self, run_id: object) -> None:
+        """Multiproc: while a run is on, look now and then for agent processes that are
+        gone (Thespian's ChildActorExited can miss one whose exit it did not see)."""
+        start = self.start
+        if start is None or self.over or run_id != start.run_id or not start.watch_children:
+            return
+        for i, pid in list(self.pids.items()):
+            if i < len(self.actors) and _process_gone(pid):
+                del self.pids[i]
+                self._child_exited(self.actors[i])
+        if not self.over:
+            self.wakeupAfter(timedelta(seconds=start.watch_children), payload=start.run_id)
+
+    def _child_exited(self, address: Any) -> None:
+        """An agent actor is gone: what it was running fails (its dependents are skipped;
+        ``--resume`` runs it again). It gets a new actor when it is next activated."""
+        if address not in self.actors:
+            return
+        i = self.actors.index(address)
+        self.dead.add(i)
+        start, lattice = self.start, self.lattice
+        if start is None or lattice is None or self.over or lattice.state[i] != RUNNING:
+            return
+        self._failed(
+            AgentFailed(
+                run_id=start.run_id,
+                agent=i,
+                reason="its actor's process exited while it was running",
+                kind="ActorExited",
+                finished_at=time.time(),
+            )
+        )
+
+    def _revive(self, i: int, spec: AgentSpec) -> None:
+        """A new actor for agent ``i``, whose actor died (messages keep their order: it is
+        configured before anything else reaches it)."""
+        self.dead.discard(i)
+        self.actors[i] = self.createActor(self.agent_class)
+        self.send(self.actors[i], Configure(spec=spec, run=self.myAddress, host=self.host))
 
     def _cancel(self, msg: CancelRun) -> None:
         if self.over or self.start is None or self.lattice is None:

@@ -20,15 +20,16 @@ import os
 import queue
 import threading
 import uuid
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
 
 import msgspec
 
-from axo.errors import UsageError
+from axo.errors import ProviderError, UsageError
 from axo.eventlog import EventLog
 from axo.llm.base import ChatMessage, Provider
 from axo.llm.providers import ProviderSet
+from axo.llm.retry import watch_retries
 from axo.memory.tiers import open_memory
 from axo.messages import (
     CancelRun,
@@ -55,6 +56,29 @@ from axo.tools.registry import Tool, ToolRegistry
 from axo.workflow import Workflow
 
 EventHandler = Callable[[RunEvent, RunTracker], None]
+T = TypeVar("T")
+CHILD_WATCH_SECONDS = 1.0  # multiproc: a killed agent process is noticed within about this
+
+
+class _StoppedEarly(Exception):
+    """A stop came while the run was still starting."""
+
+
+def _cancelling() -> bool:
+    """Whether the current task itself is being cancelled (not just a step it awaited)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def _with_server_failures(exc: UsageError, hub: Any) -> UsageError:
+    """An allow-list error, with why the MCP servers it may name did not start."""
+    if hub is None:
+        return exc
+    down = [s for s in hub.status().values() if s.state in ("failed", "unavailable")]
+    if not down:
+        return exc
+    why = "; ".join(f"MCP server '{s.name}' did not start: {s.reason}" for s in down)
+    return UsageError(f"{exc} ({why})")
 
 
 class InlineBridge:
@@ -212,7 +236,7 @@ class Host:
                 log.close()
                 raise
         try:
-            return await self._run(
+            result = await self._run(
                 workflow,
                 run_input,
                 run_id=run_id,
@@ -227,9 +251,17 @@ class Host:
                 workspace=workspace,
                 memory=memory,
             )
+        except BaseException as exc:  # the log must not show a run that never ends
+            if journal is not None:
+                journal.note("run_failed", "", {"error": workflow.redact(str(exc) or repr(exc))})
+                journal.finish("failed")
+            if isinstance(exc, UsageError) and workflow.redact(str(exc)) != str(exc):
+                raise UsageError(workflow.redact(str(exc))) from None  # e.g. a model's name
+            raise
         finally:
             if log is not None:
                 log.close()
+        return result
 
     async def _run(
         self,
@@ -281,59 +313,63 @@ class Host:
                 journal.note(kind, agent, detail)
 
         hub = None
-        if workflow.config.mcp_servers:
-            from axo.mcp.client import McpHub
-
-            hub = await McpHub.open(
-                workflow.config.mcp_servers,
-                record=lambda kind, server, detail: record(kind, f"mcp:{server}", detail),
-            )
-            for t in hub.tools():
-                registry.add(t)
-        try:
-            start, crew_key = start_message(workflow, registry, run_id, run_input)
-        except BaseException:
-            if hub is not None:
-                await hub.aclose()
-            raise
-        if resumed is not None and resumed.completed:
-            index = {a.id: i for i, a in enumerate(workflow.agents)}
-            start = msgspec.structs.replace(
-                start,
-                completed=tuple(
-                    (index[a], c.output) for a, c in resumed.completed.items() if a in index
-                ),
-            )
-        allowed = {spec.id: {t.name for t in spec.tool_specs} for spec in start.agents}
-        provider_set = ProviderSet(workflow, providers, state_dir=state_dir)
-        workspace = workspace or os.path.join(run_dir, "workspace")
-        effects = EffectRunner(
-            run_id=run_id,
-            providers=provider_set,
-            registry=registry,
-            allowed=allowed,
-            policy=policy or Policy(),
-            workspace=os.path.abspath(workspace),
-            memory=memory if memory is not None else open_memory(workflow, state_dir),
-            record=record,
-            redact=workflow.redact,
-            run_budget=workflow.config.run.token_budget,
-        )
         tasks: set[asyncio.Task[None]] = set()
-        bridge: InlineBridge | ThreadBridge
+        bridge: InlineBridge | ThreadBridge | None = None
         run_actor: Any = None
-
+        stops: list[str] = []  # stop requests, in order
+        interrupted: set[str] = set()  # agents a stop cut short (their next effect not run)
+        setup: asyncio.Future[Any] | None = None  # a start-up step a stop may cancel
         sessions: dict[str, list[ChatMessage]] = {}
 
+        def finish_stopped(reason: str) -> None:
+            """End the run as stopped from here: what was running waits again."""
+            if finished.done():
+                return
+            cut = tracker.interrupt_running(f"cut short by the stop ({reason}); resumable")
+            if cut:
+                record("interrupted", "", {"agents": cut})
+            deliver(Events(events=(RunFinished(run_id=run_id, status="stopped", lattice={}),)))
+
+        def settle() -> None:
+            """After a stop: once no effect is in flight, agents cut short end the run."""
+            if interrupted and not any(not t.done() for t in tasks):
+                finish_stopped(stops[0])
+
+        def interrupt(agent: str) -> None:
+            interrupted.add(agent)
+            loop.call_soon(settle)  # after this effect's task is done
+
+        def retried(agent: str) -> Callable[[ProviderError, float, int], None]:
+            def note(failure: ProviderError, delay: float, attempts: int) -> None:
+                detail = {"attempt": attempts, "error": effects.redact(str(failure))}
+                record("llm_retry", agent, {**detail, "delay": round(delay, 3)})
+
+            return note
+
         async def perform(call: LLMCall | ToolsCall | RecallCall) -> None:
+            watch_retries(lambda: bool(stops), retried(call.agent))
+            if stops:  # after a stop nothing new starts: a resumed run does it
+                interrupt(call.agent)
+                return
             reply = journal.replay(call) if journal is not None else None
+            if isinstance(reply, LLMReply) and reply.response is not None:
+                effects.used = effects.used + reply.response.usage  # spent before the stop
             if reply is None:
-                if isinstance(call, LLMCall):
-                    reply = await effects.llm(call)
-                elif isinstance(call, ToolsCall):
-                    reply = await effects.tools(call)
-                else:
-                    reply = effects.recall(call)
+                try:
+                    if isinstance(call, LLMCall):
+                        reply = await effects.llm(call)
+                    elif isinstance(call, ToolsCall):
+                        reply = await effects.tools(call)
+                    else:
+                        reply = effects.recall(call)
+                except asyncio.CancelledError:
+                    if not stops or finished.done():
+                        raise
+                    interrupt(call.agent)  # a second stop does not wait for it
+                    return
+                if stops and isinstance(reply, LLMReply) and reply.error is not None:
+                    interrupt(call.agent)  # not its failure: the stop ended its retries
+                    return
                 if journal is not None:
                     await journal.result(call, reply)  # durable before the agent acts on it
             if isinstance(call, LLMCall) and isinstance(reply, LLMReply) and reply.response:
@@ -341,7 +377,7 @@ class Host:
                     *call.request.messages,
                     ChatMessage(role="assistant", content=reply.response.content),
                 ]
-            if not finished.done():
+            if not finished.done() and bridge is not None:
                 bridge.send(call.reply_to, reply)
 
         def deliver(message: object) -> None:
@@ -355,22 +391,50 @@ class Host:
                         record(message.kind, message.agent, message.detail)
                 case Events():
                     for event in message.events:
-                        if event.run_id != run_id:
+                        if event.run_id != run_id or finished.done():
                             continue
                         tracker.apply(event)
                         if journal is not None:
                             journal.event(event)
                         if on_event is not None:
                             on_event(event, tracker)
-                        if isinstance(event, RunFinished) and not finished.done():
+                        if isinstance(event, RunFinished):
                             finished.set_result(event)
                 case _:
                     pass  # Thespian's own notices (e.g. poison messages) are not ours
 
         def stop(reason: str) -> None:
-            if run_actor is not None and not finished.done():
-                record("stop_requested", "", {"reason": reason})
+            """The first stop lets what is in flight finish and starts nothing new (an
+            effect that fails is not retried); a second one cuts in-flight effects short."""
+            if finished.done():
+                return
+            stops.append(reason)
+            record("stop_requested", "", {"reason": reason, "request": len(stops)})
+            if run_actor is None:  # still starting: stop that
+                if setup is not None:
+                    setup.cancel()
+                return
+            if len(stops) == 1 and bridge is not None:
                 bridge.send(run_actor, StopRun(run_id=run_id, reason=reason))
+            else:
+                for t in list(tasks):
+                    t.cancel()
+            loop.call_soon(settle)
+
+        async def starting(step: Awaitable[T]) -> T:
+            """A start-up step (servers, models, actors) that a stop cancels."""
+            nonlocal setup
+            if stops:
+                raise _StoppedEarly
+            setup = asyncio.ensure_future(step)
+            try:
+                return await setup
+            except asyncio.CancelledError:
+                if stops and not _cancelling():
+                    raise _StoppedEarly from None
+                raise
+            finally:
+                setup = None
 
         async def watch_stop_file() -> None:
             path = os.path.join(run_dir, "STOP")
@@ -380,30 +444,80 @@ class Host:
                     return
                 await asyncio.sleep(0.2)  # a file has no change event we can await portably
 
-        bridge = (
-            InlineBridge(self.rt, deliver)
-            if self.rt.inline
-            else ThreadBridge(self.rt, deliver, loop)
-        )
         failure: str | None = None
         watcher = loop.create_task(watch_stop_file()) if journal is not None else None
         self._stoppers.append(stop)
+        provider_set: ProviderSet | None = None
         try:
-            await provider_set.open()
+            if workflow.config.mcp_servers:
+                from axo.mcp.client import McpHub
+
+                hub = await starting(
+                    McpHub.open(
+                        workflow.config.mcp_servers,
+                        record=lambda kind, server, detail: record(kind, f"mcp:{server}", detail),
+                    )
+                )
+                for t in hub.tools():
+                    registry.add(t)
+            try:
+                start, crew_key = start_message(workflow, registry, run_id, run_input)
+            except UsageError as exc:
+                raise _with_server_failures(exc, hub) from None
+            if not self.rt.inline:
+                start = msgspec.structs.replace(start, watch_children=CHILD_WATCH_SECONDS)
+            if resumed is not None and resumed.completed:
+                index = {a.id: i for i, a in enumerate(workflow.agents)}
+                start = msgspec.structs.replace(
+                    start,
+                    completed=tuple(
+                        (index[a], c.output) for a, c in resumed.completed.items() if a in index
+                    ),
+                )
+            allowed = {spec.id: {t.name for t in spec.tool_specs} for spec in start.agents}
+            provider_set = ProviderSet(workflow, providers, state_dir=state_dir)
+            workspace = workspace or os.path.join(run_dir, "workspace")
+            effects = EffectRunner(
+                run_id=run_id,
+                providers=provider_set,
+                registry=registry,
+                allowed=allowed,
+                policy=policy or Policy(),
+                workspace=os.path.abspath(workspace),
+                memory=memory if memory is not None else open_memory(workflow, state_dir),
+                record=record,
+                redact=workflow.redact,
+                run_budget=workflow.config.run.token_budget,
+            )
+            if resumed is not None:  # the run budget counts what the run used before
+                for done in resumed.completed.values():
+                    effects.used = effects.used + done.usage
+            bridge = (
+                InlineBridge(self.rt, deliver)
+                if self.rt.inline
+                else ThreadBridge(self.rt, deliver, loop)
+            )
+            await starting(provider_set.open())
             idle = self._idle.get(crew_key)
-            run_actor = idle.pop() if idle else await bridge.create_run_actor()
+            run_actor = idle.pop() if idle else await starting(bridge.create_run_actor())
+            if stops:  # it came while the actor was made: the run must not start
+                raise _StoppedEarly
             bridge.send(run_actor, start)
             try:
-                if not finished.done():  # in local mode an in-process run is already over
+                if not finished.done():  # in local mode an in-process run is over already
                     await asyncio.wait_for(asyncio.shield(finished), timeout)
             except TimeoutError:
                 failure = f"run timed out after {timeout:g}s"
+                cut, skipped = tracker.cancel_running(failure)
+                record("run_timed_out", "", {"reason": failure, "failed": cut, "skipped": skipped})
                 bridge.send(run_actor, CancelRun(run_id=run_id, reason=failure))
-                tracker.cancel_running(failure)
             else:
-                await distill(
-                    workflow, start.agents, sessions, provider_set, effects.memory, record
-                )
+                if finished.result().status != "stopped":  # a stopped run distils when it ends
+                    await distill(
+                        workflow, start.agents, sessions, provider_set, effects.memory, record
+                    )
+        except _StoppedEarly:
+            finish_stopped(stops[0])
         finally:
             self._stoppers.remove(stop)
             if watcher is not None:
@@ -412,13 +526,15 @@ class Host:
                 t.cancel()
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
-            if run_actor is not None:
-                if finished.done() and failure is None:
+            if run_actor is not None and bridge is not None:
+                if finished.done() and failure is None and not interrupted:
                     self._idle.setdefault(crew_key, []).append(run_actor)  # reuse its actors
                 else:
                     bridge.send(run_actor, ExitRequest())
-            bridge.close()
-            await provider_set.aclose()
+            if bridge is not None:
+                bridge.close()
+            if provider_set is not None:
+                await provider_set.aclose()
             if hub is not None:
                 await hub.aclose()
         result = tracker.result(
@@ -430,5 +546,7 @@ class Host:
             failure=failure,
         )
         if journal is not None:
+            if not finished.done():  # the actors could not say it: the host does
+                journal.note("run_finished", "", {"status": result.status, "reason": failure})
             journal.finish(result.status)
         return result
