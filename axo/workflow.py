@@ -81,8 +81,8 @@ class Workflow:
 
     @cached_property
     def labels(self) -> tuple[tuple[str, str], ...]:
-        """(id, display name) of each agent, in order."""
-        return tuple((a.id, a.display_name) for a in self.agents)
+        """(id, display name) of each agent, in order (secrets in names shown as ***)."""
+        return tuple((a.id, self.redact(a.display_name)) for a in self.agents)
 
     @cached_property
     def distillers(self) -> tuple[Agent, ...]:
@@ -201,6 +201,14 @@ def _role_problems(source: Source) -> list[Problem]:
                     "add plan: {domain: path/to/domain.yaml} (and a problem file)",
                 )
             )
+        if a.get("plan") and a.get("role") != "coordinator":
+            problems.append(
+                source.problem(
+                    ("agents", i, "plan"),
+                    f"agent '{a.get('id')}' has a plan but is not a coordinator",
+                    "add role: coordinator, or remove plan:",
+                )
+            )
         if a.get("role") == "worker" and a.get("depends_on"):
             problems.append(
                 source.problem(
@@ -264,7 +272,12 @@ def load_file(
     problems += _role_problems(source)
     raise_if(problems)
     assert cfg is not None
-    return Workflow(source.file, cfg, cfg.agents, None, frozenset(source.secrets))
+    workflow = Workflow(source.file, cfg, cfg.agents, None, frozenset(source.secrets))
+    if any(a.role == "coordinator" for a in cfg.agents):  # their domain files, checked too
+        from axo.runtime.specs import check_plans
+
+        check_plans(workflow)
+    return workflow
 
 
 def load_workflow(

@@ -124,7 +124,11 @@ def _walk(
 
 
 def load_yaml(
-    path: str | os.PathLike[str], *, what: str = "workflow", collect: bool = False
+    path: str | os.PathLike[str],
+    *,
+    what: str = "workflow",
+    collect: bool = False,
+    relative_to: str = "the current directory",
 ) -> Source:
     """Parse the file at ``path``.
 
@@ -132,6 +136,7 @@ def load_yaml(
         path: the file, as the user gave it (messages name it so).
         what: what the file holds, for messages ("workflow", "domain", …).
         collect: keep duplicate keys in ``Source.problems`` instead of raising.
+        relative_to: where a relative path starts, for the hint when the file is missing.
 
     Raises:
         ConfigError: the file is missing, a directory, unreadable, not UTF-8, empty or
@@ -147,7 +152,7 @@ def load_yaml(
                     None,
                     "$",
                     f"{what} file not found",
-                    "check the path; a relative path starts from the current directory",
+                    f"check the path; a relative path starts from {relative_to}",
                 )
             ]
         )

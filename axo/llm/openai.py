@@ -165,6 +165,7 @@ class OpenAICompatible:
         self._sleep = sleep
         self._schema_style = schema_style
         hdrs = dict(headers or {})
+        self._secret = api_key or ""
         if api_key:
             hdrs["Authorization"] = f"Bearer {api_key}"
         self._client = pooled_client(
@@ -184,15 +185,32 @@ class OpenAICompatible:
             request = self._prepare(request)
         body = json.dumps(request_to_wire(request, schema_style=self._schema_style)).encode()
         start = time.perf_counter()
-        data, attempts = await with_retries(
-            lambda: self._attempt(body),
-            max_retries=self.max_retries,
-            backoff=self.backoff,
-            sleep=self._sleep,
-            on_attempt=self._count_call,
-            on_retry=self._count_retry,
-        )
-        out = _timed(response_from_wire(data), time.perf_counter() - start, attempts)
+        try:
+            data, attempts = await with_retries(
+                lambda: self._attempt(body),
+                max_retries=self.max_retries,
+                backoff=self.backoff,
+                sleep=self._sleep,
+                on_attempt=self._count_call,
+                on_retry=self._count_retry,
+            )
+        except ProviderError as exc:  # a server or proxy may echo the key back in an error
+            if self._secret and self._secret in str(exc):
+                raise ProviderError(
+                    str(exc).replace(self._secret, "[api key]"),
+                    retryable=exc.retryable,
+                    status=exc.status,
+                ) from None
+            raise
+        try:
+            answer = response_from_wire(data)
+        except ProviderError:
+            raise
+        except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
+            raise ProviderError(
+                f"{self.name}: malformed response ({type(exc).__name__}: {exc})"
+            ) from None
+        out = _timed(answer, time.perf_counter() - start, attempts)
         if self._postprocess is not None:
             out = self._postprocess(request, out)
         return out

@@ -89,6 +89,7 @@ def _entries(file: Workflow) -> dict[str, _Entry]:
         about = f"Run the agent '{agent.display_name}' alone on a task and return its answer."
         if agent.system_prompt:
             about += f" Its instructions: {_gist(agent.system_prompt)}"
+        about = file.redact(about)  # a ${VAR} in a name or a prompt is a secret
         name = f"agent_{agent.id}"
         schema = _schema("task", "What the agent should do.")
         out[name] = _Entry(
@@ -100,7 +101,7 @@ def _entries(file: Workflow) -> dict[str, _Entry]:
     if cfg.workflows:
         chosen = [(f"workflow_{w.id}", file.select(w.id), w.description) for w in cfg.workflows]
     else:
-        label = _UNSAFE.sub("_", cfg.name) if cfg.name else "main"
+        label = _UNSAFE.sub("_", file.redact(cfg.name)) if cfg.name else "main"
         chosen = [(f"workflow_{label}", file.select(None), cfg.description)]
     for name, wf, description in chosen:
         names = ", ".join(a.display_name for a in wf.agents)
@@ -110,6 +111,7 @@ def _entries(file: Workflow) -> dict[str, _Entry]:
         )
         if description:
             about += f" {_gist(description)}"
+        about = file.redact(about)
         out[name] = _Entry(
             mcp_types.Tool(
                 name=name, description=about, input_schema=_schema("input", "The run's input.")
@@ -205,9 +207,9 @@ class AxoMcpServer(Server[Any]):
         if file.config.description:
             about += f": {file.config.description}"
         super().__init__(
-            file.config.name or "axo",
+            file.redact(file.config.name or "axo"),
             version=_version(),
-            instructions=about,
+            instructions=file.redact(about),
             on_list_tools=self._list_tools,
             on_call_tool=self._call_tool,
         )

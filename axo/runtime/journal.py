@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,9 +76,16 @@ class Journal:
     """Records one run in an event log and its checkpoints in the run's folder."""
 
     def __init__(
-        self, log: EventLog, run_id: str, run_dir: str, resume: ResumeState | None = None
+        self,
+        log: EventLog,
+        run_id: str,
+        run_dir: str,
+        resume: ResumeState | None = None,
+        *,
+        redact: Callable[[str], str] = str,
     ) -> None:
         self.log = log
+        self.redact = redact  # the workflow's secrets out of checkpoints
         self.run_id = run_id
         self.run_dir = run_dir
         self.checkpoints = CheckpointStore(os.path.join(run_dir, "checkpoints"))
@@ -106,7 +114,7 @@ class Journal:
             digest,
             {"input": run_input, "runtime": runtime, "agents": [a.id for a in workflow.agents]},
         )
-        return cls(log, run_id, run_dir)
+        return cls(log, run_id, run_dir, redact=workflow.redact)
 
     @classmethod
     def reopen(cls, log: EventLog, run_id: str, run_dir: str, workflow: Workflow) -> Journal:
@@ -133,7 +141,7 @@ class Journal:
                 f"event log: {replay.problem}; {replay.dropped} record(s) "
                 f"after it dropped, the run continues from the good ones"
             )
-        journal = cls(log, run_id, run_dir, state)
+        journal = cls(log, run_id, run_dir, state, redact=workflow.redact)
         journal._read(replay.records, workflow)
         return journal
 
@@ -221,7 +229,11 @@ class Journal:
         if isinstance(reply, RecallReply):
             return
         if call.agent not in self.unchecked:
-            self.checkpoints.save(call.agent, {"status": "running", "step": n, "session": session})
+            self._save(call.agent, {"status": "running", "step": n, "session": session})
+
+    def _save(self, agent: str, state: dict[str, Any]) -> None:
+        """A checkpoint, with every secret of the workflow shown as ***."""
+        self.checkpoints.save(agent, _redacted(state, self.redact))
 
     def note(self, kind: str, agent: str, detail: dict[str, Any]) -> None:
         self.log.append(self.run_id, kind, agent, detail)
@@ -235,7 +247,7 @@ class Journal:
                 data.pop("type", None)
                 self.log.append(self.run_id, "agent_done", event.agent, data)
                 if event.status == "done" and event.agent not in self.unchecked:
-                    self.checkpoints.save(
+                    self._save(
                         event.agent,
                         {
                             "status": "done",
@@ -265,3 +277,14 @@ class Journal:
 
     def finish(self, status: str) -> None:
         self.log.finish_run(self.run_id, status)
+
+
+def _redacted(value: Any, redact: Callable[[str], str]) -> Any:
+    """``value`` (built-in types) with ``redact`` applied to every string in it."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redacted(v, redact) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(v, redact) for v in value]
+    return value

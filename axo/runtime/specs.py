@@ -34,7 +34,7 @@ def agent_specs(workflow: Workflow, registry: ToolRegistry) -> tuple[AgentSpec, 
         specs.append(
             AgentSpec(
                 id=a.id,
-                name=a.display_name,
+                name=workflow.redact(a.display_name),
                 system_prompt=a.system_prompt,
                 model=model,
                 provider=pname,
@@ -62,6 +62,17 @@ def agent_specs(workflow: Workflow, registry: ToolRegistry) -> tuple[AgentSpec, 
     return tuple(specs)
 
 
+def check_plans(workflow: Workflow) -> None:
+    """Read and check every coordinator's domain and problem files (``axo validate`` and
+    loading a workflow file do, so a broken domain is found before anything runs).
+
+    Raises:
+        ConfigError: what is wrong, located in the domain or problem file.
+    """
+    for agent in workflow.agents:
+        _plan_spec(workflow, agent)
+
+
 def _plan_spec(workflow: Workflow, agent: Agent) -> PlanSpec | None:
     """Read a coordinator's domain and problem files (relative to the workflow file) and check
     them now, so a broken domain is a ConfigError before anything runs."""
@@ -75,7 +86,8 @@ def _plan_spec(workflow: Workflow, agent: Agent) -> PlanSpec | None:
 
     def read(path: str) -> tuple[str, str]:
         full = path if os.path.isabs(path) else os.path.join(base, path)
-        load_yaml(full, what="planning")  # missing or unreadable: a located ConfigError
+        # missing or unreadable: a located ConfigError
+        load_yaml(full, what="planning", relative_to=f"the workflow file's folder ({base})")
         with open(full, encoding="utf-8") as f:
             return full, f.read()
 
