@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from axo.errors import UserError
+from axo.errors import ConfigError, UserError
+from axo.eventrecords import EventLogFailed
 from axo.graph import to_dot, to_mermaid, to_text
-from axo.workflow import load_file, load_workflow
+from axo.workflow import Workflow, load_file, load_workflow
 
 
 class _Parser(argparse.ArgumentParser):
@@ -23,6 +27,21 @@ class _Parser(argparse.ArgumentParser):
         self.print_usage(sys.stderr)
         sys.stderr.write(f"axo: error: {message}\n")
         sys.exit(2)
+
+
+def _seconds(text: str) -> float:
+    """``--timeout``: a positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not a number of seconds — give e.g. --timeout 300"
+        ) from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not a positive number of seconds — give e.g. --timeout 300"
+        )
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--input-file", help="read the run's input from a file ('-': stdin)")
     r.add_argument("--workflow", help="which workflow of the file to run")
     r.add_argument("--runtime", choices=["local", "multiproc"], default="local")
-    r.add_argument("--timeout", type=float, help="cancel the run after this many seconds")
+    r.add_argument("--timeout", type=_seconds, help="cancel the run after this many seconds")
     r.add_argument("--json", action="store_true", help="print the full result as JSON")
     r.add_argument("--quiet", action="store_true", help="no progress view")
     r.add_argument(
@@ -88,6 +107,37 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``axo`` command; return its exit code (see the module docstring).
+
+    A closed stdout (``axo runs | head``) ends the command quietly with 141, the status of a
+    process killed by SIGPIPE, as other command-line tools report it.
+    """
+    try:
+        try:
+            code = _main(argv)
+        except SystemExit:  # argparse's --help and usage errors: flush what they printed
+            sys.stdout.flush()
+            raise
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        _silence_stdout()
+        return 141
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+    except (OSError, ValueError):  # no real file descriptor (e.g. captured in tests)
+        pass
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "validate":
@@ -109,6 +159,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         sys.stderr.write(f"{exc}\n")
         return 2
+    except EventLogFailed as exc:
+        state_dir = getattr(args, "state_dir", ".axo")
+        sys.stderr.write(
+            f"{exc} — the event log in {state_dir} can't be used: move it away or pass "
+            f"another --state-dir\n"
+        )
+        return 2
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130
@@ -116,7 +173,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    wf = load_file(args.file)
+    try:
+        wf = load_file(args.file)
+        return _validated(args, wf)
+    except UserError as exc:
+        if args.json:
+            print(json.dumps({"ok": False, "file": args.file, "errors": _problems(args, exc)}))
+        raise
+
+
+def _problems(args: argparse.Namespace, exc: UserError) -> list[dict[str, object]]:
+    if isinstance(exc, ConfigError):
+        return [
+            {"file": p.file, "line": p.line, "path": p.path, "message": p.message, "fix": p.fix}
+            for p in exc.problems
+        ]
+    return [{"file": args.file, "line": None, "path": None, "message": str(exc), "fix": ""}]
+
+
+def _validated(args: argparse.Namespace, wf: Workflow) -> int:
     cfg = wf.config
     summaries = []
     if cfg.workflows:
@@ -145,14 +220,35 @@ def _validate(args: argparse.Namespace) -> int:
 def _read_input(args: argparse.Namespace) -> str:
     if args.input_file is None:
         return args.input or ""
-    if args.input_file == "-":
-        return sys.stdin.read()
-    path = Path(args.input_file)
     try:
-        return path.read_text(encoding="utf-8")
+        if args.input_file == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            data = Path(args.input_file).read_bytes()
+        return data.decode("utf-8")
     except OSError as exc:
         raise UserError(
             f"{args.input_file}: cannot read the input file ({exc.strerror}) — check the path"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"{args.input_file}: the input is not UTF-8 text (byte {exc.start}: "
+            f"{exc.reason}) — convert it to UTF-8, e.g. with iconv"
+        ) from None
+
+
+def _check_state_dir(state_dir: str) -> None:
+    """The state directory must be a folder axo can write in, or one it can create."""
+    if os.path.exists(state_dir) and not os.path.isdir(state_dir):
+        raise UserError(
+            f"--state-dir {state_dir}: not a directory — pass a folder (it is created if missing)"
+        )
+    try:
+        os.makedirs(os.path.join(state_dir, "runs"), exist_ok=True)
+    except OSError as exc:
+        raise UserError(
+            f"--state-dir {state_dir}: cannot create the state directory there "
+            f"({exc.strerror}) — pass a folder you can write in (it is created if missing)"
         ) from None
 
 
@@ -166,6 +262,7 @@ def _run(args: argparse.Namespace) -> int:
             "--resume continues a run with the input it started with; drop --input/--input-file"
         )
     text = "" if args.resume else _read_input(args)
+    _check_state_dir(args.state_dir)
     options = {
         "runtime": args.runtime,
         "timeout": args.timeout,
@@ -185,13 +282,21 @@ def _run(args: argparse.Namespace) -> int:
     else:
         print_result(result)
     if result.status == "stopped":
-        sys.stderr.write(
-            f"run {result.run_id} stopped; continue it with: axo run "
-            f"{args.file} --resume {result.run_id}"
-            f"{' --workflow ' + args.workflow if args.workflow else ''}\n"
-        )
+        again = _resume_command(args, result.run_id)
+        sys.stderr.write(f"run {result.run_id} stopped; continue it with: {again}\n")
         return 3
     return 0 if result.ok else 1
+
+
+def _resume_command(args: argparse.Namespace, run_id: str) -> str:
+    words = ["axo", "run", args.file, "--resume", run_id]
+    if args.workflow:
+        words += ["--workflow", args.workflow]
+    if os.path.normpath(args.state_dir) != ".axo":
+        words += ["--state-dir", args.state_dir]
+    if args.runtime != "local":
+        words += ["--runtime", args.runtime]
+    return " ".join(shlex.quote(w) for w in words)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -209,7 +314,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _graph(args: argparse.Namespace) -> int:
     wf = load_workflow(args.file, args.workflow)
-    names = {a.id: a.display_name for a in wf.agents}
+    names = dict(wf.labels)  # secrets in names shown as ***
     render = {"text": to_text, "mermaid": to_mermaid, "dot": to_dot}[args.format]
     print(render(wf.graph, names))
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
 import time
 from datetime import datetime
@@ -12,7 +13,7 @@ from datetime import datetime
 import msgspec
 
 from axo.errors import UsageError
-from axo.eventlog import CorruptLog, EventLog
+from axo.eventlog import CorruptLog, EventLog, EventLogFailed
 
 
 def _open(state_dir: str) -> EventLog:
@@ -21,7 +22,17 @@ def _open(state_dir: str) -> EventLog:
             f"no event log in {state_dir} — runs started with `axo run` are "
             f"recorded there (or pass --state-dir)"
         )
-    return EventLog.open(state_dir)
+    try:
+        return EventLog.open(state_dir)
+    except EventLogFailed as exc:
+        raise _unusable(state_dir, exc) from None
+
+
+def _unusable(state_dir: str, exc: Exception) -> UsageError:
+    return UsageError(
+        f"{exc} — the event log in {state_dir} can't be used: move it away or pass "
+        f"another --state-dir"
+    )
 
 
 def _when(t: float | None) -> str:
@@ -29,6 +40,13 @@ def _when(t: float | None) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
+    try:
+        return _command(args)
+    except sqlite3.DatabaseError as exc:  # a SQLite file, but not axo's event log
+        raise _unusable(args.state_dir, exc) from None
+
+
+def _command(args: argparse.Namespace) -> int:
     if args.command == "stop":
         return _stop(args)
     with _open(args.state_dir) as log:
@@ -84,6 +102,19 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _stop(args: argparse.Namespace) -> int:
+    with _open(args.state_dir) as log:
+        run = next((r for r in log.runs() if r.run_id == args.run_id), None)
+    if run is None:
+        raise UsageError(
+            f"no run '{args.run_id}' in {args.state_dir} — `axo runs` lists the runs "
+            f"and their status"
+        )
+    if run.status != "running":
+        raise UsageError(
+            f"run '{args.run_id}' is not running (status: {run.status}"
+            f"{', finished ' + _when(run.finished) if run.finished else ''}), so there is "
+            f"nothing to stop — `axo runs` lists the runs and their status"
+        )
     run_dir = os.path.join(args.state_dir, "runs", args.run_id)
     if not os.path.isdir(run_dir):
         raise UsageError(f"no run folder {run_dir} — `axo runs` lists the runs")
