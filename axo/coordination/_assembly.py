@@ -16,7 +16,7 @@ Candidates are ordered here, once: by ground task, then method, then binding (it
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -33,7 +33,7 @@ from axo.coordination._numbering import (
     Space,
     lookup,
 )
-from axo.coordination.domain import Atom, Call, PlanningProblem
+from axo.coordination.domain import Atom, Call, Operator, PlanningProblem
 
 if TYPE_CHECKING:
     from axo.coordination._grounding import Grounder
@@ -70,7 +70,8 @@ class Grounding:
     schema_arity: list[int]
     op_args: IntArray  # per operator grounding: object ids, padded with -1
     internal_ops: frozenset[str]
-    impossible_goal: tuple[Atom, ...]
+    impossible_goal: tuple[Atom, ...]  # goal facts that can never hold, static ones first
+    hopeless: int  # how many of those are static: false whatever methods are added
     describe: Describer
     undecomposable: int  # compound ground tasks with no method grounding at all
     calls: dict[int, Call] = field(default_factory=dict)  # operator grounding -> its action
@@ -112,6 +113,7 @@ class Describer:
     slot_ids: IntArray  # the fact id of each slot
     problem: PlanningProblem
     static_predicates: frozenset[str]
+    operators: Mapping[str, Operator]
 
     @cached_property
     def _static(self) -> frozenset[Atom]:
@@ -128,6 +130,33 @@ class Describer:
     def state(self, state: int) -> frozenset[Atom]:
         n = len(self.slot_ids)
         return self._static | {self.fact(s) for s in bits(state & ((1 << n) - 1))}
+
+    def never(self, call: Call) -> list[str]:
+        """Why the operator grounding ``call`` can never apply (its mask needs FALSE): the
+        static facts it needs or forbids that say no, and the facts it needs that can never
+        hold. Worked out again from the domain: only a failure message pays for it."""
+        op = self.operators[call.name]
+        binding = {p.name: a for p, a in zip(op.parameters, call.args, strict=True)}
+
+        def ground(atom: Atom) -> Atom:
+            return Atom(atom.predicate, tuple(binding.get(a, a) for a in atom.args))
+
+        static, init, out = self.static_predicates, self.problem.init, []
+        for fact in map(ground, op.preconditions):
+            if fact.predicate in static:
+                if fact not in init:
+                    out.append(f"{fact}, a static fact that never holds")
+            elif not self._has_slot(fact):
+                out.append(f"{fact}, a fact that can never hold")
+        for fact in map(ground, op.negative_preconditions):
+            if fact.predicate in static and fact in init:
+                out.append(f"not {fact}, a static fact that always holds")
+        return out
+
+    def _has_slot(self, fact: Atom) -> bool:
+        dense = self.facts.id_of(fact.predicate, self.objects.ids(fact.args))
+        at = int(np.searchsorted(self.slot_ids, dense))
+        return at < len(self.slot_ids) and int(self.slot_ids[at]) == dense
 
     def condition(self, bit: int) -> str:
         """A bit of a mask as text."""
@@ -257,7 +286,7 @@ def assemble(gr: Grounder, roots: list[int]) -> Grounding:
     req, add, delete = _operators(gr, blocks, b)
     gid = task_keys.searchsorted(ops.keys)
     held = b.mask(b.sets(gr.init_ids))
-    goal, impossible = _goal(gr, b)
+    goal, impossible, hopeless = _goal(gr, b)
     task_op = np.full(len(task_keys), -1, np.int64)
     task_op[gid] = np.arange(len(gid))
     return Grounding(
@@ -281,9 +310,17 @@ def assemble(gr: Grounder, roots: list[int]) -> Grounding:
         op_args=ops.args,
         internal_ops=gr.domain.internal,
         impossible_goal=impossible,
+        hopeless=hopeless,
         undecomposable=int(np.count_nonzero((task_op < 0) & (lo == hi))),
         describe=Describer(
-            gr.objects, gr.facts, gr.tasks, task_keys, b.slot_ids, gr.problem, gr.domain.static
+            gr.objects,
+            gr.facts,
+            gr.tasks,
+            task_keys,
+            b.slot_ids,
+            gr.problem,
+            gr.domain.static,
+            gr.domain.domain.operators,
         ),
     )
 
@@ -362,6 +399,8 @@ def _operators(gr: Grounder, blocks: IntArray, b: _Bits) -> tuple[list[int], lis
     need = b.need(blocks[:, : pre + neg], pre)
     start = pre + neg + add + delete
     if static + negated:
+        if not need.shape[1]:  # no dynamic preconditions: a column for FALSE, else PAD
+            need = np.zeros((len(blocks), 1), np.int64)
         _static_checks(gr, blocks[:, start : start + static + negated], static, need, b)
     sets = b.sets(blocks[:, pre + neg : pre + neg + add])
     clears = b.sets(blocks[:, pre + neg + add : start])
@@ -382,11 +421,12 @@ def _static_checks(gr: Grounder, facts: IntArray, static: int, need: IntArray, b
         need[never // held.shape[1]] = b.false
 
 
-def _goal(gr: Grounder, b: _Bits) -> tuple[int, tuple[Atom, ...]]:
-    """The goal's mask, and its facts that can never hold (FALSE is then part of the mask)."""
+def _goal(gr: Grounder, b: _Bits) -> tuple[int, tuple[Atom, ...], int]:
+    """The goal's mask, its facts that can never hold (FALSE is then part of the mask), and
+    how many of those, listed first, are static: no method added later can make them hold."""
     bits = b.need(gr.goal_ids.reshape(-1, 1), 1).ravel()
-    impossible = [gr.goal[i] for i in (bits == b.false).nonzero()[0].tolist()]
-    impossible += [
-        a for a in gr.problem.goal if a.predicate in gr.domain.static and a not in gr.problem.init
-    ]
-    return b.mask(bits), tuple(impossible)
+    static = gr.domain.static
+    false = [a for a in gr.problem.goal if a.predicate in static and a not in gr.problem.init]
+    impossible = [*false, *(gr.goal[i] for i in (bits == b.false).nonzero()[0].tolist())]
+    mask = b.mask(bits) | (1 << 2 * b.n if false else 0)
+    return mask, tuple(impossible), len(false)

@@ -142,7 +142,7 @@ class CompiledDomain:
     ranks: dict[str, tuple[int, ...]]  # per method: the types of its own parameters
     layout: Layout
     widths: Widths
-    width: dict[str, int]  # per task: the most variables one of its methods has
+    width: dict[str, int]  # per task: the most variables one of its methods has (or its arity)
     operator_names: list[str]
     operator_arity: IntArray  # per operator (by index): how many parameters it has
     predicate_index: dict[str, int]  # in ``predicates`` order: dynamic ones first
@@ -213,7 +213,11 @@ def compile_domain(domain: Domain) -> CompiledDomain:
         ranks=ranks,
         layout=layout,
         widths=widths,
-        width={t: max([p.variables for p in plans] + [0]) for t, plans in methods.items()},
+        # at least the task's own parameters: a task without methods (a frontier) is still
+        # grounded with its arguments
+        width={
+            t: max([p.variables for p in plans] + [len(schemas[t])]) for t, plans in methods.items()
+        },
         operator_names=list(domain.operators),
         operator_arity=np.array([len(o.parameters) for o in domain.operators.values()], np.intp),
         predicate_index={p: i for i, p in enumerate(predicates)},

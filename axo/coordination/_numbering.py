@@ -120,8 +120,14 @@ class Space:
         ids = offsets.take(relation)
         if not args.size:
             return ids
-        pos = self.objects.pos.ravel().take(args + rows.take(relation, axis=0))
+        pos = self._pos.take(args + rows.take(relation, axis=0))
         return (pos * strides.take(relation, axis=0)).sum(axis=1) + ids
+
+    @cached_property
+    def _pos(self) -> IntArray:
+        """``objects.pos`` flat, then a 0: what padding reads (index 0) when there are no
+        objects at all (its stride is 0)."""
+        return np.append(self.objects.pos.ravel(), 0)
 
     def id_of(self, name: str, args: Sequence[int]) -> int:
         """The id of one tuple (object ids)."""
@@ -152,10 +158,11 @@ class Space:
 
 
 class IdSet:
-    """A growing set of ids below ``size``: a boolean table, or a sorted array when huge."""
+    """A growing set of ids below ``size``: a boolean table, or a sorted array when huge.
+    The padding id -1 is never in it (the table has one more cell, never set, that -1 reads)."""
 
     def __init__(self, size: int, ids: IntArray = EMPTY) -> None:
-        self.table: BoolArray | None = np.zeros(size, bool) if size <= SET_LIMIT else None
+        self.table: BoolArray | None = np.zeros(size + 1, bool) if size <= SET_LIMIT else None
         self.sorted = EMPTY
         self.add(ids)
 

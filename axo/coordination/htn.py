@@ -182,9 +182,12 @@ class Planner:
         """Find a plan for ``problem``, or say why there is none."""
         g = self._ground(problem)
         start = time.perf_counter()
-        if g.impossible_goal and not g.undecomposable:  # else search: frontiers tell more
+        # a false static goal fact stays false whatever methods are added; another fact that
+        # can never hold might once a method is added for a task without any: search, then,
+        # for the frontiers
+        if g.hopeless or (g.impossible_goal and not g.undecomposable):
             result: Plan | PlanFailure = PlanFailure(
-                FailureReason.UNREACHABLE_GOAL, _unreachable(g.impossible_goal[0])
+                FailureReason.UNREACHABLE_GOAL, _unreachable(g, g.impossible_goal[0])
             )
         else:
             search = _Search(g, self._max_steps, self._max_depth)
@@ -196,7 +199,12 @@ class Planner:
         return result
 
 
-def _unreachable(fact: Atom) -> str:
+def _unreachable(g: Grounding, fact: Atom) -> str:
+    if fact.predicate in g.describe.static_predicates:
+        return (
+            f"goal fact {fact} can never hold: it is static (no operator adds it) and not in "
+            "the initial state"
+        )
     return (
         f"goal fact {fact} can never hold: it is not in the initial state and no operator "
         "the tasks can reach adds it"
@@ -331,7 +339,7 @@ class _Search:
             message = f"no applicable method for {frontiers[0].task}{more}"
         elif self.g.impossible_goal:
             reason = FailureReason.UNREACHABLE_GOAL
-            message = _unreachable(self.g.impossible_goal[0])
+            message = _unreachable(self.g, self.g.impossible_goal[0])
         elif self.depth_cut:
             reason = FailureReason.DEPTH_LIMIT
             message = f"depth limit of {self.max_depth:,} reached; no plan within it"
@@ -351,6 +359,10 @@ class _Search:
                 f"; the furthest ran all tasks ({plan_len} steps) but the goal fact "
                 f"{describe.condition(unmet[0])} does not hold"
             )
-        because = ", ".join(describe.condition(i) for i in bits(g.op_req[op] & ~state))
         call = describe.task(g.op_task[op])
+        unmet = bits(g.op_req[op] & ~state)
+        reasons = [describe.condition(i) for i in unmet if i < 2 * g.half]
+        if unmet[-1] == 2 * g.half:  # FALSE: name the facts that make it so
+            reasons += describe.never(call) or [describe.condition(unmet[-1])]
+        because = ", ".join(reasons)
         return f"; the furthest got {plan_len} steps, then {call} was not applicable ({because})"
