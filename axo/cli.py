@@ -174,7 +174,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     try:
-        wf = load_file(args.file)
+        wf = load_file(args.file, known_tools=_builtin_names())
         return _validated(args, wf)
     except UserError as exc:
         if args.json:
@@ -217,6 +217,13 @@ def _validated(args: argparse.Namespace, wf: Workflow) -> int:
     return 0
 
 
+def _builtin_names() -> list[str]:
+    """The tools a run started from the command line can have, besides MCP servers'."""
+    from axo.tools.builtins import builtin_tools
+
+    return [t.name for t in builtin_tools()]
+
+
 def _read_input(args: argparse.Namespace) -> str:
     if args.input_file is None:
         return args.input or ""
@@ -256,7 +263,7 @@ def _run(args: argparse.Namespace) -> int:
     from axo.api import run
     from axo.progress import ProgressView, print_result
 
-    wf = load_workflow(args.file, args.workflow)
+    wf = load_workflow(args.file, args.workflow, known_tools=_builtin_names())
     if args.resume and (args.input is not None or args.input_file is not None):
         raise UserError(
             "--resume continues a run with the input it started with; drop --input/--input-file"
@@ -313,7 +320,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _graph(args: argparse.Namespace) -> int:
-    wf = load_workflow(args.file, args.workflow)
+    wf = load_workflow(args.file, args.workflow, known_tools=_builtin_names())
     names = dict(wf.labels)  # secrets in names shown as ***
     render = {"text": to_text, "mermaid": to_mermaid, "dot": to_dot}[args.format]
     print(render(wf.graph, names))

@@ -25,7 +25,8 @@ _ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # no NaN or infinity in any number: a timeout of .inf is no timeout at all
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class OpenAIProvider(_Model):

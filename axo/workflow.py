@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -229,6 +230,121 @@ def _role_problems(source: Source) -> list[Problem]:
     return problems
 
 
+def _resource_problems(source: Source, known_tools: frozenset[str] | None) -> list[Problem]:
+    """What the schema cannot see but a run would trip on: local model names, MCP servers
+    without a command or URL, invalid output schemas — and, with ``known_tools`` (the CLI,
+    where no other tools can be added), allow-list entries that are neither among them nor
+    a configured MCP server's, and function providers whose module cannot be found."""
+    data = source.data if isinstance(source.data, dict) else {}
+    problems: list[Problem] = []
+    providers = data.get("providers") if isinstance(data.get("providers"), dict) else {}
+    for name, cfg in providers.items():
+        if not isinstance(cfg, dict):
+            continue
+        if cfg.get("type") == "local" and cfg.get("model_path") is None:
+            from axo.llm.models import KNOWN_MODELS
+
+            model = cfg.get("model", "smollm2")
+            if isinstance(model, str) and model.strip().lower() not in KNOWN_MODELS:
+                problems.append(
+                    source.problem(
+                        ("providers", name, "model"),
+                        f"unknown local model '{model}'",
+                        f"use one of {', '.join(sorted(KNOWN_MODELS))}, or give model_path "
+                        "to a GGUF file",
+                    )
+                )
+        if (
+            known_tools is not None
+            and cfg.get("type") == "function"
+            and isinstance(cfg.get("function"), str)
+            and _ENTRY.fullmatch(cfg["function"])  # else the schema has said what is wrong
+        ):
+            module = cfg["function"].partition(":")[0]
+            if not _importable(module):
+                problems.append(
+                    source.problem(
+                        ("providers", name, "function"),
+                        f"no module '{module}' can be imported",
+                        "check the name, and that the module is on the Python path",
+                    )
+                )
+    servers = data.get("mcp_servers") if isinstance(data.get("mcp_servers"), dict) else {}
+    for name, cfg in servers.items():
+        if not isinstance(cfg, dict):
+            continue
+        transport = cfg.get("transport", "stdio")
+        needed = "command" if transport == "stdio" else "url"
+        if transport in ("stdio", "streamable_http") and not cfg.get(needed):
+            problems.append(
+                source.problem(
+                    ("mcp_servers", name),
+                    f"MCP server '{name}' ({transport}) has no {needed}",
+                    f"add {needed}: to start or reach the server",
+                )
+            )
+    agents = data.get("agents") if isinstance(data.get("agents"), list) else []
+    for i, a in enumerate(agents):
+        if not isinstance(a, dict):
+            continue
+        tools = a.get("tools") if isinstance(a.get("tools"), list) else []
+        for j, entry in enumerate(tools):
+            if not isinstance(entry, str):
+                continue
+            if known_tools is None or entry == "*":
+                continue  # a caller can add tools, MCP ones too (``run(tools=…)``)
+            if entry.startswith("mcp__"):
+                server = entry[len("mcp__") :].split("__", 1)[0]
+                if server not in servers:
+                    problems.append(
+                        source.problem(
+                            ("agents", i, "tools", j),
+                            f"'{entry}' names MCP server '{server}', which is not configured",
+                            "add it under mcp_servers:, or fix the name",
+                        )
+                    )
+            elif entry not in known_tools:
+                near = difflib.get_close_matches(entry, sorted(known_tools), n=1)
+                problems.append(
+                    source.problem(
+                        ("agents", i, "tools", j),
+                        f"unknown tool '{entry}'",
+                        f"did you mean '{near[0]}'?"
+                        if near
+                        else f"built-in tools: {', '.join(sorted(known_tools))}",
+                    )
+                )
+        schema = a.get("output_schema")
+        if isinstance(schema, dict):
+            from jsonschema import Draft202012Validator
+            from jsonschema.exceptions import SchemaError
+
+            try:
+                Draft202012Validator.check_schema(schema)
+            except SchemaError as exc:
+                where = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in exc.path)
+                problems.append(
+                    source.problem(
+                        ("agents", i, "output_schema"),
+                        f"not a valid JSON Schema: {exc.message} (at output_schema{where})",
+                        "fix the schema (JSON Schema draft 2020-12)",
+                    )
+                )
+    return problems
+
+
+_ENTRY = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def _tool_choice_problems(source: Source) -> list[Problem]:
     data = source.data if isinstance(source.data, dict) else {}
     agents = data.get("agents")
@@ -251,7 +367,11 @@ def _tool_choice_problems(source: Source) -> list[Problem]:
 
 
 def load_file(
-    path: str | os.PathLike[str], *, env: dict[str, str] | None = None, text: str | None = None
+    path: str | os.PathLike[str],
+    *,
+    env: dict[str, str] | None = None,
+    text: str | None = None,
+    known_tools: Iterable[str] | None = None,
 ) -> Workflow:
     """Load and validate a whole workflow file (every agent, no workflow selected).
 
@@ -259,6 +379,10 @@ def load_file(
         path: the YAML file (with ``text``: only the name used in messages).
         env: the environment for ``${VAR}`` expansion (default ``os.environ``).
         text: YAML text to use instead of reading ``path``.
+        known_tools: every tool a run can have besides MCP servers' (the CLI passes the
+            built-in ones): then an allow-list naming another is an error here, and so is a
+            function provider whose module cannot be found. None (the Python API, where
+            ``run(tools=…)`` adds tools): checked when the run starts.
 
     Raises:
         ConfigError: every problem found in the file, at once.
@@ -270,6 +394,7 @@ def load_file(
     problems += _provider_problems(source)
     problems += _tool_choice_problems(source)
     problems += _role_problems(source)
+    problems += _resource_problems(source, None if known_tools is None else frozenset(known_tools))
     raise_if(problems)
     assert cfg is not None
     workflow = Workflow(source.file, cfg, cfg.agents, None, frozenset(source.secrets))
@@ -286,6 +411,7 @@ def load_workflow(
     *,
     env: dict[str, str] | None = None,
     text: str | None = None,
+    known_tools: Iterable[str] | None = None,
 ) -> Workflow:
     """Load, validate and select the workflow to run.
 
@@ -294,4 +420,4 @@ def load_workflow(
         UsageError: ``workflow`` names no workflow of the file, or the file defines several
             and none was chosen.
     """
-    return load_file(path, env=env, text=text).select(workflow)
+    return load_file(path, env=env, text=text, known_tools=known_tools).select(workflow)

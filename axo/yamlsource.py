@@ -91,6 +91,39 @@ class Source:
         )
 
 
+MAX_VALUES = 200_000  # scalars and collections a file may expand to, aliases expanded
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """How many nodes ``root`` stands for with every alias expanded (an alias is the same
+    node object again: each node's size is counted once, so a "billion laughs" file costs
+    as much as its text, not as its expansion)."""
+    size: dict[int, int] = {}
+    open_: set[int] = set()  # being counted: met again below itself, it is a cycle
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in size:
+            continue
+        if not children_done and id(node) in open_:
+            return MAX_VALUES + 1  # a recursive alias expands forever
+        if isinstance(node, yaml.MappingNode):
+            kids = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            kids = list(node.value)
+        else:
+            size[id(node)] = 1
+            continue
+        if children_done:
+            size[id(node)] = min(1 + sum(size.get(id(k), 1) for k in kids), MAX_VALUES + 1)
+            open_.discard(id(node))
+        else:
+            open_.add(id(node))
+            stack.append((node, True))
+            stack.extend((k, False) for k in kids if id(k) not in size)
+    return size[id(root)]
+
+
 def _walk(
     node: yaml.Node, path: PathKey, lines: dict[PathKey, int], dupes: list[Problem], file: str
 ) -> None:
@@ -233,6 +266,19 @@ def parse_yaml(
             and not node.value
         ):
             raise empty
+        if _expanded_size(node) > MAX_VALUES:
+            raise ConfigError(
+                [
+                    Problem(
+                        file,
+                        None,
+                        "$",
+                        f"the file expands to more than {MAX_VALUES:,} values "
+                        "(aliases of aliases?)",
+                        "write the values out, or use fewer nested YAML aliases",
+                    )
+                ]
+            )
         lines: dict[PathKey, int] = {}
         dupes: list[Problem] = []
         _walk(node, (), lines, dupes, file)

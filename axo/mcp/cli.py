@@ -67,8 +67,9 @@ def run_command(args: argparse.Namespace) -> int:
 
 def _tools(args: argparse.Namespace) -> int:
     from axo.mcp.client import list_server_tools
+    from axo.tools.builtins import builtin_tools
 
-    wf = load_file(args.file)
+    wf = load_file(args.file, known_tools=[t.name for t in builtin_tools()])
     servers = wf.config.mcp_servers
     failed: dict[str, str] = {}
 

@@ -1,0 +1,92 @@
+"""What loading a workflow catches beyond the schema: resources a run would trip on, numbers
+that are no numbers, and YAML that expands without end."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from axo.errors import ConfigError
+from axo.workflow import load_file
+
+BAD = """\
+providers:
+  loc: {type: local, model: notamodel}
+  fn: {type: function, function: "nosuchmod:fn"}
+mcp_servers:
+  s: {transport: stdio}
+  web: {transport: streamable_http}
+agents:
+  - id: a
+    provider: loc
+    tools: [nosuchtool, mcp__nosuch, read_fil, mcp__s]
+    output_schema: {type: objekt}
+  - {id: b, provider: fn}
+"""
+
+
+def test_axo_validate_reports_what_a_run_would_trip_on_located(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(BAD)
+    out = subprocess.run(
+        [sys.executable, "-m", "axo.cli", "validate", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    for where, what in [
+        (":2: $.providers.loc.model", "unknown local model 'notamodel'"),
+        (":3: $.providers.fn.function", "no module 'nosuchmod'"),
+        (":5: $.mcp_servers.s", "has no command"),
+        (":6: $.mcp_servers.web", "has no url"),
+        (":10: $.agents[0].tools[0]", "unknown tool 'nosuchtool'"),
+        (":10: $.agents[0].tools[1]", "MCP server 'nosuch', which is not configured"),
+        (":10: $.agents[0].tools[2]", "did you mean 'read_file'?"),
+        (":11: $.agents[0].output_schema", "not a valid JSON Schema"),
+    ]:
+        assert any(where in line and what in line for line in out.stderr.splitlines()), what
+    assert "tools[3]" not in out.stderr, "a configured MCP server's tools are fine"
+
+
+def test_the_python_api_leaves_tool_names_to_the_run(tmp_path: Path) -> None:
+    # run(tools=…) may add any tool, MCP ones included: only the run can tell
+    text = "agents:\n  - {id: a, tools: [my_tool, mcp__mine__do]}\n"
+    assert load_file("w.yaml", text=text, env={}).agents[0].tools == ["my_tool", "mcp__mine__do"]
+
+
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan"])
+def test_a_timeout_must_be_a_finite_number(value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_file("w.yaml", text=f"run: {{timeout: {value}}}\nagents:\n  - {{id: a}}\n", env={})
+    assert [p.path for p in info.value.problems] == ["$.run.timeout"]
+
+
+def test_aliases_of_aliases_are_refused(tmp_path: Path) -> None:
+    rows = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    rows += [f"a{k}: &a{k} [{', '.join([f'*a{k - 1}'] * 9)}]" for k in range(1, 10)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(rows) + "\nagents:\n  - {id: a}\n")  # 9**10 values expanded
+    out = subprocess.run(  # the bound stands for "no hang"; expanding it would take hours
+        [sys.executable, "-m", "axo.cli", "validate", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2 and "expands to more than" in out.stderr
+
+
+def test_a_recursive_alias_is_refused() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_file("w.yaml", text="a: &a [1, *a]\nagents:\n  - {id: a}\n", env={})
+    assert "expands to more than" in str(info.value)
+
+
+def test_ordinary_aliases_still_load() -> None:
+    text = "x-sampling: &s {temperature: 0.5}\nagents:\n  - {id: a, sampling: *s}\n"
+    with pytest.raises(ConfigError) as info:  # the x- key is unknown: aliases themselves work
+        load_file("w.yaml", text=text, env={})
+    assert [p.path for p in info.value.problems] == ["$.x-sampling"]
