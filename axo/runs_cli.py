@@ -13,7 +13,8 @@ from datetime import datetime
 import msgspec
 
 from axo.errors import UsageError
-from axo.eventlog import CorruptLog, EventLog, EventLogFailed
+from axo.eventlog import CorruptLog, EventLog, EventLogFailed, RunInfo
+from axo.runtime.pidfile import run_process_gone
 
 
 def _open(state_dir: str) -> EventLog:
@@ -51,7 +52,7 @@ def _command(args: argparse.Namespace) -> int:
         return _stop(args)
     with _open(args.state_dir) as log:
         if args.command == "runs":
-            runs = log.runs()
+            runs = [_effective(args.state_dir, r) for r in log.runs()]
             if args.json:
                 print(json.dumps([msgspec.to_builtins(r) for r in runs]))
                 return 0
@@ -101,13 +102,29 @@ def _command(args: argparse.Namespace) -> int:
         return 0
 
 
+def _effective(state_dir: str, run: RunInfo) -> RunInfo:
+    """A run the log says is running whose process is gone was killed: "interrupted"
+    (``--resume`` continues it)."""
+    if run.status == "running" and run_process_gone(os.path.join(state_dir, "runs", run.run_id)):
+        return msgspec.structs.replace(run, status="interrupted")
+    return run
+
+
 def _stop(args: argparse.Namespace) -> int:
     with _open(args.state_dir) as log:
         run = next((r for r in log.runs() if r.run_id == args.run_id), None)
+    if run is not None:
+        run = _effective(args.state_dir, run)
     if run is None:
         raise UsageError(
             f"no run '{args.run_id}' in {args.state_dir} — `axo runs` lists the runs "
             f"and their status"
+        )
+    if run.status == "interrupted":
+        raise UsageError(
+            f"run '{args.run_id}' is not running: the process that ran it is gone (killed?) — "
+            f"continue it with axo run {run.workflow_file} --resume {args.run_id}"
+            + (f" --state-dir {args.state_dir}" if args.state_dir != ".axo" else "")
         )
     if run.status != "running":
         raise UsageError(

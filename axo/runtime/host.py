@@ -48,6 +48,7 @@ from axo.runtime.actors import RunActor
 from axo.runtime.effects import EffectRunner
 from axo.runtime.journal import Journal
 from axo.runtime.lifecycle import apply_retention, distill
+from axo.runtime.pidfile import PID_FILE, write_pid
 from axo.runtime.specs import start_message
 from axo.runtime.system import ActorRuntime, ExitRequest, Mode
 from axo.tools.builtins import builtin_tools
@@ -231,6 +232,7 @@ class Host:
                 else:
                     journal = Journal.start(log, run_id, run_dir, workflow, run_input, self.mode)
                 journal.unchecked = {a.id for a in workflow.agents if not a.memory.checkpoint}
+                write_pid(run_dir)  # `axo runs` tells a killed run from a running one
                 apply_retention(log, state_dir, workflow, keep=run_id)
             except BaseException:
                 log.close()
@@ -261,6 +263,8 @@ class Host:
         finally:
             if log is not None:
                 log.close()
+                with contextlib.suppress(OSError):
+                    os.remove(os.path.join(run_dir, PID_FILE))
         return result
 
     async def _run(

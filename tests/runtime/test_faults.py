@@ -283,3 +283,38 @@ def test_each_retry_is_an_event(tmp_path: Path) -> None:
     retries = [(a, d["attempt"]) for k, a, d in log if k == "llm_retry"]
     assert retries == [("a", 1), ("a", 2)]
     assert result["outputs"] == {"a": "A"}
+
+
+def test_a_killed_run_shows_as_interrupted_and_axo_stop_says_how_to_resume(
+    tmp_path: Path,
+) -> None:
+    with FakeLLM(scripts={"a": [Hang(), Reply("A")], "b": [Reply("B")]}) as fake:
+        wf = workflow(tmp_path, fake, CHAIN)
+        state = tmp_path / "state"
+        first = axo("run", str(wf), "--input", "x", "--state-dir", str(state), cwd=tmp_path)
+        fake.wait_for(1, key="a", timeout=60)
+        run_id = only_run(state, tmp_path)
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "axo.cli", *args, "--state-dir", str(state)],
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+
+        (listed,) = json.loads(cli("runs", "--json").stdout)
+        assert listed["status"] == "running"
+        first.send_signal(signal.SIGKILL)
+        first.communicate(timeout=30)
+        (listed,) = json.loads(cli("runs", "--json").stdout)
+        assert listed["status"] == "interrupted"
+        refused = cli("stop", run_id)
+        assert refused.returncode == 2 and f"--resume {run_id}" in refused.stderr
+        again = axo(
+            "run", str(wf), "--resume", run_id, "--state-dir", str(state), "--json", cwd=tmp_path
+        )
+        assert run_json(again, 0)["status"] == "succeeded"
+        (listed,) = json.loads(cli("runs", "--json").stdout)
+    assert listed["status"] == "succeeded"

@@ -1,0 +1,31 @@
+"""Which process runs a durable run: a pid file in the run's folder while it runs, so that
+``axo runs`` and ``axo stop`` can tell a killed run from a running one."""
+
+from __future__ import annotations
+
+import os
+
+PID_FILE = "pid"
+
+
+def write_pid(run_dir: str) -> None:
+    """Note that this process runs the run in ``run_dir`` (removed when it finishes)."""
+    with open(os.path.join(run_dir, PID_FILE), "w") as f:
+        f.write(f"{os.getpid()}\n")
+
+
+def run_process_gone(run_dir: str) -> bool:
+    """Whether the process that was running the run in ``run_dir`` has gone without
+    finishing it (killed): its pid file is there and names no live process."""
+    try:
+        with open(os.path.join(run_dir, PID_FILE)) as f:
+            pid = int(f.read().strip())
+    except (OSError, ValueError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # someone else's: alive
+        return False
+    return False
