@@ -8,6 +8,7 @@ said how long; the final error says how many attempts were made.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -45,18 +46,22 @@ class RetryWatch(NamedTuple):
 
     stopping: Callable[[], bool]  # true: make no further attempt
     retrying: Callable[[ProviderError, float, int], None]  # (failure, delay, attempts so far)
+    stopped: asyncio.Event | None = None  # set when ``stopping`` turns true: ends a wait
 
 
 _WATCH: ContextVar[RetryWatch | None] = ContextVar("axo_retry_watch", default=None)
 
 
 def watch_retries(
-    stopping: Callable[[], bool], retrying: Callable[[ProviderError, float, int], None]
+    stopping: Callable[[], bool],
+    retrying: Callable[[ProviderError, float, int], None],
+    stopped: asyncio.Event | None = None,
 ) -> None:
     """For the calls the current task makes from now on: ``retrying`` hears of each retry
-    before its wait, and once ``stopping()`` is true a failed attempt is not tried again.
-    (A task's context is its own: this does not reach other tasks.)"""
-    _WATCH.set(RetryWatch(stopping, retrying))
+    before its wait, and once ``stopping()`` is true a failed attempt is not tried again
+    (``stopped``, set at the same time, cuts a wait short). A task's context is its own:
+    this does not reach other tasks."""
+    _WATCH.set(RetryWatch(stopping, retrying, stopped))
 
 
 async def with_retries(
@@ -91,8 +96,25 @@ async def with_retries(
             delay = backoff * (2 ** (count - 1)) * random.uniform(0.75, 1.25)
         if watch is not None:
             watch.retrying(failure, delay, count)
-        await sleep(delay)
+        if watch is not None and watch.stopped is not None:
+            await _wait_unless(sleep(delay), watch.stopped)
+        else:
+            await sleep(delay)
         _unless_stopping(watch, failure)  # the stop may have come while it waited
+
+
+async def _wait_unless(wait: Awaitable[Any], stopped: asyncio.Event) -> None:
+    """``wait``, cut short when ``stopped`` is set (a Retry-After can be long)."""
+    if stopped.is_set():
+        return
+    waiting = asyncio.ensure_future(wait)
+    stop = asyncio.ensure_future(stopped.wait())
+    try:
+        await asyncio.wait({waiting, stop}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in (waiting, stop):
+            t.cancel()
+        await asyncio.gather(waiting, stop, return_exceptions=True)
 
 
 def _unless_stopping(watch: RetryWatch | None, failure: ProviderError) -> None:

@@ -288,6 +288,7 @@ class RunActor(PlanDispatch, Actor):  # type: ignore[misc]
         self.stopping = False
         self.dead: set[int] = set()  # actors whose process exited (see ``_child_exited``)
         self.pids: dict[int, int] = {}  # by actor: the process it said it lives in
+        self.starts = 0  # runs started on this actor: tags its wake-ups
         self._plan_setup()
         self.on_host: list[bool] = []  # per agent: its LLM calls go through the host
         self.host_running = 0  # running agents that wait on the host
@@ -378,8 +379,9 @@ class RunActor(PlanDispatch, Actor):  # type: ignore[misc]
             for addr, spec in zip(self.actors, msg.agents, strict=False):
                 self.send(addr, Configure(spec=spec, run=self.myAddress, host=host))
             self.configured = (msg.agents, host)
+        self.starts += 1  # a wake-up from an earlier start (same run resumed) is not ours
         if msg.watch_children:
-            self.wakeupAfter(timedelta(seconds=msg.watch_children), payload=msg.run_id)
+            self.wakeupAfter(timedelta(seconds=msg.watch_children), payload=self.starts)
         ready = self.lattice.start()
         # workers are not activated by the lattice: they wait for a coordinator's plan
         workers = set(self.workers)
@@ -528,18 +530,18 @@ class RunActor(PlanDispatch, Actor):  # type: ignore[misc]
             )
         self._maybe_finish()
 
-    def _watch_children(self, run_id: object) -> None:
+    def _watch_children(self, tag: object) -> None:
         """Multiproc: while a run is on, look now and then for agent processes that are
         gone (Thespian's ChildActorExited can miss one whose exit it did not see)."""
         start = self.start
-        if start is None or self.over or run_id != start.run_id or not start.watch_children:
+        if start is None or self.over or tag != self.starts or not start.watch_children:
             return
         for i, pid in list(self.pids.items()):
             if i < len(self.actors) and _process_gone(pid):
                 del self.pids[i]
                 self._child_exited(self.actors[i])
         if not self.over:
-            self.wakeupAfter(timedelta(seconds=start.watch_children), payload=start.run_id)
+            self.wakeupAfter(timedelta(seconds=start.watch_children), payload=self.starts)
 
     def _child_exited(self, address: Any) -> None:
         """An agent actor is gone: what it was running fails (its dependents are skipped;
@@ -548,8 +550,11 @@ class RunActor(PlanDispatch, Actor):  # type: ignore[misc]
             return
         i = self.actors.index(address)
         self.dead.add(i)
+        self.pids.pop(i, None)
         start, lattice = self.start, self.lattice
         if start is None or lattice is None or self.over or lattice.state[i] != RUNNING:
+            return
+        if i in self.plans:  # a coordinator whose plan runs: its own work is done
             return
         self._failed(
             AgentFailed(
@@ -565,6 +570,7 @@ class RunActor(PlanDispatch, Actor):  # type: ignore[misc]
         """A new actor for agent ``i``, whose actor died (messages keep their order: it is
         configured before anything else reaches it)."""
         self.dead.discard(i)
+        self.pids.pop(i, None)
         self.actors[i] = self.createActor(self.agent_class)
         self.send(self.actors[i], Configure(spec=spec, run=self.myAddress, host=self.host))
 

@@ -118,22 +118,26 @@ class ThreadBridge:
 
     def _pump(self) -> None:
         while not self._stop.is_set():
-            while True:
-                try:
-                    job, fut = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                try:
-                    out = job()
-                except BaseException as exc:  # report to the caller, keep pumping
-                    if fut is not None:
-                        self.loop.call_soon_threadsafe(_set_exc, fut, exc)
-                else:
-                    if fut is not None:
-                        self.loop.call_soon_threadsafe(_set_result, fut, out)
+            self._run_jobs()
             m = self.rt.listen(self.SLICE)
             if m is not None:
                 self.loop.call_soon_threadsafe(self.deliver, m)
+        self._run_jobs()  # sends queued before close (an ExitRequest) still go
+
+    def _run_jobs(self) -> None:
+        while True:
+            try:
+                job, fut = self._jobs.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                out = job()
+            except BaseException as exc:  # report to the caller, keep pumping
+                if fut is not None:
+                    self.loop.call_soon_threadsafe(_set_exc, fut, exc)
+            else:
+                if fut is not None:
+                    self.loop.call_soon_threadsafe(_set_result, fut, out)
 
     async def create_run_actor(self) -> Any:
         fut: asyncio.Future[Any] = self.loop.create_future()
@@ -235,6 +239,8 @@ class Host:
                 write_pid(run_dir)  # `axo runs` tells a killed run from a running one
                 apply_retention(log, state_dir, workflow, keep=run_id)
             except BaseException:
+                if journal is not None:  # started: it must not stay "running"
+                    journal.finish("failed")
                 log.close()
                 raise
         try:
@@ -321,6 +327,7 @@ class Host:
         bridge: InlineBridge | ThreadBridge | None = None
         run_actor: Any = None
         stops: list[str] = []  # stop requests, in order
+        stopped = asyncio.Event()  # set by the first: a retry's wait ends at once
         interrupted: set[str] = set()  # agents a stop cut short (their next effect not run)
         setup: asyncio.Future[Any] | None = None  # a start-up step a stop may cancel
         sessions: dict[str, list[ChatMessage]] = {}
@@ -351,7 +358,7 @@ class Host:
             return note
 
         async def perform(call: LLMCall | ToolsCall | RecallCall) -> None:
-            watch_retries(lambda: bool(stops), retried(call.agent))
+            watch_retries(lambda: bool(stops), retried(call.agent), stopped)
             if stops:  # after a stop nothing new starts: a resumed run does it
                 interrupt(call.agent)
                 return
@@ -360,12 +367,7 @@ class Host:
                 effects.used = effects.used + reply.response.usage  # spent before the stop
             if reply is None:
                 try:
-                    if isinstance(call, LLMCall):
-                        reply = await effects.llm(call)
-                    elif isinstance(call, ToolsCall):
-                        reply = await effects.tools(call)
-                    else:
-                        reply = effects.recall(call)
+                    reply = await effect(call)
                 except asyncio.CancelledError:
                     if not stops or finished.done():
                         raise
@@ -374,8 +376,6 @@ class Host:
                 if stops and isinstance(reply, LLMReply) and reply.error is not None:
                     interrupt(call.agent)  # not its failure: the stop ended its retries
                     return
-                if journal is not None:
-                    await journal.result(call, reply)  # durable before the agent acts on it
             if isinstance(call, LLMCall) and isinstance(reply, LLMReply) and reply.response:
                 sessions[call.agent] = [
                     *call.request.messages,
@@ -384,12 +384,29 @@ class Host:
             if not finished.done() and bridge is not None:
                 bridge.send(call.reply_to, reply)
 
+        async def effect(call: LLMCall | ToolsCall | RecallCall) -> Any:
+            """Perform it, and (durable runs) commit the result before the agent sees it."""
+            if isinstance(call, LLMCall):
+                reply: Any = await effects.llm(call)
+            elif isinstance(call, ToolsCall):
+                reply = await effects.tools(call)
+            else:
+                reply = effects.recall(call)
+            if journal is not None and not (stops and getattr(reply, "error", None)):
+                await journal.result(call, reply)  # durable before the agent acts on it
+            return reply
+
+        def effect_done(task: asyncio.Task[None]) -> None:
+            tasks.discard(task)
+            if stops:  # the last effect in flight may be what a stopped run waits for
+                settle()
+
         def deliver(message: object) -> None:
             match message:
                 case LLMCall() | ToolsCall() | RecallCall():
                     task = loop.create_task(perform(message))
                     tasks.add(task)
-                    task.add_done_callback(tasks.discard)
+                    task.add_done_callback(effect_done)
                 case TurnEvent():
                     if message.run_id == run_id:
                         record(message.kind, message.agent, message.detail)
@@ -413,6 +430,7 @@ class Host:
             if finished.done():
                 return
             stops.append(reason)
+            stopped.set()
             record("stop_requested", "", {"reason": reason, "request": len(stops)})
             if run_actor is None:  # still starting: stop that
                 if setup is not None:

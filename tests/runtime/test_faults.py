@@ -318,3 +318,56 @@ def test_a_killed_run_shows_as_interrupted_and_axo_stop_says_how_to_resume(
         assert run_json(again, 0)["status"] == "succeeded"
         (listed,) = json.loads(cli("runs", "--json").stdout)
     assert listed["status"] == "succeeded"
+
+
+def test_a_stop_ends_the_run_once_the_other_calls_in_flight_are_done(tmp_path: Path) -> None:
+    # a's call fails after the stop (so a waits for --resume); b's is still in flight then
+    agents = "  - {id: a}\n  - {id: b}\n  - {id: c, depends_on: [a, b]}\n"
+    scripts = {"a": [Fail(500, delay=1.0)], "b": [Reply("B", delay=2.0)], "c": [Reply("C")]}
+    with FakeLLM(scripts=scripts) as fake:
+        wf = workflow(tmp_path, fake, agents)
+        state = tmp_path / "state"
+        proc = axo(
+            "run", str(wf), "--input", "x", "--json", "--state-dir", str(state),
+            "--timeout", "60", cwd=tmp_path,
+        )  # fmt: skip
+        fake.wait_for(2, timeout=60)
+        proc.send_signal(signal.SIGINT)
+        result = run_json(proc, 3)  # not the run timeout: that would be exit 1
+    assert result["status"] == "stopped" and statuses(result)["c"] == "waiting"
+    assert statuses(result)["a"] == "waiting"
+
+
+def test_a_stop_cuts_a_long_retry_after_wait_short(tmp_path: Path) -> None:
+    scripts = {"a": [Fail(429, message="slow down", retry_after=600), Reply("A")]}
+    with FakeLLM(scripts=scripts) as fake:
+        wf = workflow(tmp_path, fake, "  - {id: a}\n", retries=3)
+        state = tmp_path / "state"
+        proc = axo(
+            "run", str(wf), "--input", "x", "--json", "--state-dir", str(state),
+            "--timeout", "60", cwd=tmp_path,
+        )  # fmt: skip
+        fake.wait_for(1, key="a", timeout=60)
+        proc.send_signal(signal.SIGINT)
+        result = run_json(proc, 3)  # waiting out the 600 s would end in the run timeout
+        assert len(fake.requests_for("a")) == 1, "no retry after the stop"
+    assert statuses(result) == {"a": "waiting"}
+
+
+def test_a_timed_out_multiproc_run_leaves_no_actor_process_behind(tmp_path: Path) -> None:
+    import asyncio
+
+    from axo.runtime.host import Host
+    from tests.helpers import fake_workflow, forked_copies, wait_gone
+
+    async def scenario() -> tuple[str, set[int]]:
+        with FakeLLM(scripts={"a": [Hang()]}) as fake:
+            wf = fake_workflow(fake, CHAIN)
+            with Host("multiproc") as host:
+                before = forked_copies()
+                result = await host.run(wf, "x", timeout=2, state_dir=str(tmp_path / "state"))
+                # the host stays open: what the run started must go (its ExitRequest is sent)
+                return result.status, wait_gone(forked_copies() - before, timeout=30)
+
+    status, left = asyncio.run(scenario())
+    assert status == "failed" and not left
