@@ -206,6 +206,7 @@ class AgentFailed(_Msg, frozen=True, kw_only=True):
     reason: str
     kind: str
     usage: Usage = Usage()
+    llm_calls: int = 0
     started_at: float = 0.0
     finished_at: float = 0.0
 

@@ -16,7 +16,15 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from axo.messages import AgentDone, AgentSkipped, AgentStarted, RunEvent, RunFinished
+from axo.messages import (
+    AgentDone,
+    AgentSkipped,
+    AgentStarted,
+    PlanMade,
+    RunEvent,
+    RunFinished,
+    StepDone,
+)
 from axo.result import AgentResult, RunResult, RunTracker
 
 _STYLE = {
@@ -115,8 +123,19 @@ class ProgressView:
                     line += f" — {event.reason.splitlines()[0]}"
             case AgentSkipped():
                 line = f"{event.agent}: skipped — {event.reason}"
+            case PlanMade():
+                line = (
+                    f"{event.coordinator}: planned {len(event.steps)} steps, "
+                    f"{len(event.awards)} awarded"
+                )
+            case StepDone():
+                line = f"{event.coordinator}: step {event.step} ({event.worker}) {event.status}"
+                if event.reason:
+                    line += f" — {event.reason.splitlines()[0]}"
             case RunFinished():
                 line = f"run {event.status}"
+            case _:
+                return  # an event with nothing to show
         self.stream.write(f"[{t:7.2f}s] {line}\n")
         self.stream.flush()
 

@@ -165,7 +165,7 @@ class RunTracker:
                 if self.plan is not None:
                     self.plan["results"].append(
                         {
-                            "step": event.step + 1,
+                            "step": event.step,
                             "worker": event.worker,
                             "status": event.status,
                             "output": event.output,

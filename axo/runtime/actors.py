@@ -249,13 +249,14 @@ class AgentActor(Actor):  # type: ignore[misc]
         )
 
     def _fail(self, exc: BaseException) -> None:
-        self.turn = None
         self.pending = None
         kind = getattr(exc, "kind", None) or type(exc).__name__
         reason = str(exc) or kind
         if not isinstance(exc, RuntimeFault):
             reason = f"{kind}: {reason}\n{''.join(traceback.format_exception(exc)[-3:])}"
         usage = self.state.budget.used if self.state is not None else Usage()
+        calls = self.state.llm_calls if self.state is not None else 0
+        self.turn = None
         self.send(
             self.run,
             AgentFailed(
@@ -264,6 +265,7 @@ class AgentActor(Actor):  # type: ignore[misc]
                 reason=reason,
                 kind=kind,
                 usage=usage,
+                llm_calls=calls,
                 started_at=self.started,
                 finished_at=time.time(),
             ),
@@ -496,7 +498,7 @@ class RunActor(PlanDispatch, Actor):  # type: ignore[misc]
                 output=None,
                 reason=msg.reason,
                 usage=msg.usage,
-                llm_calls=0,
+                llm_calls=msg.llm_calls,
                 started=msg.started_at,
                 finished=msg.finished_at,
             )
@@ -515,7 +517,7 @@ class RunActor(PlanDispatch, Actor):  # type: ignore[misc]
                 output=None,
                 reason=msg.reason,
                 usage=msg.usage,
-                llm_calls=0,
+                llm_calls=msg.llm_calls,
                 started_at=msg.started_at,
                 finished_at=msg.finished_at,
             )

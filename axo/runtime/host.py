@@ -331,6 +331,7 @@ class Host:
         interrupted: set[str] = set()  # agents a stop cut short (their next effect not run)
         setup: asyncio.Future[Any] | None = None  # a start-up step a stop may cancel
         sessions: dict[str, list[ChatMessage]] = {}
+        view_failed: list[Exception] = []  # on_event raised (noted once)
 
         def finish_stopped(reason: str) -> None:
             """End the run as stopped from here: what was running waits again."""
@@ -418,7 +419,12 @@ class Host:
                         if journal is not None:
                             journal.event(event)
                         if on_event is not None:
-                            on_event(event, tracker)
+                            try:
+                                on_event(event, tracker)
+                            except Exception as exc:  # a view's bug must not stall the run
+                                if not view_failed:
+                                    view_failed.append(exc)
+                                    record("on_event_failed", "", {"error": repr(exc)})
                         if isinstance(event, RunFinished):
                             finished.set_result(event)
                 case _:

@@ -6,7 +6,12 @@ steps awarded so far; budget = what is left of their ``per_execution`` budget), 
 run's EventLattice as new agents — a step depends on the earlier steps it causally needs —
 and activated on fresh actors of the winning workers. The coordinator completes (and its
 dependents fire) when every step has; a failed step skips the steps that need it and fails
-the coordinator. A plan with a step nobody can take is reported, not dropped.
+the coordinator. A plan with a step nobody can take is reported, not dropped; so is a
+coordinator that found no plan (its answer names the ``failure``). Either way the coordinator
+fails with the usage and LLM calls of its turn.
+
+Steps are numbered from 1 wherever users see them (``PlanMade`` awards and unassigned steps,
+``StepDone``, the plan's results, the workers' prompts): step k is ``steps[k - 1]``.
 
 This is a mixin of ``RunActor``; it uses the actor's ``lattice``, ``emit`` and sending.
 """
@@ -57,6 +62,7 @@ class PlanDispatch:
     actors: list[Any]
     on_host: list[bool]
     host_running: int
+    outbox: list[Any]
 
     def _plan_setup(self) -> None:
         self.plans: dict[int, PlanRun] = {}
@@ -70,15 +76,22 @@ class PlanDispatch:
 
     def _plan_answered(self, msg: TaskCompleted) -> bool:
         """A coordinator answered: start its plan. False when there is nothing to run."""
+        coord = msg.agent
+        specs: list[AgentSpec] = self.start.agents
         try:
-            steps = json.loads(msg.output).get("steps") or []
+            answer = json.loads(msg.output)
+            steps = answer.get("steps") or []
+            failure = answer.get("failure") if specs[coord].plan is not None else None
         except (ValueError, AttributeError):
-            steps = []
+            steps, failure = [], None
+        if failure is not None:
+            self._coordinator_failed(
+                msg, str(answer.get("kind") or "PlanningFailed"), str(failure), msg.finished_at
+            )
+            return True
         if not steps:
             return False
-        coord = msg.agent
         workers = self.workers
-        specs: list[AgentSpec] = self.start.agents
         # imported here: the coordination package (planner included) costs every run ~40 ms
         # of start-up, and only a coordinator's plan needs it
         from axo.coordination.auction import Agent as Bidder
@@ -111,12 +124,12 @@ class PlanDispatch:
             result = Auctioneer(bidders).auction(jobs, compiled=False)
             winners = [int(w) for w in result.winners]
             unassigned = [
-                {"step": u.task, "action": steps[u.task]["action"], "reason": u.reason}
+                {"step": u.task + 1, "action": steps[u.task]["action"], "reason": u.reason}
                 for u in result.unassigned
             ]
             awards = [
                 {
-                    "step": a.task,
+                    "step": a.task + 1,
                     "worker": specs[workers[a.agent]].id,
                     "score": round(float(a.score), 4),
                 }
@@ -125,8 +138,8 @@ class PlanDispatch:
         else:
             winners = [-1] * len(steps)
             unassigned = [
-                {"step": i, "action": s["action"], "reason": "no role: worker agents"}
-                for i, s in enumerate(steps)
+                {"step": k + 1, "action": s["action"], "reason": "no role: worker agents"}
+                for k, s in enumerate(steps)
             ]
             awards = []
         self.emit(
@@ -140,17 +153,8 @@ class PlanDispatch:
         )
         if unassigned:
             names = ", ".join(f"{u['action']} ({u['reason']})" for u in unassigned)
-            self._failed(
-                AgentFailed(  # type: ignore[attr-defined]
-                    run_id=msg.run_id,
-                    agent=coord,
-                    kind="PlanningFailed",
-                    reason=f"steps nobody can take: {names}",
-                    usage=msg.usage,
-                    started_at=msg.started_at,
-                    finished_at=msg.finished_at,
-                ),
-                planned=True,
+            self._coordinator_failed(
+                msg, "PlanningFailed", f"steps nobody can take: {names}", msg.finished_at
             )
             return True
         base = self.lattice.n
@@ -237,7 +241,7 @@ class PlanDispatch:
             StepDone(
                 run_id=self.start.run_id,
                 coordinator=self.start.agents[coord].id,
-                step=k,
+                step=k + 1,
                 worker=self.start.agents[w].id,
                 status="done" if reason is None else "failed",
                 output=output,
@@ -255,6 +259,25 @@ class PlanDispatch:
         ):
             self._plan_over(plan)
 
+    def _coordinator_failed(
+        self, msg: TaskCompleted, kind: str, reason: str, finished_at: float
+    ) -> None:
+        """Fail the coordinator that gave answer ``msg``, counting its turn's usage and
+        LLM calls."""
+        self._failed(  # type: ignore[attr-defined]
+            AgentFailed(
+                run_id=msg.run_id,
+                agent=msg.agent,
+                kind=kind,
+                reason=reason,
+                usage=msg.usage,
+                llm_calls=msg.llm_calls,
+                started_at=msg.started_at,
+                finished_at=finished_at,
+            ),
+            planned=True,
+        )
+
     def _plan_running(self, plan: PlanRun) -> bool:
         return any(self.lattice.state[n] == 1 for n in plan.nodes)
 
@@ -262,18 +285,7 @@ class PlanDispatch:
         msg = plan.answer
         del self.plans[plan.coordinator]
         if plan.failure is not None:
-            self._failed(
-                AgentFailed(  # type: ignore[attr-defined]
-                    run_id=msg.run_id,
-                    agent=plan.coordinator,
-                    kind="StepFailed",
-                    reason=plan.failure,
-                    usage=msg.usage,
-                    started_at=msg.started_at,
-                    finished_at=msg_time(),
-                ),
-                planned=True,
-            )
+            self._coordinator_failed(msg, "StepFailed", plan.failure, msg_time())
             return
         summary = json.loads(msg.output)
         summary["results"] = [
