@@ -53,7 +53,11 @@ def agent_table(agents: list[AgentResult], title: str | None = None) -> Table:
         tps = a.tokens_per_second
         table.add_row(
             a.id if a.name == a.id else f"{a.id} ({a.name})",
-            Text(f"{_MARK[a.status]} {a.status}", style=_STYLE[a.status]),
+            Text(
+                f"{_MARK[a.status]} {a.status}"
+                + (f" ({a.retries} retr{'y' if a.retries == 1 else 'ies'})" if a.retries else ""),
+                style=_STYLE[a.status],
+            ),
             str(a.usage.prompt_tokens) if a.usage.prompt_tokens else "",
             str(a.usage.completion_tokens) if a.usage.completion_tokens else "",
             _fmt_seconds(a.seconds),

@@ -34,6 +34,7 @@ class AgentResult(msgspec.Struct, kw_only=True):
     usage: Usage = Usage()
     llm_calls: int = 0
     tool_calls: int = 0
+    retries: int = 0  # LLM attempts that failed and were tried again
     stop_reason: str | None = None
     started_at: float | None = None
     finished_at: float | None = None
@@ -136,6 +137,8 @@ class RunTracker:
     def note(self, kind: str, agent: str, detail: dict[str, Any]) -> None:
         """Record a decision or incident (tool decision, budget, loop guard…)."""
         self.notes.append(Note(kind=kind, agent=agent, detail=detail, at=time.time()))
+        if kind == "llm_retry" and agent in self.agents:
+            self.agents[agent].retries += 1
 
     def apply(self, event: RunEvent) -> None:
         self.events += 1

@@ -16,3 +16,14 @@ def test_plain_text_and_non_objects_print_unchanged() -> None:
     assert readable("just words") == "just words"
     assert readable("[1, 2]") == "[1, 2]"
     assert readable("{not json}") == "{not json}"
+
+
+def test_the_agent_table_shows_retries_in_progress() -> None:
+    from rich.console import Console
+
+    from axo.progress import agent_table
+    from axo.result import AgentResult
+
+    console = Console(width=100, record=True)
+    console.print(agent_table([AgentResult(id="a", name="a", status="running", retries=2)]))
+    assert "running (2 retries)" in console.export_text()

@@ -282,6 +282,7 @@ def test_each_retry_is_an_event(tmp_path: Path) -> None:
         log = events(state, only_run(state, tmp_path))
     retries = [(a, d["attempt"]) for k, a, d in log if k == "llm_retry"]
     assert retries == [("a", 1), ("a", 2)]
+    assert [a["retries"] for a in result["agents"]] == [2]  # type: ignore[index,union-attr]
     assert result["outputs"] == {"a": "A"}
 
 
