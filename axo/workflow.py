@@ -314,6 +314,15 @@ def _resource_problems(source: Source, known_tools: frozenset[str] | None) -> li
                         else f"built-in tools: {', '.join(sorted(known_tools))}",
                     )
                 )
+        memory = a.get("memory") if isinstance(a.get("memory"), dict) else {}
+        if memory.get("distill") is True and memory.get("long_term") is not True:
+            problems.append(
+                source.problem(
+                    ("agents", i, "memory", "distill"),
+                    "distill turns the session into long-term facts, but long_term is off",
+                    "add long_term: true to memory:, or remove distill",
+                )
+            )
         schema = a.get("output_schema")
         if isinstance(schema, dict):
             from jsonschema import Draft202012Validator

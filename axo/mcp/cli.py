@@ -47,6 +47,12 @@ def add_commands(subparsers: Any) -> None:
         "required to bind an address other than loopback",
     )
     s.add_argument("--runtime", choices=["local", "multiproc"], default="local")
+    s.add_argument(
+        "--state-dir",
+        default=".axo",
+        help="where served runs keep their event log, checkpoints and long-term memory "
+        "(as `axo run`)",
+    )
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -144,7 +150,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.http is None and args.token:
         raise UsageError("--token protects the HTTP transport: use it with --http HOST:PORT")
     if args.http is None:
-        asyncio.run(serve_stdio(args.file, runtime=args.runtime))
+        asyncio.run(serve_stdio(args.file, runtime=args.runtime, state_dir=args.state_dir))
         return 0
     host, port = _host_port(args.http)
 
@@ -153,7 +159,17 @@ def _serve(args: argparse.Namespace) -> int:
         sys.stderr.write(f"axo mcp: serving {url}{note}\n")
         sys.stderr.flush()
 
-    asyncio.run(serve_http(args.file, host, port, token, runtime=args.runtime, on_ready=ready))
+    asyncio.run(
+        serve_http(
+            args.file,
+            host,
+            port,
+            token,
+            runtime=args.runtime,
+            on_ready=ready,
+            state_dir=args.state_dir,
+        )
+    )
     return 0
 
 

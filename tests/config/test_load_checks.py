@@ -90,3 +90,10 @@ def test_ordinary_aliases_still_load() -> None:
     with pytest.raises(ConfigError) as info:  # the x- key is unknown: aliases themselves work
         load_file("w.yaml", text=text, env={})
     assert [p.path for p in info.value.problems] == ["$.x-sampling"]
+
+
+def test_distill_without_long_term_memory_is_a_config_error() -> None:
+    text = "agents:\n  - {id: a, memory: {distill: true}}\n"
+    with pytest.raises(ConfigError) as info:
+        load_file("w.yaml", text=text, env={})
+    assert [p.path for p in info.value.problems] == ["$.agents[0].memory.distill"]

@@ -21,7 +21,7 @@ from mcp.client.streamable_http import streamable_http_client
 from axo.errors import ConfigError, UsageError
 from axo.mcp.cli import add_commands, run_command
 from axo.mcp.server import AxoMcpServer, build_server, serve_http
-from axo.testing import Fail, FakeLLM, Hang, Reply
+from axo.testing import Fail, FakeLLM, Hang, Reply, ToolCalls
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,7 +80,7 @@ async def test_the_official_client_lists_and_runs_a_workflow_over_stdio(tmp_path
     with FakeLLM(scripts=REVIEW) as fake:
         path = review_file(tmp_path, fake)
         params = StdioServerParameters(
-            command=sys.executable, args=["-m", "axo.mcp.cli", "serve", str(path)]
+            command=sys.executable, args=["-m", "axo.mcp.cli", "serve", str(path)], cwd=tmp_path
         )
         with anyio.fail_after(30):
             async with Client(params) as client:
@@ -325,3 +325,26 @@ def test_the_client_config_example_names_a_loadable_workflow() -> None:
     workflow = entry["args"][2].replace("/path/to/axo", str(ROOT))
     assert os.path.isfile(workflow)
     assert build_server(workflow).tool_names[-1] == "workflow_review"
+
+
+async def test_a_fact_remembered_in_one_served_call_is_recalled_in_the_next(
+    tmp_path: Path,
+) -> None:
+    fact = "the staging database lives on host orca7"
+    script = [ToolCalls([("remember", {"text": fact})]), Reply("stored"), Reply("it is on orca7")]
+    with FakeLLM(script=script) as fake:
+        path = tmp_path / "m.yaml"
+        path.write_text(
+            "name: m\n"
+            f"providers:\n  fake: {{type: openai, base_url: '{fake.base_url}'}}\n"
+            "agents:\n  - {id: a, tools: [remember], memory: {long_term: true}}\n"
+        )
+        state = tmp_path / "state"
+        args = ["-m", "axo.mcp.cli", "serve", str(path), "--state-dir", str(state)]
+        params = StdioServerParameters(command=sys.executable, args=args, cwd=tmp_path)
+        with anyio.fail_after(60):
+            async with Client(params) as client:
+                await client.call_tool("agent_a", {"task": "remember where staging is"})
+                await client.call_tool("agent_a", {"task": "where is the staging database?"})
+        assert fact in fake.requests[-1].text, "the second call's request recalls the fact"
+    assert (state / "events.db").exists() and (state / "memory" / "m").is_dir()
