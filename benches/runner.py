@@ -32,7 +32,7 @@ VERSIONS = (
     "uvloop",
     "mcp",
     "langgraph",
-    "autogen-core",
+    "langgraph-checkpoint-sqlite",
     "gtpyhop",
     "llama_cpp_python",
 )
@@ -73,9 +73,17 @@ def run_subject(
     took = time.perf_counter() - start
     if proc.returncode != 0:
         return [], (proc.stderr.strip().splitlines() or ["failed"])[-1], took
-    line = proc.stdout.strip().splitlines()[-1]
-    rows = [Measurement(**r) for r in json.loads(line)]
-    return rows, "", took
+    rows, error = parse_rows(proc.stdout)
+    return rows, error, took
+
+
+def parse_rows(stdout: str) -> tuple[list[Measurement], str]:
+    """A subject's rows from its output (the last line, JSON), or why there are none."""
+    try:
+        line = stdout.strip().splitlines()[-1]
+        return [Measurement(**r) for r in json.loads(line)], ""
+    except (IndexError, ValueError, TypeError) as exc:
+        return [], f"no result rows on stdout ({type(exc).__name__}: {exc})"
 
 
 def main(names: list[str], *, as_json: bool = False, quick: bool = False) -> int:
@@ -101,11 +109,11 @@ def main(names: list[str], *, as_json: bool = False, quick: bool = False) -> int
             "error": error or None,
             "rows": [msgspec.to_builtins(r) for r in rows],
         }
+        failed += bool(error)
         if as_json:
             continue
         print()
         if error:
-            failed += 1
             print(f"== {name}: FAILED ({error})")
         else:
             print(format_table(name, rows))
