@@ -25,7 +25,8 @@ Saving: the file is a checksummed frame (see ``checkpoint.frame``) written by ``
 If another process saved the file since this store read it, its facts are merged in first
 (under an ``flock`` on ``<path>.lock``; hits take the larger count, so a merge never
 over-counts). A corrupt file is renamed to ``<path>.corrupt`` and the store starts empty,
-with a warning in ``warnings``.
+with a warning in ``warnings``. ``saved_facts`` reads the file as saved (the vector tier
+follows it: see ``tiers.Combined``).
 """
 
 from __future__ import annotations
@@ -281,6 +282,22 @@ class FactStore:
             self._absorb(f, count_hit=False)
         self._evict()
         self._seen_file = self._file_id()
+
+    def saved_facts(self) -> list[Fact] | None:
+        """The facts in the file as it is now; None if it is missing or unreadable.
+
+        Unlike loading, this never moves a corrupt file aside: other tiers (the vector index)
+        read it to follow what the store last saved.
+        """
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            stored = msgspec.msgpack.decode(unframe(data), type=_FactFile).facts
+        except (CorruptFile, msgspec.DecodeError):
+            return None
+        return [_public(f) for f in stored]
 
     def save(self) -> None:
         """Write the store atomically, merging in facts another process saved meanwhile."""
