@@ -2,7 +2,12 @@
 
 Cases: one ``tools/call`` to a small stateful server (a counter) over stdio — the server in its
 own process — and over streamable HTTP — a server process on loopback; and, in the full run,
-connecting (start or reach the server, negotiate, list the tools). Implementations:
+connecting (start or reach the server, negotiate, list the tools). Over HTTP every client talks
+to the same server process; a stdio server has a single client, so over stdio the SDK session
+and axo's hub each start their own, and their difference includes the two processes' (where
+the scheduler puts them). Rounds of sequential calls alternate between implementations; each
+call row gives its best round and the spread (min–max) of its rounds, and says when that range
+overlaps the baseline's, i.e. when the difference is within run-to-run noise. Implementations:
 
 - ``SDK ClientSession`` (baseline): the SDK's session used directly, same protocol era
   (2026-07-28, negotiated by ``server/discover``) as axo's;
@@ -66,9 +71,10 @@ CTX = ToolContext(run_id="bench", agent="bench", workspace=".")
 Call = Callable[[], Awaitable[Any]]
 
 
-async def _per_call(calls: dict[str, Call], n: int, rounds: int) -> dict[str, float]:
-    """Best µs per call of each implementation; rounds interleave them to share any drift."""
-    best = dict.fromkeys(calls, float("inf"))
+async def _per_call(calls: dict[str, Call], n: int, rounds: int) -> dict[str, list[float]]:
+    """µs per call of each implementation in each round; rounds interleave them to share any
+    drift."""
+    runs: dict[str, list[float]] = {impl: [] for impl in calls}
     for fn in calls.values():
         for _ in range(5):  # warm up: first calls pay for imports and schema compilation
             await fn()
@@ -77,8 +83,8 @@ async def _per_call(calls: dict[str, Call], n: int, rounds: int) -> dict[str, fl
             start = time.perf_counter()
             for _ in range(n):
                 await fn()
-            best[impl] = min(best[impl], (time.perf_counter() - start) / n * 1e6)
-    return best
+            runs[impl].append((time.perf_counter() - start) / n * 1e6)
+    return runs
 
 
 async def _session(stack: AsyncExitStack, transport: Any) -> ClientSession:
@@ -89,23 +95,45 @@ async def _session(stack: AsyncExitStack, transport: Any) -> ClientSession:
     return session
 
 
-def _rows(case: str, best: dict[str, float], unit: str, note: str = "") -> list[Measurement]:
-    base = "SDK ClientSession"
+BASE = "SDK ClientSession"
+
+
+def _rows(case: str, best: dict[str, float], unit: str, notes: dict[str, str]) -> list[Measurement]:
     return [
         Measurement(
             case=case,
             impl=impl,
             value=v,
             unit=unit,
-            baseline=impl == base,
-            note=note if impl == base else "",
+            baseline=impl == BASE,
+            note=notes.get(impl, ""),
         )
         for impl, v in best.items()
     ]
 
 
+def _spread_notes(runs: dict[str, list[float]], n: int, own_servers: bool) -> dict[str, str]:
+    """Each implementation's spread over its runs, and whether its difference from the
+    baseline is within the spread (the ranges overlap); one run has no spread to judge by."""
+    lo, hi = min(runs[BASE]), max(runs[BASE])
+    notes = {}
+    for impl, values in runs.items():
+        if len(values) > 1:
+            note = f"runs of {n} calls: {min(values):.0f}–{max(values):.0f} µs/call"
+        else:
+            note = f"one run of {n} calls: no spread measured"
+        if impl == BASE:
+            note = f"best of {len(values)} {note}" if len(values) > 1 else note
+            if own_servers:
+                note += "; the SDK session and axo each talk to their own server process"
+        elif len(values) > 1 and min(values) <= hi and max(values) >= lo:
+            note += "; overlaps the baseline's: the difference is within noise"
+        notes[impl] = note
+    return notes
+
+
 async def _calls(
-    case: str, direct: Any, config: McpServer, n: int, rounds: int
+    case: str, direct: Any, config: McpServer, n: int, rounds: int, *, own_servers: bool
 ) -> list[Measurement]:
     async with AsyncExitStack() as stack:
         session = await _session(stack, direct)
@@ -117,21 +145,22 @@ async def _calls(
             "McpHub Tool.call": lambda: tool.call({"by": 1}, CTX),
             "ToolRegistry.execute": lambda: registry.execute(tool.name, "c", '{"by": 1}', CTX),
         }
-        best = await _per_call(calls, n, rounds)
+        runs = await _per_call(calls, n, rounds)
         outcome = await registry.execute(tool.name, "c", '{"by": 0}', CTX)
         assert not outcome.is_error and int(outcome.content) > 0, outcome
-    return _rows(case, best, "µs/call", f"{n} sequential calls, best of {rounds}")
+    best = {impl: min(values) for impl, values in runs.items()}
+    return _rows(case, best, "µs/call", _spread_notes(runs, n, own_servers))
 
 
 async def _connects(
     case: str, direct: Callable[[], Any], config: McpServer, rounds: int
 ) -> list[Measurement]:
-    best = {"SDK ClientSession": float("inf"), "McpHub.open": float("inf")}
+    best = {BASE: float("inf"), "McpHub.open": float("inf")}
     for _ in range(rounds):
         start = time.perf_counter()
         async with AsyncExitStack() as stack:
             await _session(stack, direct())
-            best["SDK ClientSession"] = min(best["SDK ClientSession"], time.perf_counter() - start)
+            best[BASE] = min(best[BASE], time.perf_counter() - start)
         start = time.perf_counter()
         async with await McpHub.open({"counter": config}) as hub:
             assert hub.tools()
@@ -140,7 +169,7 @@ async def _connects(
         case,
         {k: v * 1e3 for k, v in best.items()},
         "ms",
-        f"connect, negotiate, list tools; best of {rounds}",
+        {BASE: f"connect, negotiate, list tools; best of {rounds}"},
     )
 
 
@@ -160,12 +189,20 @@ async def _measure(quick: bool, script: Path) -> list[Measurement]:
     n, rounds = (30, 1) if quick else (500, 5)
     stdio = StdioServerParameters(command=sys.executable, args=[str(script)])
     stdio_cfg = McpServer(command=sys.executable, args=[str(script)])
-    rows = await _calls("stdio call_tool", stdio_client(stdio), stdio_cfg, n, rounds)
+    # a stdio server has a single client: the SDK session and axo's hub each start their own
+    rows = await _calls(
+        "stdio call_tool", stdio_client(stdio), stdio_cfg, n, rounds, own_servers=True
+    )
     proc, url = _http_server(script)
     try:
         http_cfg = McpServer(transport="streamable_http", url=url)
         rows += await _calls(
-            "streamable_http call_tool", streamable_http_client(url), http_cfg, n, rounds
+            "streamable_http call_tool",
+            streamable_http_client(url),
+            http_cfg,
+            n,
+            rounds,
+            own_servers=False,
         )
         if not quick:
             rows += await _connects(

@@ -1,21 +1,29 @@
 """One agent turn with three tool calls, against a no-op in-process provider.
 
-The provider asks for a tool call three times and then answers; the tool does nothing. What
-is measured is what axo adds around them: packing the context, the budget pre-flight, the
-allow-list, dedup, the effect hop to the host, policy checks, argument validation and the
-tool-result messages. The baseline is the same loop written directly in Python.
+The provider (the model function ``three_tools``) asks for a tool call three times and then
+answers; the tool does nothing. What is measured is what axo adds around them: packing the
+context, the budget pre-flight, the allow-list, dedup, the effect hop to the host, policy
+checks, argument validation, the tool-result messages, and starting and finishing the run.
+
+The baseline is the same loop written directly in Python: it calls the same model function
+four times with the same requests axo sends (system and user messages plus the latest round,
+as axo's default memory-first context does; checked once, outside the timing), looks each tool
+up by name, decodes its JSON arguments, calls it and builds the tool-result message.
+
+Both sides are timed the same way: single turns, alternating plain/axo, ``turns`` of each, the
+fastest counting; the collector stays on for both.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from collections.abc import Callable
 
 import uvloop
 
 import axo
-from axo.llm.base import ChatRequest, ChatResponse, ToolCall
+from axo.llm.base import ChatMessage, ChatRequest, ChatResponse, ToolCall, ToolSpec
 from axo.runtime.host import Host
 from benches._harness import Measurement, main
 
@@ -47,67 +55,113 @@ def three_tools(request: ChatRequest) -> ChatResponse:
     return ChatResponse(content="done")
 
 
-def plain(turns: int) -> float:
-    start = time.perf_counter()
-    for _ in range(turns):
-        messages: list[dict[str, Any]] = [
-            {"role": "system", "content": "You are a."},
-            {"role": "user", "content": "go"},
-        ]
-        for n in range(3):
-            args = json.loads(json.dumps({"n": n}))
-            messages.append({"role": "assistant", "tool_calls": [{"name": "noop_tool"}]})
-            messages.append({"role": "tool", "content": noop_tool(**args)})
-    return (time.perf_counter() - start) / turns
+# the schema a user of the plain loop writes once (axo derives the same from the docstring)
+NOOP_SPEC = ToolSpec(
+    name="noop_tool",
+    description="Do nothing.",
+    parameters={
+        "additionalProperties": False,
+        "properties": {"n": {"description": "which call this is.", "type": "integer"}},
+        "required": ["n"],
+        "type": "object",
+    },
+)
+TOOLS: dict[str, Callable[..., str]] = {"noop_tool": noop_tool}
+HEAD = (ChatMessage(role="system", content="You are a."), ChatMessage(role="user", content="go"))
 
 
-def axo_turns(turns: int) -> tuple[float, int]:
-    wf = axo.load_workflow(
-        "turn.yaml",
-        text=(
-            "providers:\n  p: {type: function, function: 'benches.bench_turn:three_tools'}\n"
-            "agents:\n  - {id: a, tools: [noop_tool]}\n"
-        ),
-    )
+def plain_turn(model: Callable[[ChatRequest], ChatResponse] = three_tools) -> tuple[str, int]:
+    """The agent loop without a runtime: (final answer, tool calls made)."""
+    latest: tuple[ChatMessage, ...] = ()
+    calls = 0
+    while True:
+        request = ChatRequest(
+            model="function", messages=HEAD + latest, tools=(NOOP_SPEC,), tool_choice="auto"
+        )
+        reply = model(request)
+        if not reply.tool_calls:
+            return reply.content or "", calls
+        results = []
+        for call in reply.tool_calls:
+            tool = TOOLS[call.name]
+            content = tool(**json.loads(call.arguments))
+            results.append(
+                ChatMessage(role="tool", content=content, tool_call_id=call.id, name=call.name)
+            )
+            calls += 1
+        latest = (ChatMessage(role="assistant", tool_calls=reply.tool_calls), *results)
 
-    async def go() -> tuple[float, int]:
+
+WORKFLOW = (
+    "providers:\n  p: {{type: function, function: 'benches.bench_turn:{model}'}}\n"
+    "agents:\n  - {{id: a, tools: [noop_tool]}}\n"
+)
+RECORDED: list[ChatRequest] = []
+
+
+def recorded_three_tools(request: ChatRequest) -> ChatResponse:
+    """``three_tools``, keeping the requests (for the check that both sides send the same)."""
+    RECORDED.append(request)
+    return three_tools(request)
+
+
+def measure(turns: int) -> tuple[float, float, int]:
+    """Best seconds of one plain turn and of one axo run, alternating; axo's tool calls."""
+    wf = axo.load_workflow("turn.yaml", text=WORKFLOW.format(model="three_tools"))
+    recording = axo.load_workflow("turn.yaml", text=WORKFLOW.format(model="recorded_three_tools"))
+
+    async def go() -> tuple[float, float, int]:
         with Host("local") as host:
-            result = await host.run(wf, "go", tools=[noop_tool])
+            # validation, untimed: both sides send the model the same 4 requests
+            import benches.bench_turn as this  # the module axo's provider imports
+
+            this.RECORDED.clear()
+            result = await host.run(recording, "go", tools=[noop_tool])
+            assert result.ok, result.failure
             calls = result.agent("a").tool_calls
-            best = float("inf")
+            axo_requests = list(this.RECORDED)
+            this.RECORDED.clear()
+            answer, plain_calls = plain_turn(this.recorded_three_tools)
+            assert len(axo_requests) == 4 and axo_requests == this.RECORDED, this.RECORDED
+            assert calls == plain_calls == 3 and answer == "done", (calls, plain_calls, answer)
+            plain_turn()  # warm-up of both, untimed
+            await host.run(wf, "go", tools=[noop_tool])  # its actors now exist, as for a run
+            base = best = float("inf")
             for _ in range(turns):
+                start = time.perf_counter()
+                answer, plain_calls = plain_turn()
+                base = min(base, time.perf_counter() - start)
+                assert plain_calls == 3 and answer == "done"
                 start = time.perf_counter()
                 result = await host.run(wf, "go", tools=[noop_tool])
                 best = min(best, time.perf_counter() - start)
                 assert result.ok and result.agent("a").tool_calls == 3, result.failure
-        return best, calls
+        return base, best, calls
 
     return uvloop.run(go())
 
 
 def run(quick: bool) -> list[Measurement]:
     turns = 20 if quick else 200
-    base = min(plain(turns) for _ in range(3))
-    best, calls = axo_turns(turns)
+    base, best, calls = measure(turns)
     case = "turn with 3 tool calls"
     return [
         Measurement(
-            case=case, impl="plain Python loop", value=base * 1e6, unit="µs/turn", baseline=True
+            case=case,
+            impl="plain Python loop",
+            value=base * 1e6,
+            unit="µs/turn",
+            baseline=True,
+            note=f"same model function, 4 model calls and {calls} tool calls; best of {turns} "
+            "single turns, alternating with axo's",
         ),
         Measurement(
             case=case,
             impl="axo local (whole run of one agent)",
             value=best * 1e6,
             unit="µs/turn",
-            note=f"{calls} tool calls through the host; best of "
-            f"{turns}; includes starting and finishing the run",
-        ),
-        Measurement(
-            case="per effect (4 model calls + 3 tool calls)",
-            impl="axo local",
-            value=best * 1e6 / 7,
-            unit="µs",
-            note="sync tools run in a worker thread so a blocking tool cannot stall the loop",
+            note=f"{calls} tool calls through the host; best of {turns} single runs; includes "
+            "starting and finishing the run; sync tools run in a worker thread",
         ),
     ]
 
