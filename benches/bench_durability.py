@@ -1,212 +1,266 @@
-"""Cost of durability per agent activation: axo's event log vs LangGraph + SqliteSaver.
+"""Cost of durability per agent step: a durable axo run vs LangGraph + SqliteSaver.
 
-One activation produces four events of realistic size (activated ~0.1 KB, LLM request ~1.5 KB,
-LLM result ~0.7 KB, task completed ~0.8 KB). "Durable" means the activation's last event is
-committed before the next thing acts on it. Implementations:
+Both sides run the same graph of no-op agents, each step's output a 1000-character string
+(``output(agent)``), and each step checks that its input carries its upstream's output:
 
-- ``in-memory list``: the four events appended to a list (the floor: no durability);
-- ``axo eventlog, sync=full``: committed and fsynced (survives power loss), group commit;
-- ``axo eventlog, sync=normal``: committed, WAL not fsynced (survives a process crash);
-- ``LangGraph, no checkpointer``: the same graph without persistence (orchestration only);
-- ``LangGraph + SqliteSaver``: a StateGraph of no-op nodes, checkpointer on a file (baseline).
+- ``axo, in-memory``: ``Host.run`` on a workflow whose provider is an in-process object that
+  answers at once (no I/O). It goes the way every network provider goes (an effect the host
+  performs), the path on which a durable run commits each result before the agent acts on it;
+- ``axo, durable``: the same with ``state_dir`` — event log (SQLite WAL, fsynced commits) and
+  fsynced per-agent checkpoints; opening and closing the log is part of every run;
+- ``LangGraph, no checkpointer``: a StateGraph of the same nodes, no persistence;
+- ``LangGraph + SqliteSaver`` (baseline): checkpointer on a file (WAL, synchronous=FULL), with
+  ``durability="sync"``: each step's checkpoint is committed before the next step starts — the
+  promise axo's durable run makes;
+- ``LangGraph + SqliteSaver, async``: LangGraph's default ``durability="async"`` (a step's
+  checkpoint is written while the next runs), for reference.
 
-Cases: a chain of N agents (each activation waits for the previous one to be durable, so
-nothing can be batched: one commit per step), and a fan-out where N agents finish at once
-(their events are batched by group commit; LangGraph runs them as one superstep).
-Value: µs per activation, best of several runs, run start and finish included.
+Cases: a chain of N agents (one commit per step on both sides: nothing can be batched) and a
+fan-out of N independent agents (axo batches their commits by group commit; LangGraph runs them
+as one superstep). Every run's final outputs are checked against the expected ones, and both
+sides must agree. The ``durable − in-memory`` cases subtract each side's best in-memory run from
+its best durable run: what durability itself costs per step, axo's against LangGraph's.
+
+Value: µs per step (agent), best of several runs. Every round runs each implementation once,
+in an order rotated from round to round, after a warm-up run of each (actors created, schema
+made); a collection precedes every run and no validation is timed.
 """
 
 from __future__ import annotations
 
-import asyncio
+import gc
+import itertools
 import operator
 import sqlite3
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, TypedDict
 
-from axo.eventlog import EventLog
+import uvloop
+
+import axo
+from axo.llm.base import ChatRequest, ChatResponse
+from axo.runtime.host import Host
+from benches import graphs
 from benches._harness import Measurement, main
 
-DESCRIPTION = "durable event log per activation: axo group commit vs LangGraph + SqliteSaver"
+DESCRIPTION = "durable run per step: axo (event log + checkpoints) vs LangGraph + SqliteSaver"
+
+PAYLOAD = 1000  # characters of every step's output, on both sides
+Graph = list[tuple[str, list[str]]]
+
+AXO_MEM, AXO_DUR = "axo, in-memory", "axo, durable"
+LG_MEM, LG_SYNC, LG_ASYNC = (
+    "LangGraph, no checkpointer",
+    "LangGraph + SqliteSaver",
+    "LangGraph + SqliteSaver, async",
+)
+IMPLS = (AXO_MEM, AXO_DUR, LG_MEM, LG_SYNC, LG_ASYNC)
 
 
-def activation_events(agent: str) -> list[tuple[str, dict[str, Any]]]:
-    """The four events one activation records, with realistic sizes."""
-    usage = {"prompt_tokens": 412, "completion_tokens": 138}
-    return [
-        ("activated", {"input_chars": 812, "upstream": ["planner", "researcher"]}),
-        (
-            "llm_request",
-            {
-                "model": "smollm2-135m",
-                "max_tokens": 512,
-                "temperature": 0.2,
-                "messages": [
-                    {"role": "system", "content": "You are a careful analyst. " * 30},
-                    {"role": "user", "content": "Summarise: " + "x" * 800},
-                ],
-            },
-        ),
-        (
-            "llm_result",
-            {
-                "content": "The answer is " + "y" * 600,
-                "usage": usage,
-                "finish_reason": "stop",
-                "seconds": 1.73,
-            },
-        ),
-        (
-            "task_completed",
-            {
-                "output": "The answer is " + "y" * 600,
-                "usage": usage,
-                "llm_calls": 1,
-                "tool_calls": 0,
-                "started_at": 1.0,
-                "finished_at": 2.73,
-                "agent_id": agent,
-            },
-        ),
-    ]
+def output(agent: str) -> str:
+    """What ``agent`` answers: PAYLOAD characters, naming it."""
+    head = f"{agent} ok "
+    return head + "y" * (PAYLOAD - len(head))
 
 
-EVENTS = [activation_events(f"a{i}") for i in range(1000)]
+class Instant:
+    """An in-process model that answers each agent with ``output(agent)`` at once.
+
+    The agent is the one its system prompt names ("You are a7."); its prompt must carry the
+    outputs of the agents it depends on (as a LangGraph node checks its input)."""
+
+    name = "instant"
+
+    def __init__(self, graph: Graph) -> None:
+        self.deps = dict(graph)
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        agent = (request.messages[0].content or "").removeprefix("You are ").removesuffix(".")
+        prompt = request.messages[-1].content or ""
+        for dep in self.deps[agent]:
+            if output(dep) not in prompt:
+                raise AssertionError(f"{agent}: the output of {dep} is not in its prompt")
+        return ChatResponse(content=output(agent))
+
+    async def aclose(self) -> None:
+        pass
 
 
-def memory_run(n: int) -> float:
-    t = time.perf_counter()
-    log: list[tuple[str, str, dict[str, Any]]] = []
-    for i in range(n):
-        for kind, data in EVENTS[i % 1000]:
-            log.append((kind, f"a{i}", data))
-    return time.perf_counter() - t
-
-
-def axo_run(log: EventLog, run_id: str, n: int, fanout: bool) -> float:
-    """Seconds for one run of ``n`` activations, durable before the next acts."""
-
-    async def activation(i: int) -> None:
-        agent = f"a{i}"
-        *first, (kind, data) = EVENTS[i % 1000]
-        for k, d in first:
-            log.append(run_id, k, agent, d)
-        await log.append_durable(run_id, kind, agent, data)
-
-    async def go() -> None:
-        if fanout:
-            await asyncio.gather(*(activation(i) for i in range(n)))
-        else:
-            for i in range(n):
-                await activation(i)
-
-    t = time.perf_counter()
-    log.start_run(run_id, "bench.yaml", None, "h", {"agents": n})
-    asyncio.run(go())
-    log.finish_run(run_id, "succeeded")
-    return time.perf_counter() - t
-
-
-def langgraph_app(n: int, fanout: bool, checkpointer: Any) -> Any:
+def langgraph_app(graph: Graph, fanout: bool, checkpointer: Any) -> Any:
     from langgraph.graph import END, START, StateGraph
 
     class State(TypedDict, total=False):
-        last: str  # the chain overwrites one value: the state stays small
-        done: Annotated[list[str], operator.add]  # a superstep's nodes each add one
+        last: str  # the chain: each step overwrites the one value
+        done: Annotated[list[str], operator.add]  # the fan-out: each node adds its output
+
+    def node(agent: str, deps: list[str]) -> Callable[[State], State]:
+        def step(state: State) -> State:
+            for dep in deps:  # a chain node has one upstream; its output is "last"
+                if state.get("last") != output(dep):
+                    raise AssertionError(f"{agent}: the output of {dep} is not its input")
+            return {"done": [output(agent)]} if fanout else {"last": output(agent)}
+
+        return step
 
     builder = StateGraph(State)
-    key = "done" if fanout else "last"
-    for i in range(n):
-        a = f"a{i}"
-        builder.add_node(a, lambda s, _a=a: {key: [f"{_a} ok"] if fanout else f"{_a} ok"})
-        if fanout or i == 0:
-            builder.add_edge(START, f"a{i}")
-        else:
-            builder.add_edge(f"a{i - 1}", f"a{i}")
-        if fanout or i == n - 1:
-            builder.add_edge(f"a{i}", END)
+    dependents = {d for _, deps in graph for d in deps}
+    for aid, deps in graph:
+        assert len(deps) <= 1, "chains and fan-outs only"
+        builder.add_node(aid, node(aid, deps))
+        builder.add_edge(deps[0] if deps else START, aid)
+        if aid not in dependents:
+            builder.add_edge(aid, END)
     return builder.compile(checkpointer=checkpointer)
 
 
-def langgraph_run(app: Any, thread: str) -> float:
-    t = time.perf_counter()
-    app.invoke(
-        {"last": "", "done": []}, {"recursion_limit": 10_000, "configurable": {"thread_id": thread}}
+def expected(graph: Graph) -> list[str]:
+    """The sinks' outputs, sorted."""
+    dependents = {d for _, deps in graph for d in deps}
+    return sorted(output(a) for a, _ in graph if a not in dependents)
+
+
+def check_axo(result: axo.RunResult, graph: Graph) -> list[str]:
+    assert result.ok, result.failure
+    for a in result.agents:
+        assert a.status == "done" and a.output == output(a.id), (a.id, a.status)
+    got = sorted(result.outputs.values())
+    assert got == expected(graph), "axo: wrong final outputs"
+    return got
+
+
+def check_langgraph(state: dict[str, Any], graph: Graph, fanout: bool) -> list[str]:
+    got = sorted(state["done"]) if fanout else [state["last"]]
+    assert got == expected(graph), "LangGraph: wrong final outputs"
+    return got
+
+
+def disk_bytes(paths: Iterable[Path]) -> int:
+    return sum(p.stat().st_size for p in paths if p.is_file())
+
+
+def measure(tmp: Path, graph: Graph, fanout: bool, rounds: int) -> tuple[dict[str, float], str]:
+    """Best seconds per run of every implementation, and a note on the bytes each side stored."""
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    wf = axo.load_workflow(
+        "bench.yaml",
+        text=graphs.to_yaml(graph, "{type: openai, base_url: 'http://127.0.0.1:9/v1'}"),
     )
-    return time.perf_counter() - t
+    providers: dict[str, Any] = {"p": Instant(graph)}
+    state_dir = tmp / "axo"
+    lg_dir = tmp / "langgraph"
+    lg_dir.mkdir(parents=True)
+    conns = {
+        m: sqlite3.connect(lg_dir / f"{m}.db", check_same_thread=False) for m in ("sync", "async")
+    }
+    apps = {
+        LG_MEM: langgraph_app(graph, fanout, None),
+        LG_SYNC: langgraph_app(graph, fanout, SqliteSaver(conns["sync"])),
+        LG_ASYNC: langgraph_app(graph, fanout, SqliteSaver(conns["async"])),
+    }
+    durability = {LG_SYNC: "sync", LG_ASYNC: "async"}
+    threads = itertools.count()
+
+    async def go() -> dict[str, float]:
+        best = dict.fromkeys(IMPLS, float("inf"))
+        with Host("local") as host:
+
+            async def once(impl: str) -> float:
+                gc.collect()
+                if impl in (AXO_MEM, AXO_DUR):
+                    kw = {"state_dir": str(state_dir)} if impl == AXO_DUR else {}
+                    t = time.perf_counter()
+                    result = await host.run(wf, "go", providers=providers, **kw)
+                    took = time.perf_counter() - t
+                    finals[impl] = check_axo(result, graph)
+                else:
+                    extra = {"durability": durability[impl]} if impl in durability else {}
+                    config = {
+                        "recursion_limit": 10_000,
+                        "configurable": {"thread_id": f"t{next(threads)}"},
+                    }
+                    t = time.perf_counter()
+                    state = apps[impl].invoke({}, config, **extra)
+                    took = time.perf_counter() - t
+                    finals[impl] = check_langgraph(state, graph, fanout)
+                return took
+
+            finals: dict[str, list[str]] = {}
+            for impl in IMPLS:  # warm-up: actors created, schemas made, code paths warm
+                await once(impl)
+            for r in range(rounds):
+                order = IMPLS[r % len(IMPLS) :] + IMPLS[: r % len(IMPLS)]
+                for impl in order:
+                    best[impl] = min(best[impl], await once(impl))
+            assert all(f == finals[LG_SYNC] for f in finals.values()), "the sides disagree"
+        return best
+
+    try:
+        best = uvloop.run(go())
+    finally:
+        for c in conns.values():
+            c.close()
+    per_step = 1024 * (rounds + 1) * len(graph)  # durable runs on each side: warm-up + rounds
+    axo_kib = disk_bytes(state_dir.rglob("*")) / per_step
+    lg_kib = disk_bytes(lg_dir.glob("sync.db*")) / per_step
+    note = (
+        f"on disk per step: axo {axo_kib:.1f} KiB (event log + checkpoints), "
+        f"LangGraph {lg_kib:.1f} KiB"
+    )
+    return best, note
+
+
+def sig3(x: float) -> float:
+    return float(f"{x:.3g}")
 
 
 def run(quick: bool) -> list[Measurement]:
-    sizes = [20] if quick else [100, 1000]
-    repeat = 2 if quick else 5
+    sizes = [10] if quick else [100, 1000]
     rows: list[Measurement] = []
+    costs: list[Measurement] = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
             for fanout in (False, True):
-                case = f"{'fan-out' if fanout else 'chain'}, {n} agents"
-                rows += _case(
-                    Path(tmp) / case.replace(" ", "_").replace(",", ""), case, n, fanout, repeat
-                )
-    return rows
-
-
-def _case(tmp: Path, case: str, n: int, fanout: bool, repeat: int) -> list[Measurement]:
-    from langgraph.checkpoint.sqlite import SqliteSaver
-
-    per = 1e6 / n
-    rows = [
-        Measurement(
-            case=case,
-            impl="in-memory list",
-            unit="µs/act",
-            value=min(memory_run(n) for _ in range(repeat)) * per,
-        )
-    ]
-    syncs: tuple[Literal["full", "normal"], ...] = ("full", "normal")
-    for sync in syncs:
-        log = EventLog.open(tmp / f"axo-{sync}", sync=sync)
-        best = min(axo_run(log, f"run{r}", n, fanout) for r in range(repeat))
-        s = log.statistics()
-        log.close()
-        rows.append(
-            Measurement(
-                case=case,
-                impl=f"axo eventlog, sync={sync}",
-                value=best * per,
-                unit="µs/act",
-                note=f"{s['appends'] / repeat:.0f} records/run in {s['commits'] / repeat:.0f} "
-                f"commits/run (largest batch {s['max_batch']})",
-            )
-        )
-    plain = langgraph_app(n, fanout, None)
-    rows.append(
-        Measurement(
-            case=case,
-            impl="LangGraph, no checkpointer",
-            unit="µs/act",
-            value=min(langgraph_run(plain, "t") for _ in range(repeat)) * per,
-        )
-    )
-    tmp.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(tmp / "langgraph.db", check_same_thread=False)
-    try:
-        app = langgraph_app(n, fanout, SqliteSaver(conn))
-        best = min(langgraph_run(app, f"t{r}") for r in range(repeat))
-    finally:
-        conn.close()
-    rows.append(
-        Measurement(
-            case=case,
-            impl="LangGraph + SqliteSaver",
-            value=best * per,
-            unit="µs/act",
-            baseline=True,
-            note="SqliteSaver on a file, WAL, default synchronous (FULL)",
-        )
-    )
-    return rows
+                shape = "fan-out" if fanout else "chain"
+                graph = graphs.independent(n) if fanout else graphs.chain(n)
+                rounds = 1 if quick else max(5, 1500 // n)  # small cases are cheap: more runs
+                best, stored = measure(Path(tmp) / f"{shape}-{n}", graph, fanout, rounds)
+                per = 1e6 / n
+                case = f"{shape}, {n} agents"
+                notes = {
+                    AXO_DUR: stored,
+                    LG_SYNC: "durability='sync': each step committed before the next starts",
+                    LG_ASYNC: "LangGraph's default: a step's checkpoint written during the next",
+                }
+                rows += [
+                    Measurement(
+                        case=case,
+                        impl=impl,
+                        value=sig3(best[impl] * per),
+                        unit="µs/step",
+                        baseline=impl == LG_SYNC,
+                        note=notes.get(impl, ""),
+                    )
+                    for impl in IMPLS
+                ]
+                cost_case = f"{shape}, {n}: durable − in-memory"
+                for impl, dur, mem in (("axo", AXO_DUR, AXO_MEM), ("LangGraph", LG_SYNC, LG_MEM)):
+                    cost = (best[dur] - best[mem]) * per
+                    costs.append(
+                        Measurement(
+                            case=cost_case,
+                            impl=f"{impl} durability cost",
+                            value=sig3(max(cost, 0.0)),
+                            unit="µs/step",
+                            baseline=impl == "LangGraph",
+                            note="best durable − best in-memory, per step"
+                            + (f" (measured {cost:.3g}: noise)" if cost < 0 else ""),
+                        )
+                    )
+    return rows + costs
 
 
 if __name__ == "__main__":
