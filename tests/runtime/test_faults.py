@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -134,51 +135,50 @@ def test_a_stop_ends_retries_and_the_agent_waits_for_the_resumed_run(tmp_path: P
 
 
 def test_a_second_stop_cuts_a_hung_call_short(tmp_path: Path) -> None:
+    import asyncio
+
+    from axo.runtime.host import Host
+    from tests.helpers import fake_workflow
+
+    async def scenario(fake: FakeLLM) -> dict[str, str]:
+        with Host("local") as host:
+            run = asyncio.create_task(host.run(fake_workflow(fake, CHAIN), "x", timeout=60))
+            await asyncio.to_thread(fake.wait_for, 1, key="a", timeout=60)
+            host.request_stop("first")  # graceful: a's call may still finish ...
+            host.request_stop("second")  # ... the second one does not wait for it
+            result = await run
+        return {a.id: a.status for a in result.agents}
+
     with FakeLLM(scripts={"a": [Hang(), Reply("A")], "b": [Reply("B")]}) as fake:
-        wf = workflow(tmp_path, fake, CHAIN)
-        state = tmp_path / "state"
-        proc = axo(
-            "run", str(wf), "--input", "x", "--json", "--state-dir", str(state), cwd=tmp_path
-        )
-        fake.wait_for(1, key="a", timeout=60)
-        proc.send_signal(signal.SIGINT)  # graceful: a's call may still finish ...
-        run_id = only_run(state, tmp_path)
-        deadline = time.monotonic() + 30
-        while "stop_requested" not in [k for k, _, _ in events(state, run_id)]:
-            assert time.monotonic() < deadline, "the first stop was never recorded"
-            time.sleep(0.05)  # polls a file another process writes: there is no event to await
-        proc.send_signal(signal.SIGINT)  # ... the second one does not wait for it
-        result = run_json(proc, 3)
-    assert statuses(result) == {"a": "waiting", "b": "waiting"}
+        assert asyncio.run(scenario(fake)) == {"a": "waiting", "b": "waiting"}
 
 
 def test_a_stop_while_an_mcp_server_starts_stops_the_run(tmp_path: Path) -> None:
+    # the "server" says it has started through a FIFO, then reads requests and never answers
+    fifo = tmp_path / "started"
+    os.mkfifo(fifo)
+    code = f"import sys; f = open({str(fifo)!r}, 'w'); f.write('up'); f.flush(); sys.stdin.read()"
     server = (
         "mcp_servers:\n"
         f"  slow: {{transport: stdio, command: {sys.executable},"
-        " args: ['-c', 'import time; time.sleep(60)'], connect_timeout: 60}\n"
+        f" args: ['-c', {code!r}], connect_timeout: 60}}\n"
     )
     with FakeLLM(scripts={"a": [Reply("A")]}) as fake:
         wf = workflow(tmp_path, fake, "  - {id: a}\n", extra=server)
         state = tmp_path / "state"
-        proc = axo(
-            "run", str(wf), "--input", "x", "--json", "--state-dir", str(state), cwd=tmp_path
-        )
-        deadline = time.monotonic() + 30
-        while not [p for p in children(proc.pid) if "sleep" in _cmdline(p)]:
-            assert time.monotonic() < deadline, "the MCP server never started"
-            time.sleep(0.05)  # polls /proc: a process start has no event to await
+        started = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            proc = axo(
+                "run", str(wf), "--input", "x", "--json", "--state-dir", str(state), cwd=tmp_path
+            )
+            ready, _, _ = select.select([started], [], [], 60)
+            assert ready, "the MCP server never started"
+        finally:
+            os.close(started)
         proc.send_signal(signal.SIGINT)
         result = run_json(proc, 3)
         assert not fake.requests
     assert result["status"] == "stopped" and statuses(result) == {"a": "waiting"}
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
 
 
 @pytest.mark.parametrize("runtime", ["local", "multiproc"])
