@@ -15,7 +15,6 @@ import os
 import time
 import traceback
 from datetime import timedelta
-from pathlib import Path
 from typing import Any, assert_never
 
 from thespian.actors import ActorExitRequest, ChildActorExited, WakeupMessage
@@ -51,25 +50,11 @@ from axo.messages import (
     TurnEvent,
     Upstream,
 )
+from axo.runtime.children import ChildWatch
 from axo.runtime.plans import PlanDispatch
 from axo.runtime.system import Actor
 
 RUNNING = int(State.RUNNING)
-
-
-def _process_gone(pid: int) -> bool:
-    """Whether process ``pid`` has exited (reaped, or a zombie where /proc tells)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
 
 
 _functions: dict[str, Any] = {}
@@ -272,7 +257,7 @@ class AgentActor(Actor):  # type: ignore[misc]
         )
 
 
-class RunActor(PlanDispatch, Actor):  # type: ignore[misc]
+class RunActor(ChildWatch, PlanDispatch, Actor):  # type: ignore[misc]
     """Owns one run's EventLattice; activates agents as their dependencies complete."""
 
     agent_class = AgentActor
@@ -531,50 +516,6 @@ class RunActor(PlanDispatch, Actor):  # type: ignore[misc]
                 )
             )
         self._maybe_finish()
-
-    def _watch_children(self, tag: object) -> None:
-        """Multiproc: while a run is on, look now and then for agent processes that are
-        gone (Thespian's ChildActorExited can miss one whose exit it did not see)."""
-        start = self.start
-        if start is None or self.over or tag != self.starts or not start.watch_children:
-            return
-        for i, pid in list(self.pids.items()):
-            if i < len(self.actors) and _process_gone(pid):
-                del self.pids[i]
-                self._child_exited(self.actors[i])
-        if not self.over:
-            self.wakeupAfter(timedelta(seconds=start.watch_children), payload=self.starts)
-
-    def _child_exited(self, address: Any) -> None:
-        """An agent actor is gone: what it was running fails (its dependents are skipped;
-        ``--resume`` runs it again). It gets a new actor when it is next activated."""
-        if address not in self.actors:
-            return
-        i = self.actors.index(address)
-        self.dead.add(i)
-        self.pids.pop(i, None)
-        start, lattice = self.start, self.lattice
-        if start is None or lattice is None or self.over or lattice.state[i] != RUNNING:
-            return
-        if i in self.plans:  # a coordinator whose plan runs: its own work is done
-            return
-        self._failed(
-            AgentFailed(
-                run_id=start.run_id,
-                agent=i,
-                reason="its actor's process exited while it was running",
-                kind="ActorExited",
-                finished_at=time.time(),
-            )
-        )
-
-    def _revive(self, i: int, spec: AgentSpec) -> None:
-        """A new actor for agent ``i``, whose actor died (messages keep their order: it is
-        configured before anything else reaches it)."""
-        self.dead.discard(i)
-        self.pids.pop(i, None)
-        self.actors[i] = self.createActor(self.agent_class)
-        self.send(self.actors[i], Configure(spec=spec, run=self.myAddress, host=self.host))
 
     def _cancel(self, msg: CancelRun) -> None:
         if self.over or self.start is None or self.lattice is None:
