@@ -96,7 +96,8 @@ def open_memory(workflow: Workflow, state_dir: str | None) -> Any:
     facts = FactStore(os.path.join(folder, "facts.msgpack"), redact=workflow.redact)
     if not wants_vectors:
         return facts
-    from axo.memory.vector import MiniLMEmbedder, StaticModelEmbedder, VectorIndex, VectorMemory
+    from axo.memory.embedders import MiniLMEmbedder, StaticModelEmbedder
+    from axo.memory.vector import VectorIndex, VectorMemory
 
     minilm = any(a.memory.embedder == "minilm" for a in workflow.agents if a.memory.vector)
     embedder: Any = MiniLMEmbedder() if minilm else StaticModelEmbedder()

@@ -11,16 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from axo.memory.base import MemoryPort
-from axo.memory.vector import (
-    Embedder,
-    HashingEmbedder,
-    MiniLMEmbedder,
-    StaticModelEmbedder,
-    VecItem,
-    VectorIndex,
-    VectorMemory,
-    erf,
-)
+from axo.memory.embedders import Embedder, HashingEmbedder, MiniLMEmbedder, StaticModelEmbedder, erf
+from axo.memory.vector import VecItem, VectorIndex, VectorMemory
 
 
 def reference_top_k(

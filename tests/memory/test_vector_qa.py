@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 
 import axo
+from axo.memory.embedders import HashingEmbedder
 from axo.memory.facts import FactStore
 from axo.memory.tiers import Combined, open_memory
-from axo.memory.vector import HashingEmbedder, VecItem, VectorIndex, VectorMemory
+from axo.memory.vector import VecItem, VectorIndex, VectorMemory
 
 SECRET = "sk-qa-SUPERSECRET-123456"
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,7 +120,8 @@ def test_two_indexes_saving_one_folder_keep_each_others_items(tmp_path: Path) ->
 WRITER = textwrap.dedent(
     """
     import sys
-    from axo.memory.vector import HashingEmbedder, VectorIndex, VectorMemory
+    from axo.memory.embedders import HashingEmbedder
+    from axo.memory.vector import VectorIndex, VectorMemory
 
     folder, tag, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     mem = VectorMemory(VectorIndex(folder, dim=64), HashingEmbedder(64), autosave=True)
