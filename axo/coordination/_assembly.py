@@ -16,6 +16,7 @@ Candidates are ordered here, once: by ground task, then method, then binding (it
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -65,7 +66,7 @@ class Grounding:
     op_add: list[int]  # ... the slots it sets (as low-half bits) ...
     op_del: list[int]  # ... and those it clears
     op_task: list[int]
-    op_schema: list[int]  # which operator each operator grounding is (it names it)
+    op_schema: IntArray  # which operator each operator grounding is (it names it)
     schema_name: list[str]  # per operator
     schema_arity: list[int]
     op_args: IntArray  # per operator grounding: object ids, padded with -1
@@ -79,16 +80,20 @@ class Grounding:
     def actions(self, ops: Sequence[int]) -> list[Call]:
         """The calls of operator groundings (for plans), made once per grounding."""
         calls = self.calls
-        missing = [o for o in dict.fromkeys(ops) if o not in calls]
-        if missing:  # names by one gather (padding -1 reads the last, None: cut off below)
+        missing = np.array(sorted({o for o in ops if o not in calls}), np.int64)
+        if len(missing):  # names by one gather (padding -1 reads the last, None: cut off below)
             named = self.describe.objects.named.take(self.op_args.take(missing, axis=0))
-            schema, names, arity = self.op_schema, self.schema_name, self.schema_arity
-            for o, row in zip(missing, named.tolist(), strict=True):
-                s = schema[o]
-                call = _new(Call)
-                _set_name(call, names[s])
-                _set_args(call, tuple(row[: arity[s]]))
-                calls[o] = call
+            schema = self.op_schema.take(missing)
+            # groundings of one operator are consecutive: a slice of names per operator
+            cuts = [0, *(np.flatnonzero(schema[1:] != schema[:-1]) + 1).tolist(), len(missing)]
+            for lo, hi in itertools.pairwise(cuts):
+                s = int(schema[lo])
+                name = self.schema_name[s]
+                args = map(tuple, named[lo:hi, : self.schema_arity[s]].tolist())
+                for o, a in zip(missing[lo:hi].tolist(), args, strict=True):
+                    call = calls[o] = _new(Call)
+                    _set_name(call, name)
+                    _set_args(call, a)
         return list(map(calls.__getitem__, ops))
 
     @property
@@ -304,7 +309,7 @@ def assemble(gr: Grounder, roots: list[int]) -> Grounding:
         op_add=add,
         op_del=delete,
         op_task=gid.tolist(),
-        op_schema=ops.schema.tolist(),
+        op_schema=ops.schema,
         schema_name=gr.domain.operator_names,
         schema_arity=gr.domain.operator_arity.tolist(),
         op_args=ops.args,

@@ -277,9 +277,10 @@ class _Search:
                         self.depth_cut = True
                     else:
                         expansions += 1
-                        hi, missing = task_hi[gid], full ^ state
-                        for k in range(task_lo[gid], hi):
-                            if not masks[k] & missing:  # it needs nothing that is missing
+                        lo, hi, missing = task_lo[gid], task_hi[gid], full ^ state
+                        # (enumerating a slice costs a third less than indexing the list)
+                        for k, m in enumerate(masks[lo:hi], lo):  # noqa: B007 (read after)
+                            if not m & missing:  # it needs nothing that is missing
                                 break
                         else:
                             self._frontier(gid, state, depth)
@@ -295,10 +296,10 @@ class _Search:
                 # backtrack: the next candidate that applies in the latest choice point's state
                 while stack:
                     point = stack[-1]
-                    state, hi = point[0], point[5]
+                    state, lo = point[0], point[4]
                     missing = full ^ state
-                    for k in range(point[4], hi):
-                        if not masks[k] & missing:
+                    for k, m in enumerate(masks[lo : point[5]], lo):  # noqa: B007 (read after)
+                        if not m & missing:
                             break
                     else:
                         stack.pop()
