@@ -61,6 +61,10 @@ T = TypeVar("T")
 CHILD_WATCH_SECONDS = 1.0  # multiproc: a killed agent process is noticed within about this
 
 
+class _StartTimedOut(Exception):
+    """The run's timeout passed while it was starting (servers, models, actors)."""
+
+
 class _StoppedEarly(Exception):
     """A stop came while the run was still starting."""
 
@@ -450,13 +454,18 @@ class Host:
             loop.call_soon(settle)
 
         async def starting(step: Awaitable[T]) -> T:
-            """A start-up step (servers, models, actors) that a stop cancels."""
+            """A start-up step (servers, models, actors) that a stop cancels, within the run's
+            timeout (which counts from the start)."""
             nonlocal setup
             if stops:
                 raise _StoppedEarly
             setup = asyncio.ensure_future(step)
             try:
-                return await setup
+                if deadline is None:
+                    return await setup
+                return await asyncio.wait_for(setup, max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                raise _StartTimedOut from None
             except asyncio.CancelledError:
                 if stops and not _cancelling():
                     raise _StoppedEarly from None
@@ -473,6 +482,7 @@ class Host:
                 await asyncio.sleep(0.2)  # a file has no change event we can await portably
 
         failure: str | None = None
+        deadline = None if timeout is None else loop.time() + timeout
         watcher = loop.create_task(watch_stop_file()) if journal is not None else None
         self._stoppers.append(stop)
         provider_set: ProviderSet | None = None
@@ -533,7 +543,8 @@ class Host:
             bridge.send(run_actor, start)
             try:
                 if not finished.done():  # in local mode an in-process run is over already
-                    await asyncio.wait_for(asyncio.shield(finished), timeout)
+                    left = None if deadline is None else max(0.0, deadline - loop.time())
+                    await asyncio.wait_for(asyncio.shield(finished), left)
             except TimeoutError:
                 failure = f"run timed out after {timeout:g}s"
                 cut, skipped = tracker.cancel_running(failure)
@@ -546,6 +557,10 @@ class Host:
                     )
         except _StoppedEarly:
             finish_stopped(stops[0])
+        except _StartTimedOut:
+            failure = f"run timed out after {timeout:g}s, while starting"
+            _, skipped = tracker.cancel_running(failure)
+            record("run_timed_out", "", {"reason": failure, "failed": [], "skipped": skipped})
         finally:
             self._stoppers.remove(stop)
             if watcher is not None:

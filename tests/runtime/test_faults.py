@@ -208,6 +208,33 @@ def test_a_run_timeout_is_an_event_in_the_log(tmp_path: Path, runtime: str) -> N
     assert [d["status"] for k, _, d in log if k == "run_finished"] == ["failed"]
 
 
+def test_the_run_timeout_counts_from_the_start_even_while_a_server_starts(
+    tmp_path: Path,
+) -> None:
+    # the "server" reads requests and never answers: only its 60 s connect timeout would end it
+    code = "import sys; sys.stdin.read()"
+    server = (
+        "mcp_servers:\n"
+        f"  slow: {{transport: stdio, command: {sys.executable},"
+        f" args: ['-c', {code!r}], connect_timeout: 60}}\n"
+    )
+    with FakeLLM(scripts={}) as fake:
+        wf = workflow(tmp_path, fake, CHAIN, extra=server)
+        state = tmp_path / "state"
+        proc = axo(
+            "run", str(wf), "--input", "x", "--json", "--state-dir", str(state),
+            "--timeout", "2", cwd=tmp_path,
+        )  # fmt: skip
+        result = run_json(proc, 1)
+        log = events(state, only_run(state, tmp_path))
+    reason = "run timed out after 2s, while starting"
+    assert result["failure"] == reason
+    assert statuses(result) == {"a": "skipped", "b": "skipped"}
+    (timed_out,) = [d for k, _, d in log if k == "run_timed_out"]
+    assert timed_out == {"reason": reason, "failed": [], "skipped": ["a", "b"]}
+    assert [d["status"] for k, _, d in log if k == "run_finished"] == ["failed"]
+
+
 def test_an_mcp_server_that_does_not_start_is_named_and_the_run_ends_failed(
     tmp_path: Path,
 ) -> None:
