@@ -307,20 +307,34 @@ class EventLog:
             self._next_seq.pop(run_id, None)
             self._run_redact.pop(run_id, None)
 
-    def prune(self, keep_last: int | None = None, older_than_s: float | None = None) -> int:
+    def prune(
+        self,
+        keep_last: int | None = None,
+        older_than_s: float | None = None,
+        *,
+        workflow: tuple[str, str | None] | None = None,
+    ) -> int:
         """Delete runs beyond the newest ``keep_last`` (not those still marked running), or
-        idle for ``older_than_s``.
+        idle for ``older_than_s``; with ``workflow`` (file, name as given to ``start_run``),
+        only runs of that workflow are counted and deleted.
 
         Runs open in this log are never pruned. Returns the number of runs deleted.
         """
         cutoff = None if older_than_s is None else self._clock() - older_than_s
         with self._cond:
             open_runs = set(self._next_seq)
+        where = ""
+        params: tuple[str | None, ...] = ()
+        if workflow is not None:  # stored redacted: compare the same way
+            file, name = workflow
+            where = "WHERE workflow_file = ? AND workflow_id IS ? "
+            params = (self._redact(file), None if name is None else self._redact(name))
 
         def prune(conn: sqlite3.Connection) -> int:
             rows = conn.execute(
                 f"SELECT run_id, COALESCE({_LAST.format('at')}, started), status FROM runs "
-                "ORDER BY started DESC, run_id DESC"
+                f"{where}ORDER BY started DESC, run_id DESC",
+                params,
             ).fetchall()
             # a run still marked running may belong to another process (or was killed and
             # awaits --resume): only age removes it, never the count

@@ -201,6 +201,25 @@ def test_retention_prunes_old_runs_and_their_folders(tmp_path: Path) -> None:
     assert {p.name for p in (tmp_path / "runs").iterdir()} == set(ids[-2:])
 
 
+def test_retention_prunes_only_runs_of_its_own_workflow(tmp_path: Path) -> None:
+    import axo as api
+
+    with FakeLLM(script=[Reply("x")] * 5) as fake:
+        head = f"providers:\n  fake: {{type: openai, base_url: '{fake.base_url}'}}\n"
+        keeper = api.load_workflow("keeper.yaml", text=head + "agents:\n  - {id: a}\n")
+        pruned = api.load_workflow(
+            "pruned.yaml", text=head + "agents:\n  - {id: a}\nrun: {retention: {keep_last: 1}}\n"
+        )
+        theirs = [api.run(keeper, "x", state_dir=str(tmp_path)).run_id for _ in range(2)]
+        ours = [api.run(pruned, "x", state_dir=str(tmp_path)).run_id for _ in range(3)]
+    from axo.eventlog import EventLog
+
+    with EventLog.open(tmp_path) as log:
+        kept = {r.run_id for r in log.runs()}
+    assert kept == {*theirs, ours[-1]}
+    assert {p.name for p in (tmp_path / "runs").iterdir()} == {*theirs, ours[-1]}
+
+
 def test_distill_turns_a_session_into_facts_for_later_runs(tmp_path: Path) -> None:
     import axo as api
 
