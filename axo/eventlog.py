@@ -22,15 +22,20 @@ prefix and the problem, ``events()`` raises ``CorruptLog`` (carrying the good pr
 ``resume_run()`` drops the bad tail.
 
 Group commit: ``append`` assigns the sequence number, computes the checksum and queues the row
-(microseconds, no I/O). One writer thread owns the write connection; it takes *everything*
-queued, writes it in one transaction and commits (one fsync in ``sync="full"``), then wakes
-whoever waits on those records. While one commit's fsync runs, the next batch accumulates,
-so the cost of an fsync is shared by every agent that finished meanwhile. ``linger_s`` lets
-the writer wait (bounded) for more records before committing; the default is not to wait.
+(microseconds, no I/O). One writer thread (``axo.eventwriter``) owns the write connection; it
+takes *everything* queued, writes it in one transaction and commits, then wakes whoever waits
+on those records. While one commit's fsync runs, the next batch accumulates, so the cost of
+an fsync is shared by every agent that finished meanwhile. ``linger_s`` lets the writer wait
+(bounded) for more records before committing; the default is not to wait.
 
-Durability by ``sync``: ``"full"`` — a committed record survives power loss; ``"normal"`` —
-survives a crash of the process, not of the machine (WAL not fsynced per commit); ``"off"`` —
-nothing is promised (tests, benchmarks).
+Durability by ``sync``: ``"full"`` — a record waited for with ``durable`` (so do
+``append_durable``, ``flush``, the run operations and ``close``) survives power loss once the
+wait returns; ``"normal"`` — survives a crash of the process, not of the machine (WAL not
+fsynced per commit); ``"off"`` — nothing is promised (tests, benchmarks). ``"full"`` commits
+as ``"normal"`` does and fsyncs the WAL itself when a waiter needs it — once for the whole
+WAL, so records nobody waits for (bookkeeping) never cost an fsync of their own: they survive
+a crash of the process once committed (``committed`` waits for that), and power loss once any
+later record is made durable.
 
 Secrets: ``redact`` (per log, or per run in ``start_run``) is applied to every string stored —
 kind, agent, workflow names, meta, and every string and key inside ``data`` dicts. Run ids
@@ -49,12 +54,11 @@ loses what was still queued when the process exits. One process writes a given r
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,23 +81,12 @@ from axo.eventrecords import (
     _redact_tree,
     checksum,
 )
+from axo.eventwriter import Writer
 
 __all__ = ["CorruptLog", "EventLog", "EventLogFailed", "Record", "Replay", "RunInfo", "checksum"]
 
 
-class _Op:
-    """A write other than an event, run in the writer's transaction, in queue order."""
-
-    def __init__(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
-        self.fn, self.done = fn, threading.Event()
-        self.result: Any = None
-        self.error: BaseException | None = None
-
-
-_Row = tuple[str, int, float, str, str | None, int, bytes, int]
-
-
-class EventLog:
+class EventLog(Writer):
     """Durable per-run event records in ``<state_dir>/events.db``; see the module docstring."""
 
     def __init__(
@@ -106,22 +99,12 @@ class EventLog:
         linger_s: float,
         max_batch: int,
     ) -> None:
-        self.path, self.sync, self._clock, self._redact = path, sync, clock, redact
-        self._linger, self._max_batch = linger_s, max_batch
-        self._cond = threading.Condition()
-        self._pending: list[_Row | _Op] = []
+        self._clock, self._redact = clock, redact
         self._next_seq: dict[str, int] = {}
         self._run_redact: dict[str, Redact] = {}
-        self._committed_seq: dict[str, int] = {}
-        self._queued = self._committed = 0  # tickets: items queued / committed so far
-        self._waiters: list[tuple[str, int, asyncio.AbstractEventLoop, asyncio.Future[int]]] = []
-        self._failure: BaseException | None = None
-        self._closing = False
-        self._stats = {"appends": 0, "commits": 0, "max_batch": 0, "bytes": 0}
         self._reader = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._read_lock = threading.Lock()
-        self._writer = threading.Thread(target=self._write_loop, name="axo-eventlog", daemon=True)
-        self._writer.start()
+        super().__init__(path, sync, linger_s=linger_s, max_batch=max_batch)
 
     @classmethod
     def open(
@@ -130,7 +113,7 @@ class EventLog:
         *,
         sync: Sync = "full",
         clock: Callable[[], float] = time.time,
-        redact: Redact = _identity,
+        redact: Redact | None = None,
         linger_s: float = 0.0,
         max_batch: int = 10_000,
     ) -> EventLog:
@@ -138,7 +121,8 @@ class EventLog:
 
         Args:
             sync: what a commit promises; see the module docstring.
-            redact: applied to every string stored, for runs that do not bring their own.
+            redact: applied to every string stored, for runs that do not bring their own
+                (None: nothing to hide, data is stored as given).
             linger_s: how long the writer may wait for more records before a commit (bounded).
             max_batch: the most records in one transaction.
         """
@@ -156,7 +140,12 @@ class EventLog:
         finally:
             conn.close()
         return cls(
-            path, sync=sync, clock=clock, redact=redact, linger_s=linger_s, max_batch=max_batch
+            path,
+            sync=sync,
+            clock=clock,
+            redact=redact or _identity,
+            linger_s=linger_s,
+            max_batch=max_batch,
         )
 
     # ------------------------------------------------------------------ writing
@@ -199,7 +188,8 @@ class EventLog:
         except sqlite3.IntegrityError:
             raise UsageError(f"run '{run_id}' already exists in {self.path}") from None
         with self._cond:
-            self._next_seq[run_id], self._committed_seq[run_id] = 1, 0
+            self._next_seq[run_id] = 1
+            self._committed_seq[run_id] = self._synced_seq[run_id] = 0
             self._run_redact[run_id] = red
 
     def resume_run(self, run_id: str, *, redact: Redact | None = None) -> Replay:
@@ -222,7 +212,8 @@ class EventLog:
                 raise UsageError(f"run '{run_id}' is already open in this log")
         dropped = self._run_op(reopen)
         with self._cond:
-            self._next_seq[run_id], self._committed_seq[run_id] = last + 1, last
+            self._next_seq[run_id] = last + 1
+            self._committed_seq[run_id] = self._synced_seq[run_id] = last
             self._run_redact[run_id] = redact or self._redact
         return Replay(records=records, problem=problem, dropped=dropped)
 
@@ -230,6 +221,17 @@ class EventLog:
         self, run_id: str, kind: str, agent: str | None, data: dict[str, Any] | bytes
     ) -> int:
         """Queue one record and return its sequence number; durable once committed."""
+        return self._queue(run_id, kind, agent, data, urgent=False)
+
+    def _queue(
+        self,
+        run_id: str,
+        kind: str,
+        agent: str | None,
+        data: dict[str, Any] | bytes,
+        *,
+        urgent: bool,
+    ) -> int:
         red = self._run_redact.get(run_id)
         if red is None:
             raise UsageError(f"run '{run_id}' is not open in this log (start or resume it)")
@@ -254,6 +256,7 @@ class EventLog:
             crc = checksum(run_id, seq, at, kind, agent, enc, payload)
             self._pending.append((run_id, seq, at, kind, agent, enc, payload, crc))
             self._queued += 1
+            self._urgent = self._urgent or urgent
             self._cond.notify()
         return seq
 
@@ -261,19 +264,35 @@ class EventLog:
         self, run_id: str, kind: str, agent: str | None, data: dict[str, Any] | bytes
     ) -> int:
         """Append one record and return its sequence number once it is committed."""
-        seq = self.append(run_id, kind, agent, data)
+        seq = self._queue(run_id, kind, agent, data, urgent=True)
         await self.durable(run_id, seq)
         return seq
 
     async def durable(self, run_id: str, seq: int) -> None:
         """Return once record ``seq`` of ``run_id`` (and all before it) is committed."""
         with self._cond:
+            if self._synced_seq.get(run_id, 0) >= seq:
+                return
+            self._check()
+            loop = asyncio.get_running_loop()
+            fut: asyncio.Future[int] = loop.create_future()
+            self._waiters.append((run_id, seq, loop, fut, True))
+            self._urgent = True
+            self._cond.notify()
+        await fut
+
+    async def committed(self, run_id: str) -> None:
+        """Return once every record of ``run_id`` appended so far is committed: readable by
+        anyone, and kept through a crash of the process (through power loss: ``durable``)."""
+        with self._cond:
+            seq = self._next_seq.get(run_id, 1) - 1
             if self._committed_seq.get(run_id, 0) >= seq:
                 return
             self._check()
             loop = asyncio.get_running_loop()
             fut: asyncio.Future[int] = loop.create_future()
-            self._waiters.append((run_id, seq, loop, fut))
+            self._waiters.append((run_id, seq, loop, fut, False))
+            self._cond.notify()
         await fut
 
     def flush(self, timeout: float | None = None) -> None:
@@ -285,7 +304,10 @@ class EventLog:
         """
         with self._cond:
             ticket = self._queued
-            if not self._cond.wait_for(lambda: self._committed >= ticket or self._failure, timeout):
+            if self._synced < ticket:
+                self._urgent = True
+                self._cond.notify()
+            if not self._cond.wait_for(lambda: self._synced >= ticket or self._failure, timeout):
                 raise TimeoutError(f"event log not flushed within {timeout} s")
             self._check()
 
@@ -449,143 +471,3 @@ class EventLog:
         s["records_per_commit"] = s["appends"] / s["commits"] if s["commits"] else 0.0
         s["sync"] = self.sync
         return s
-
-    # ------------------------------------------------------------------ the writer
-
-    def _check(self) -> None:
-        if self._failure is not None:
-            raise EventLogFailed(f"event log {self.path} failed: {self._failure}")
-        if self._closing:
-            raise UsageError(f"event log {self.path} is closed")
-
-    def _run_op(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
-        op = _Op(fn)
-        with self._cond:
-            self._check()
-            self._pending.append(op)
-            self._queued += 1
-            self._cond.notify()
-        op.done.wait()
-        if op.error is not None:
-            raise op.error
-        return op.result
-
-    def _write_loop(self) -> None:
-        conn = sqlite3.connect(self.path, isolation_level=None)
-        conn.execute(f"PRAGMA synchronous={self.sync.upper()}")
-        conn.execute("PRAGMA busy_timeout=10000")
-        try:
-            while True:
-                with self._cond:
-                    self._cond.wait_for(lambda: self._pending or self._closing)
-                    if self._linger and not self._closing:
-                        self._cond.wait_for(
-                            lambda: len(self._pending) >= self._max_batch or self._closing,
-                            self._linger,
-                        )
-                    batch = self._pending[: self._max_batch]
-                    del self._pending[: self._max_batch]
-                    if not batch and self._closing:
-                        return
-                self._commit(conn, batch)
-        finally:
-            conn.close()
-
-    def _commit(self, conn: sqlite3.Connection, batch: list[_Row | _Op]) -> None:
-        rows: list[_Row] = []
-        ops: list[_Op] = []
-        last: dict[str, tuple[int, float]] = {}
-        try:
-            if self._failure is not None:
-                raise EventLogFailed(f"event log {self.path} failed: {self._failure}")
-            conn.execute("BEGIN IMMEDIATE")
-            for item in batch:
-                if isinstance(item, _Op):
-                    self._insert(conn, rows)
-                    rows = []
-                    ops.append(item)
-                    conn.execute("SAVEPOINT op")
-                    try:
-                        item.result = item.fn(conn)
-                        conn.execute("RELEASE op")
-                    except sqlite3.Error as exc:
-                        conn.execute("ROLLBACK TO op")
-                        conn.execute("RELEASE op")
-                        item.error = exc
-                else:
-                    rows.append(item)
-                    last[item[0]] = (item[1], item[2])
-            self._insert(conn, rows)
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            self._fail(exc, [i for i in batch if isinstance(i, _Op)])
-            return
-        self._committed_batch(batch, last, ops)
-
-    def _insert(self, conn: sqlite3.Connection, rows: list[_Row]) -> None:
-        if rows:
-            conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-
-    def _committed_batch(
-        self, batch: list[_Row | _Op], last: dict[str, tuple[int, float]], ops: list[_Op]
-    ) -> None:
-        n_rows = len(batch) - len(ops)
-        with self._cond:
-            self._committed += len(batch)
-            for rid, (seq, _) in last.items():
-                self._committed_seq[rid] = seq
-            st = self._stats
-            st["appends"] += n_rows
-            st["commits"] += 1
-            st["max_batch"] = max(st["max_batch"], n_rows)
-            st["bytes"] += sum(len(r[6]) for r in batch if not isinstance(r, _Op))
-            ready, self._waiters = _split(self._waiters, self._committed_seq)
-            self._cond.notify_all()
-        for op in ops:
-            op.done.set()
-        _wake(ready, None)
-
-    def _fail(self, exc: BaseException, ops: Iterable[_Op]) -> None:
-        err = EventLogFailed(f"event log {self.path}: commit failed: {exc}")
-        with self._cond:
-            self._failure = self._failure or exc
-            waiters, self._waiters = self._waiters, []
-            self._cond.notify_all()
-        for op in ops:
-            op.error = err
-            op.done.set()
-        _wake(waiters, err)
-
-
-def _split(
-    waiters: list[tuple[str, int, asyncio.AbstractEventLoop, asyncio.Future[int]]],
-    committed: dict[str, int],
-) -> tuple[list[Any], list[Any]]:
-    ready, rest = [], []
-    for w in waiters:
-        (ready if committed.get(w[0], 0) >= w[1] else rest).append(w)
-    return ready, rest
-
-
-def _wake(
-    waiters: list[tuple[str, int, asyncio.AbstractEventLoop, asyncio.Future[int]]],
-    error: BaseException | None,
-) -> None:
-    """Resolve waiters with one call per event loop (not one wake-up per record)."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[int], int]]] = {}
-    for _, seq, loop, fut in waiters:
-        by_loop.setdefault(loop, []).append((fut, seq))
-
-    def resolve(items: list[tuple[asyncio.Future[int], int]]) -> None:
-        for fut, seq in items:
-            if not fut.done():
-                if error is None:
-                    fut.set_result(seq)
-                else:
-                    fut.set_exception(error)
-
-    for loop, items in by_loop.items():
-        with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting any more
-            loop.call_soon_threadsafe(resolve, items)

@@ -19,7 +19,12 @@ Sync = Literal["full", "normal", "off"]
 Redact = Callable[[str], str]
 _RAW, _MSGPACK = 0, 1
 _HEADER = struct.Struct("<qdB")
+_ROW = "(?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERTS = [(n, "INSERT INTO events VALUES " + ", ".join([_ROW] * n)) for n in (64, 16, 4, 1)]
 _LAST = "(SELECT {} FROM events e WHERE e.run_id = runs.run_id ORDER BY seq DESC LIMIT 1)"
+# ``events`` is a rowid table (new logs; an older log's WITHOUT ROWID table reads the same):
+# its rows are mostly an LLM reply or an agent's output, a kilobyte or more, and a WITHOUT
+# ROWID row that big spills to an overflow page of its own — a commit wrote twice the pages.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, workflow_file TEXT NOT NULL, workflow_id TEXT,
@@ -28,7 +33,7 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS events (
     run_id TEXT NOT NULL, seq INTEGER NOT NULL, at REAL NOT NULL, kind TEXT NOT NULL,
     agent TEXT, enc INTEGER NOT NULL, payload BLOB NOT NULL, crc INTEGER NOT NULL,
-    PRIMARY KEY (run_id, seq)) WITHOUT ROWID;
+    PRIMARY KEY (run_id, seq));
 """
 
 

@@ -6,8 +6,9 @@ Both sides run the same graph of no-op agents, each step's output a 1000-charact
 - ``axo, in-memory``: ``Host.run`` on a workflow whose provider is an in-process object that
   answers at once (no I/O). It goes the way every network provider goes (an effect the host
   performs), the path on which a durable run commits each result before the agent acts on it;
-- ``axo, durable``: the same with ``state_dir`` — event log (SQLite WAL, fsynced commits) and
-  fsynced per-agent checkpoints; opening and closing the log is part of every run;
+- ``axo, durable``: the same with ``state_dir`` — event log (SQLite WAL; every result fsynced
+  before the agent sees it) and per-agent checkpoints (a copy of the log, written by a thread,
+  not fsynced); opening and closing the log is part of every run;
 - ``LangGraph, no checkpointer``: a StateGraph of the same nodes, no persistence;
 - ``LangGraph + SqliteSaver`` (baseline): checkpointer on a file (WAL, synchronous=FULL), with
   ``durability="sync"``: each step's checkpoint is committed before the next step starts — the

@@ -119,6 +119,65 @@ def test_durable_waits_for_a_given_record_and_is_immediate_once_committed(log: E
     assert log.statistics()["queued"] == 0
 
 
+def test_committed_returns_once_another_connection_can_read_the_records(
+    log: EventLog, tmp_path: Path
+) -> None:
+    log.start_run("r", "wf.yaml", None, "h", {})
+    for i in range(5):
+        log.append("r", "tick", None, {"i": i})
+
+    async def go() -> None:
+        async with asyncio.timeout(5):
+            await log.committed("r")
+            await log.committed("r")  # nothing new: at once
+
+    asyncio.run(go())
+    with raw(tmp_path) as conn:
+        assert conn.execute("SELECT count(*) FROM events").fetchone() == (5,)
+
+
+def test_a_waiter_gets_records_committed_before_it_came(tmp_path: Path) -> None:
+    with EventLog.open(tmp_path) as log:
+        log.start_run("r", "wf.yaml", None, "h", {})
+        seqs = [log.append("r", "tick", None, {"i": i}) for i in range(20)]
+
+        async def go() -> None:
+            async with asyncio.timeout(5):
+                for seq in seqs:
+                    await log.durable("r", seq)
+
+        asyncio.run(go())
+        log.flush(timeout=5)
+        assert log.statistics()["queued"] == 0
+
+
+def test_a_batch_of_any_size_is_stored_whole_and_in_order(log: EventLog) -> None:
+    log.start_run("r", "wf.yaml", None, "h", {})
+    for i in range(85):  # 64 + 16 + 4 + 1 rows: a statement of each size
+        log.append("r", "tick", None, {"i": i})
+    log.flush(timeout=5)
+    assert [(e.seq, e.data) for e in log.events("r")] == [(i + 1, {"i": i}) for i in range(85)]
+
+
+def test_a_log_made_with_a_without_rowid_table_still_works(tmp_path: Path) -> None:
+    from axo.eventrecords import _SCHEMA
+
+    older = _SCHEMA.replace(
+        "PRIMARY KEY (run_id, seq));", "PRIMARY KEY (run_id, seq)) WITHOUT ROWID;"
+    )
+    with raw(tmp_path) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.executescript(older)
+    with EventLog.open(tmp_path) as log:
+        log.start_run("r", "wf.yaml", None, "h", {})
+        for i in range(70):
+            log.append("r", "tick", None, {"i": i})
+        assert [e.data["i"] for e in log.events("r")] == list(range(70))  # type: ignore[index]
+    with raw(tmp_path) as conn:
+        (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'events'").fetchone()
+    assert sql.endswith("WITHOUT ROWID")
+
+
 def test_flush_commits_everything_appended_so_far(log: EventLog, tmp_path: Path) -> None:
     log.start_run("r", "wf.yaml", None, "h", {})
     for i in range(50):

@@ -9,16 +9,27 @@ it, renames it into place and fsyncs the directory, so a crash leaves the old fi
 one, never half of one. Then all but the newest ``keep`` (3) checkpoints of that agent are
 deleted: storage per agent is bounded by ``keep`` states, whatever the run's length.
 
+Without ``sync`` (a run's store: the run's event log is its durable record, see
+``axo.runtime.journal``) nothing is fsynced: a crash of the process still leaves whole files
+(the rename is atomic, the data is in the page cache); after power loss the newest files may
+be missing or torn, and a torn one (empty, short, zeroed) fails the frame's checks and is
+skipped for an older one, as any corrupt checkpoint is.
+
 Frame: ``b"AXO1"``, CRC32 of the body (4 bytes, little endian), body length (8 bytes), body
 (msgpack). ``latest()`` reads newest first and falls back to an older checkpoint when a newer
 one is truncated, fails its checksum or does not decode as the requested type; each file it
 skipped is recorded in ``warnings`` (and returned by ``load_latest``) with the reason.
+
+``CheckpointWriter`` saves into a store on a thread of its own, for callers on an event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import struct
+import threading
 import zlib
 from pathlib import Path
 from typing import Any, TypeVar
@@ -77,11 +88,15 @@ def fsync_dir(path: Path) -> None:
 def atomic_write(path: Path, data: bytes, *, sync: bool = True) -> None:
     """Replace ``path`` with ``data`` so a crash leaves either the old or the new content."""
     tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
         if sync:
-            f.flush()
-            os.fsync(f.fileno())
+            os.fsync(fd)
+    finally:
+        os.close(fd)
     os.replace(tmp, path)
     if sync:
         fsync_dir(path.parent)
@@ -115,7 +130,7 @@ class CheckpointStore:
         self.dir = Path(directory)
         self.keep, self.sync = keep, sync
         self.warnings: list[Skipped] = []
-        self._turn: dict[str, int] = {}
+        self._saved: dict[str, tuple[Path, list[tuple[int, Path]]]] = {}  # folder, files
         self._stats = {"saves": 0, "bytes_written": 0, "deleted": 0, "loads": 0, "skipped": 0}
 
     def _agent_dir(self, agent: str) -> Path:
@@ -136,21 +151,36 @@ class CheckpointStore:
 
     def save(self, agent: str, state: msgspec.Struct | dict[str, Any]) -> Path:
         """Write ``state`` as the agent's newest checkpoint; keep only the newest ``keep``."""
-        d = self._agent_dir(agent)
-        d.mkdir(parents=True, exist_ok=True)
-        files = self._files(agent)
-        turn = max(self._turn.get(agent, 0), files[-1][0] if files else 0) + 1
-        data = frame(msgspec.msgpack.encode(state))
+        return self.save_encoded(agent, msgspec.msgpack.encode(state))
+
+    def save_encoded(self, agent: str, body: bytes) -> Path:
+        """``save`` for a state already encoded as msgpack.
+
+        The agent's folder is listed (and cleared of temp files a crash left) at its first save
+        only, and only if it existed: one process writes a run's checkpoints, so later saves
+        know the files."""
+        known = self._saved.get(agent)
+        if known is None:
+            d = self._agent_dir(agent)
+            try:
+                d.mkdir(parents=True)
+                known = (d, [])
+            except FileExistsError:
+                for tmp in d.glob(".tmp-*"):
+                    tmp.unlink(missing_ok=True)
+                known = (d, self._files(agent))
+            self._saved[agent] = known
+        d, files = known
+        turn = (files[-1][0] if files else 0) + 1
+        data = frame(body)
         path = d / f"{turn:012d}{_SUFFIX}"
         atomic_write(path, data, sync=self.sync)
-        self._turn[agent] = turn
+        files.append((turn, path))
         self._stats["saves"] += 1
         self._stats["bytes_written"] += len(data)
-        for _, old in files[: max(0, len(files) + 1 - self.keep)]:
-            old.unlink(missing_ok=True)
+        while len(files) > self.keep:
+            files.pop(0)[1].unlink(missing_ok=True)
             self._stats["deleted"] += 1
-        for tmp in d.glob(".tmp-*"):  # left by a crash during an earlier save
-            tmp.unlink(missing_ok=True)
         return path
 
     def load_latest(self, agent: str, type: type[T] | None = None) -> Loaded | None:
@@ -198,3 +228,92 @@ class CheckpointStore:
                 files += 1
                 on_disk += p.stat().st_size
         return {**self._stats, "files": files, "bytes_on_disk": on_disk}
+
+
+class CheckpointWriter:
+    """Saves into ``store`` on a thread of its own, so that a caller on an event loop does not
+    wait for the disk (each save is a create, a write, a rename and an unlink).
+
+    ``save`` encodes the state at once (later changes to the object are not saved) and queues
+    it. A state queued while an older one of the same agent still waits replaces it: the older
+    would only be rotated out behind it, and nothing reads an agent's states but its newest.
+    A save that fails does not fail its caller (a checkpoint is a copy of what the event log
+    holds): the reason is kept in ``failures``. ``written`` awaits what is queued so far;
+    ``close`` writes what is queued, and a save after it is written at once, by the caller.
+    """
+
+    def __init__(self, store: CheckpointStore) -> None:
+        self.store = store
+        self.failures: list[str] = []
+        self._cond = threading.Condition()
+        self._pending: dict[str, bytes] = {}
+        self._queued = self._written = 0  # tickets: saves queued / written (or failed) so far
+        self._waiting: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._closing = False
+        self._thread: threading.Thread | None = None  # started by the first save
+
+    def save(self, agent: str, state: msgspec.Struct | dict[str, Any]) -> None:
+        """Queue ``state`` as the agent's newest checkpoint."""
+        body = msgspec.msgpack.encode(state)
+        with self._cond:
+            if not self._closing:
+                self._pending.pop(agent, None)
+                self._pending[agent] = body
+                self._queued += 1
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._write_loop, name="axo-checkpoints", daemon=True
+                    )
+                    self._thread.start()
+                elif len(self._pending) == 1:  # the thread waits for a first state
+                    self._cond.notify()
+                return
+        self._write(agent, body)
+
+    async def written(self) -> None:
+        """Return once every state queued so far is written (or its failure kept)."""
+        with self._cond:
+            if self._written >= self._queued:
+                return
+            loop = asyncio.get_running_loop()
+            done: asyncio.Future[None] = loop.create_future()
+            self._waiting.append((self._queued, loop, done))
+        await done
+
+    def close(self) -> None:
+        """Write what is queued and stop the thread (a second call does nothing)."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._pending or self._closing)
+                batch, self._pending = self._pending, {}
+                upto = self._queued
+            if not batch:
+                return
+            for agent, body in batch.items():
+                self._write(agent, body)
+            with self._cond:
+                self._written = upto
+                ready = [w for w in self._waiting if w[0] <= upto]
+                self._waiting = [w for w in self._waiting if w[0] > upto]
+            for _, loop, done in ready:
+                with contextlib.suppress(RuntimeError):  # its loop closed: nobody waits
+                    loop.call_soon_threadsafe(_settle, done)
+
+    def _write(self, agent: str, body: bytes) -> None:
+        try:
+            self.store.save_encoded(agent, body)
+        except Exception as exc:  # reported, never fatal: see the class docstring
+            self.failures.append(f"checkpoint of '{agent}': {exc}")
+
+
+def _settle(done: asyncio.Future[None]) -> None:
+    if not done.done():
+        done.set_result(None)

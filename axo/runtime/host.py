@@ -46,7 +46,7 @@ from axo.messages import (
 from axo.result import RunResult, RunTracker
 from axo.runtime.actors import RunActor
 from axo.runtime.effects import EffectRunner
-from axo.runtime.journal import Journal
+from axo.runtime.journal import Journal, redactor
 from axo.runtime.lifecycle import apply_retention, distill
 from axo.runtime.pidfile import PID_FILE, write_pid
 from axo.runtime.specs import start_message
@@ -229,7 +229,7 @@ class Host:
         log = journal = None
         if state_dir is not None:
             os.makedirs(run_dir, exist_ok=True)  # where STOP, checkpoints and the workspace go
-            log = EventLog.open(state_dir, redact=workflow.redact)
+            log = EventLog.open(state_dir, redact=redactor(workflow))
             try:
                 if resume is not None:
                     journal = Journal.reopen(log, run_id, run_dir, workflow)
@@ -391,6 +391,8 @@ class Host:
 
         async def effect(call: LLMCall | ToolsCall | RecallCall) -> Any:
             """Perform it, and (durable runs) commit the result before the agent sees it."""
+            if journal is not None:
+                await journal.settle()  # what led to the call is on disk before it starts
             if isinstance(call, LLMCall):
                 reply: Any = await effects.llm(call)
             elif isinstance(call, ToolsCall):

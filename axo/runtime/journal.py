@@ -7,6 +7,13 @@ three are kept). A resumed run reads the log back: agents that completed are not
 and an interrupted turn is replayed — its recorded results are answered from the journal,
 in order, so no completed LLM call or tool side effect happens twice.
 
+The log is the durable record; a checkpoint is a copy, read on resume only to recover the
+completion of an agent whose record the log lost. So checkpoints are written by a thread of
+their own and not fsynced (``CheckpointWriter``, ``CheckpointStore`` without ``sync``): the
+loop never waits for the disk, and the cost of a durable step is the one fsync that commits
+its result. The end of a run (``finish``: succeeded, failed or stopped) writes every
+checkpoint still queued; a killed process may lose its newest few, which resume does not need.
+
 This module knows the event log's API and the messages it stores; not Thespian, not actors.
 """
 
@@ -23,7 +30,7 @@ import msgspec
 from axo.errors import UsageError
 from axo.eventlog import EventLog, Record
 from axo.llm.base import Usage
-from axo.memory.checkpoint import CheckpointStore
+from axo.memory.checkpoint import CheckpointStore, CheckpointWriter
 from axo.messages import (
     AgentDone,
     AgentSkipped,
@@ -82,13 +89,14 @@ class Journal:
         run_dir: str,
         resume: ResumeState | None = None,
         *,
-        redact: Callable[[str], str] = str,
+        redact: Callable[[str], str] | None = None,
     ) -> None:
         self.log = log
         self.redact = redact  # the workflow's secrets out of checkpoints
         self.run_id = run_id
         self.run_dir = run_dir
-        self.checkpoints = CheckpointStore(os.path.join(run_dir, "checkpoints"))
+        self.checkpoints = CheckpointStore(os.path.join(run_dir, "checkpoints"), sync=False)
+        self._writer = CheckpointWriter(self.checkpoints)
         self.resume = resume
         self.sessions: dict[str, list[Any]] = {}
         self.replayed = 0
@@ -114,7 +122,7 @@ class Journal:
             digest,
             {"input": run_input, "runtime": runtime, "agents": [a.id for a in workflow.agents]},
         )
-        return cls(log, run_id, run_dir, redact=workflow.redact)
+        return cls(log, run_id, run_dir, redact=redactor(workflow))
 
     @classmethod
     def reopen(cls, log: EventLog, run_id: str, run_dir: str, workflow: Workflow) -> Journal:
@@ -141,7 +149,7 @@ class Journal:
                 f"event log: {replay.problem}; {replay.dropped} record(s) "
                 f"after it dropped, the run continues from the good ones"
             )
-        journal = cls(log, run_id, run_dir, state, redact=workflow.redact)
+        journal = cls(log, run_id, run_dir, state, redact=redactor(workflow))
         journal._read(replay.records, workflow)
         return journal
 
@@ -171,13 +179,15 @@ class Journal:
         for a in workflow.agents:
             if a.id in state.completed:
                 continue
+            seen = len(self.checkpoints.warnings)  # skipped files, also when none was good
             loaded = self.checkpoints.load_latest(a.id)
+            for skipped in self.checkpoints.warnings[seen:]:
+                state.problems.append(
+                    f"checkpoint {skipped.path}: {skipped.reason}; "
+                    + ("using an older one" if loaded is not None else "no older one to use")
+                )
             if loaded is None:
                 continue
-            for skipped in loaded.skipped:
-                state.problems.append(
-                    f"checkpoint {skipped.path}: {skipped.reason}; using an older one"
-                )
             snap = loaded.state
             if isinstance(snap, dict) and snap.get("status") == "done":
                 state.completed[a.id] = Completed(
@@ -226,14 +236,19 @@ class Journal:
         await self.log.append_durable(
             self.run_id, "result", call.agent, {"n": n, "reply": msgspec.to_builtins(reply)}
         )
-        if isinstance(reply, RecallReply):
-            return
-        if call.agent not in self.unchecked:
+        if not isinstance(reply, RecallReply) and call.agent not in self.unchecked:
             self._save(call.agent, {"status": "running", "step": n, "session": session})
 
+    async def settle(self) -> None:
+        """Return once everything recorded so far is on disk (records committed, checkpoints
+        written; no fsync): an LLM or tool call that waits for it before it starts is never
+        the last trace a killed process leaves — what led to the call is there too."""
+        await self.log.committed(self.run_id)
+        await self._writer.written()  # mostly written meanwhile, by the writer's thread
+
     def _save(self, agent: str, state: dict[str, Any]) -> None:
-        """A checkpoint, with every secret of the workflow shown as ***."""
-        self.checkpoints.save(agent, _redacted(state, self.redact))
+        """Queue a checkpoint, with every secret of the workflow shown as ***."""
+        self._writer.save(agent, state if self.redact is None else _redacted(state, self.redact))
 
     def note(self, kind: str, agent: str, detail: dict[str, Any]) -> None:
         self.log.append(self.run_id, kind, agent, detail)
@@ -276,7 +291,18 @@ class Journal:
                 )
 
     def finish(self, status: str) -> None:
+        """Write the checkpoints still queued, then record the run's end."""
+        self._writer.close()
+        for failure in self._writer.failures:
+            self.note("checkpoint_failed", "", {"error": failure})
+        self._writer.failures.clear()
         self.log.finish_run(self.run_id, status)
+
+
+def redactor(workflow: Workflow) -> Callable[[str], str] | None:
+    """The workflow's redaction, or None for a workflow without secrets: nothing to hide, so
+    what is stored (event log, checkpoints) is not walked string by string."""
+    return workflow.redact if workflow.secrets else None
 
 
 def _redacted(value: Any, redact: Callable[[str], str]) -> Any:

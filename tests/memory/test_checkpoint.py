@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import tempfile
+import threading
 from pathlib import Path
 
 import msgspec
@@ -8,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from axo.memory.checkpoint import CheckpointStore, CorruptFile, frame, unframe
+from axo.memory.checkpoint import CheckpointStore, CheckpointWriter, CorruptFile, frame, unframe
 
 
 class TurnState(msgspec.Struct, frozen=True, kw_only=True):
@@ -117,11 +118,20 @@ def test_a_state_of_another_shape_is_skipped_with_the_decode_error(tmp_path: Pat
     assert "Object missing required field `turn`" in s.warnings[0].reason
 
 
-def test_a_temp_file_left_by_a_crash_is_ignored_then_cleaned_up(tmp_path: Path) -> None:
-    s = store(tmp_path)
+def test_a_checkpoint_the_disk_left_zeroed_is_skipped(tmp_path: Path) -> None:
+    s = store(tmp_path)  # no fsync: after power loss the newest may be empty, short or zeroed
     s.save("a", TurnState(turn=1))
-    leftover = s.dir / "a" / ".tmp-000000000002.ckpt-999"
-    leftover.write_bytes(b"half a checkpoint")
+    newest = s.save("a", TurnState(turn=2))
+    newest.write_bytes(bytes(len(newest.read_bytes())))
+    assert s.latest("a", type=TurnState) == TurnState(turn=1)
+    assert "bad magic" in s.warnings[0].reason
+
+
+def test_a_temp_file_left_by_a_crash_is_ignored_then_cleaned_up(tmp_path: Path) -> None:
+    store(tmp_path).save("a", TurnState(turn=1))
+    leftover = tmp_path / "ckpt" / "a" / ".tmp-000000000002.ckpt-999"
+    leftover.write_bytes(b"half a checkpoint")  # the crashed process's save of turn 2
+    s = store(tmp_path)  # the process that resumes
     assert s.latest("a", type=TurnState) == TurnState(turn=1)
     s.save("a", TurnState(turn=2))
     assert not leftover.exists()
@@ -151,3 +161,75 @@ def test_frame_detects_bad_magic_and_trailing_bytes() -> None:
         unframe(b"XXXX" + good[4:])
     with pytest.raises(CorruptFile, match="trailing"):
         unframe(good + b"!")
+
+
+class GatedStore(CheckpointStore):
+    """A store whose saves wait for ``gate``: what is queued meanwhile stays queued."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory, sync=False)
+        self.entered, self.gate = threading.Event(), threading.Event()
+
+    def save_encoded(self, agent: str, body: bytes) -> Path:
+        self.entered.set()
+        assert self.gate.wait(10)
+        return super().save_encoded(agent, body)
+
+
+def writer_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "axo-checkpoints"]
+
+
+def test_a_writer_has_written_every_state_once_closed(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    w = CheckpointWriter(s)
+    for turn in range(50):
+        for agent in ("a", "b"):
+            w.save(agent, TurnState(turn=turn))
+    w.close()
+    assert s.latest("a", type=TurnState) == s.latest("b", type=TurnState) == TurnState(turn=49)
+    assert len(files(s, "a")) <= 3 and w.failures == [] and writer_threads() == []
+
+
+def test_a_state_queued_while_an_older_one_waits_replaces_it(tmp_path: Path) -> None:
+    s = GatedStore(tmp_path / "ckpt")
+    w = CheckpointWriter(s)
+    w.save("a", TurnState(turn=1))
+    assert s.entered.wait(10)  # the thread writes turn 1; the next ones queue behind it
+    w.save("a", TurnState(turn=2))
+    w.save("a", TurnState(turn=3))
+    w.save("b", TurnState(turn=1))
+    s.gate.set()
+    w.close()
+    assert s.statistics()["saves"] == 3  # turn 2 of a never written: turn 3 replaced it
+    assert [s.latest(a, type=TurnState) for a in ("a", "b")] == [
+        TurnState(turn=3),
+        TurnState(turn=1),
+    ]
+
+
+def test_a_state_is_taken_when_queued_not_when_written(tmp_path: Path) -> None:
+    s = GatedStore(tmp_path / "ckpt")
+    w = CheckpointWriter(s)
+    session = ["one"]
+    w.save("a", {"session": session})
+    session.append("two")
+    s.gate.set()
+    w.close()
+    assert s.latest("a") == {"session": ["one"]}
+
+
+def test_a_save_that_fails_is_reported_not_raised(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    w = CheckpointWriter(CheckpointStore(tmp_path / "file" / "ckpt", sync=False))
+    w.save("a", TurnState(turn=1))
+    w.close()
+    assert len(w.failures) == 1 and w.failures[0].startswith("checkpoint of 'a': ")
+
+
+def test_a_save_after_close_is_written_at_once(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    w = CheckpointWriter(s)
+    w.close()
+    w.save("a", TurnState(turn=1))
+    assert s.latest("a", type=TurnState) == TurnState(turn=1) and writer_threads() == []
