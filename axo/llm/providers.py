@@ -36,11 +36,13 @@ class ProviderSet:
         self._providers: dict[str, Provider] = dict(overrides or {})
         self._owned: list[Any] = []
         self._state_dir = state_dir
+        self.started = 0  # providers built so far (again after a local model's server died)
 
     async def open(self, names: Iterable[str] | None = None) -> None:
         """Create (and for local models, start) every provider in ``names`` — by default each one
         the workflow's agents call outside the process — in parallel."""
         wanted = self.workflow.remote_providers if names is None else names
+        await self._drop_dead()
         todo = [n for n in wanted if n not in self._providers]
         if not todo:
             return
@@ -50,8 +52,19 @@ class ProviderSet:
             if not isinstance(b, BaseException):
                 self._providers[name] = b
                 self._owned.append(b)
+                self.started += 1
         if errors:
             raise errors[0]
+
+    async def _drop_dead(self) -> None:
+        """Forget (and close) the local models whose server has died: a set that lives across
+        runs (``axo mcp serve``) starts them again on the next ``open``."""
+        dead = [p for p in self._owned if not getattr(getattr(p, "server", None), "running", True)]
+        for p in dead:
+            self._owned.remove(p)
+            self._providers = {n: q for n, q in self._providers.items() if q is not p}
+        if dead:
+            await asyncio.gather(*(p.aclose() for p in dead), return_exceptions=True)
 
     def get(self, name: str) -> Provider:
         try:

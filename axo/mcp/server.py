@@ -10,6 +10,8 @@
 A run sends MCP progress notifications as its agents finish (when the client asked for
 progress), is cancelled when the client cancels the call, and a failed run is an ``is_error``
 result naming the failed agent and why. Bad arguments are MCP errors (``INVALID_PARAMS``).
+The providers (a local model's server above all) start with the first run that needs them and
+serve every later run of the session (over HTTP: of the app), so a model loads once.
 
 Transports: ``serve_stdio``, and ``serve_http`` (streamable HTTP) which binds loopback by
 default, refuses any other address without a bearer token, and answers 401 to every request
@@ -28,7 +30,8 @@ import math
 import os
 import re
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -44,6 +47,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from axo.api import run_async
 from axo.errors import UsageError
+from axo.llm.base import Provider
+from axo.llm.providers import ProviderSet
 from axo.messages import AgentDone, AgentSkipped, RunEvent
 from axo.result import RunResult, RunTracker
 from axo.runtime.system import Mode
@@ -200,7 +205,14 @@ class AxoMcpServer(Server[Any]):
     ) -> None:
         self._axo_entries = _entries(file)
         self._axo_run = {"runtime": runtime, "timeout": timeout, **options}
-        self._axo_stats = {"calls": 0, "runs_active": 0, "runs_done": 0, "runs_cancelled": 0}
+        self._axo_opening = asyncio.Lock()  # two first calls must not start one model twice
+        self._axo_stats = {
+            "calls": 0,
+            "runs_active": 0,
+            "runs_done": 0,
+            "runs_cancelled": 0,
+            "providers_started": 0,
+        }
         self._axo_idle = anyio.Event()
         self._axo_idle.set()
         about = f"axo workflow file {os.path.basename(file.file)}"
@@ -212,10 +224,11 @@ class AxoMcpServer(Server[Any]):
             instructions=file.redact(about),
             on_list_tools=self._list_tools,
             on_call_tool=self._call_tool,
+            lifespan=_shared_providers(file, options),
         )
 
     def statistics(self) -> dict[str, int]:
-        """Calls received, runs in progress, finished and cancelled."""
+        """Calls received, runs in progress, finished and cancelled, providers started."""
         return dict(self._axo_stats)
 
     async def drained(self) -> None:
@@ -263,7 +276,8 @@ class AxoMcpServer(Server[Any]):
                 status = event.status if isinstance(event, AgentDone) else "skipped"
                 send.send_nowait((finished, f"{event.agent}: {status}"))
 
-        task = asyncio.create_task(run_async(workflow, text, on_event=on_event, **self._axo_run))
+        options = {**self._axo_run, "providers": await self._providers(workflow, ctx)}
+        task = asyncio.create_task(run_async(workflow, text, on_event=on_event, **options))
         task.add_done_callback(lambda _: send.close())
         stats = self._axo_stats
         stats["runs_active"] += 1
@@ -289,6 +303,38 @@ class AxoMcpServer(Server[Any]):
                 stats["runs_done"] += 1
             if not stats["runs_active"]:
                 self._axo_idle.set()
+
+    async def _providers(
+        self, workflow: Workflow, ctx: ServerRequestContext[Any]
+    ) -> dict[str, Provider]:
+        """The providers a run uses: the caller's, and those the session keeps open across its
+        runs (started by the first run that needs them — a local model loads once)."""
+        providers = dict(self._axo_run.get("providers") or {})
+        shared = ctx.lifespan_context
+        if isinstance(shared, ProviderSet):
+            async with self._axo_opening:
+                before = shared.started
+                await shared.open(workflow.remote_providers)
+                self._axo_stats["providers_started"] += shared.started - before
+            providers.update({n: shared.get(n) for n in workflow.remote_providers})
+        return providers
+
+
+def _shared_providers(
+    file: Workflow, options: dict[str, Any]
+) -> Callable[[Any], AbstractAsyncContextManager[ProviderSet]]:
+    """The server's lifespan: one set of providers for all the runs of a session (of the whole
+    app over HTTP), closed — local model servers stopped — when it ends."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Any) -> AsyncIterator[ProviderSet]:
+        shared = ProviderSet(file, options.get("providers"), state_dir=options.get("state_dir"))
+        try:
+            yield shared
+        finally:
+            await shared.aclose()
+
+    return lifespan
 
 
 def build_server(

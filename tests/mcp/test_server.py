@@ -196,6 +196,40 @@ async def test_cancelling_the_call_cancels_the_run(tmp_path: Path) -> None:
     assert progress.notes == [(1, 4, "reader: done")]
 
 
+async def test_the_runs_of_a_session_share_its_providers(tmp_path: Path) -> None:
+    scripts = {"Reader": [Reply("One."), Reply("Two.")], "Skeptic": [Reply("Risks.")] * 2}
+    with FakeLLM(scripts=scripts) as fake:
+        server = build_server(review_file(tmp_path, fake))
+        with anyio.fail_after(20):
+            async with Client(server) as client:
+                texts = [
+                    (await client.call_tool(name, {"task": task})).content[0].text
+                    for name, task in [("agent_reader", "a"), ("agent_risks", "b")]
+                ]
+                texts.append(
+                    (await client.call_tool("agent_reader", {"task": "c"})).content[0].text
+                )
+            async with Client(server) as client:  # a new session opens its own
+                await client.call_tool("agent_risks", {"task": "d"})
+    assert texts == ["One.", "Risks.", "Two."]
+    stats = server.statistics()
+    assert (stats["runs_done"], stats["providers_started"]) == (4, 2)
+
+
+async def test_over_http_every_session_shares_the_apps_providers(tmp_path: Path) -> None:
+    with FakeLLM(scripts={"Reader": [Reply("One."), Reply("Two.")]}) as fake:
+        server = build_server(review_file(tmp_path, fake))
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                url = await _serving(tg, server)
+                for task in ("a", "b"):
+                    async with Client(url) as client:
+                        await client.call_tool("agent_reader", {"task": task})
+                tg.cancel_scope.cancel()
+    stats = server.statistics()
+    assert (stats["runs_done"], stats["providers_started"]) == (2, 1)
+
+
 async def test_an_agent_tool_runs_that_agent_alone(tmp_path: Path) -> None:
     with FakeLLM(scripts={"Skeptic": [Reply("Two risks.")]}) as fake:
         server = build_server(review_file(tmp_path, fake))
