@@ -128,7 +128,7 @@ class EventLog(Writer):
         """
         if sync not in ("full", "normal", "off"):
             raise UsageError(f"sync must be 'full', 'normal' or 'off', not {sync!r}")
-        path = Path(state_dir) / "events.db"
+        path = Path(state_dir).absolute() / "events.db"  # the WAL is found by it after a chdir
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(path, isolation_level=None)
         try:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import sqlite3
 import tempfile
@@ -418,3 +419,24 @@ def test_any_interleaving_reads_back_in_order_per_run(
             assert [e.data for e in got] == expected
             assert [e.seq for e in got] == list(range(1, len(expected) + 1))
         assert sum(i.events for i in log.runs()) == len(appends)
+
+
+def test_sync_full_fsyncs_the_wal_even_after_the_working_directory_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+    real = os.fsync
+
+    def noting(fd: int) -> None:  # which file each fsync reaches
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", noting)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    with EventLog.open(".axo") as log:  # `axo run`'s default state directory is relative
+        log.start_run("r", "wf.yaml", None, "h", {})
+        os.chdir(tmp_path / "elsewhere")  # a function tool, or the embedding app, moves
+        synced.clear()
+        asyncio.run(log.append_durable("r", "result", "a", {"n": 1}))
+    assert str(tmp_path / ".axo" / "events.db-wal") in synced

@@ -17,8 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import queue
-import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
@@ -26,7 +24,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from axo.errors import ProviderError, UsageError
-from axo.eventlog import EventLog
+from axo.eventlog import EventLog, EventLogFailed
 from axo.llm.base import ChatMessage, Provider
 from axo.llm.providers import ProviderSet
 from axo.llm.retry import watch_retries
@@ -44,7 +42,7 @@ from axo.messages import (
     TurnEvent,
 )
 from axo.result import RunResult, RunTracker
-from axo.runtime.actors import RunActor
+from axo.runtime.bridges import InlineBridge, ThreadBridge
 from axo.runtime.effects import EffectRunner
 from axo.runtime.journal import Journal, redactor
 from axo.runtime.lifecycle import apply_retention, distill
@@ -84,86 +82,6 @@ def _with_server_failures(exc: UsageError, hub: Any) -> UsageError:
         return exc
     why = "; ".join(f"MCP server '{s.name}' did not start: {s.reason}" for s in down)
     return UsageError(f"{exc} ({why})")
-
-
-class InlineBridge:
-    """Local mode: actors run inside our calls, on the loop's thread."""
-
-    def __init__(self, rt: ActorRuntime, deliver: Callable[[object], None]) -> None:
-        self.rt, self.deliver = rt, deliver
-
-    async def create_run_actor(self) -> Any:
-        return self.rt.create(RunActor)
-
-    def send(self, address: Any, message: object) -> None:
-        self.rt.tell(address, message)
-        while (m := self.rt.listen(0)) is not None:
-            self.deliver(m)
-
-    def close(self) -> None:
-        pass
-
-
-class ThreadBridge:
-    """Multiproc mode: a thread owns the actor system; the loop talks to it by queue."""
-
-    SLICE = 0.002  # seconds per listen; bounds the latency of a queued send
-
-    def __init__(
-        self, rt: ActorRuntime, deliver: Callable[[object], None], loop: asyncio.AbstractEventLoop
-    ) -> None:
-        self.rt, self.deliver, self.loop = rt, deliver, loop
-        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.Future[Any] | None]] = (
-            queue.SimpleQueue()
-        )
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._pump, name="axo-bridge", daemon=True)
-        self._thread.start()
-
-    def _pump(self) -> None:
-        while not self._stop.is_set():
-            self._run_jobs()
-            m = self.rt.listen(self.SLICE)
-            if m is not None:
-                self.loop.call_soon_threadsafe(self.deliver, m)
-        self._run_jobs()  # sends queued before close (an ExitRequest) still go
-
-    def _run_jobs(self) -> None:
-        while True:
-            try:
-                job, fut = self._jobs.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                out = job()
-            except BaseException as exc:  # report to the caller, keep pumping
-                if fut is not None:
-                    self.loop.call_soon_threadsafe(_set_exc, fut, exc)
-            else:
-                if fut is not None:
-                    self.loop.call_soon_threadsafe(_set_result, fut, out)
-
-    async def create_run_actor(self) -> Any:
-        fut: asyncio.Future[Any] = self.loop.create_future()
-        self._jobs.put((lambda: self.rt.create(RunActor), fut))
-        return await fut
-
-    def send(self, address: Any, message: object) -> None:
-        self._jobs.put((lambda: self.rt.tell(address, message), None))
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-
-def _set_result(fut: asyncio.Future[Any], value: Any) -> None:
-    if not fut.done():
-        fut.set_result(value)
-
-
-def _set_exc(fut: asyncio.Future[Any], exc: BaseException) -> None:
-    if not fut.done():
-        fut.set_exception(exc)
 
 
 class Host:
@@ -243,9 +161,13 @@ class Host:
                 write_pid(run_dir)  # `axo runs` tells a killed run from a running one
                 apply_retention(log, state_dir, workflow, keep=run_id)
             except BaseException:
-                if journal is not None:  # started: it must not stay "running"
-                    journal.finish("failed")
-                log.close()
+                try:
+                    if journal is not None:  # started: it must not stay "running"
+                        with contextlib.suppress(EventLogFailed):  # the log may be what failed
+                            journal.finish("failed")
+                        journal.close()
+                finally:
+                    log.close()
                 raise
         try:
             result = await self._run(
@@ -265,12 +187,16 @@ class Host:
             )
         except BaseException as exc:  # the log must not show a run that never ends
             if journal is not None:
-                journal.note("run_failed", "", {"error": workflow.redact(str(exc) or repr(exc))})
-                journal.finish("failed")
+                error = workflow.redact(str(exc) or repr(exc))
+                with contextlib.suppress(EventLogFailed):  # the log may be what failed
+                    journal.note("run_failed", "", {"error": error})
+                    journal.finish("failed")
             if isinstance(exc, UsageError) and workflow.redact(str(exc)) != str(exc):
                 raise UsageError(workflow.redact(str(exc))) from None  # e.g. a model's name
             raise
         finally:
+            if journal is not None:
+                journal.close()  # no checkpoint thread left behind, even when the log failed
             if log is not None:
                 log.close()
                 with contextlib.suppress(OSError):
@@ -321,10 +247,26 @@ class Host:
         for t in tools:
             registry.add(t)
 
+        broken: list[str] = []  # the event log failed: why (the run ends failed, at once)
+
+        def log_failed(exc: EventLogFailed) -> None:
+            """The log cannot record any more: end the run now, failed, rather than let an
+            agent wait for a reply its effect could not make durable."""
+            if broken or finished.done():
+                return
+            broken.append(f"the event log failed: {exc}")
+            tracker.cancel_running(broken[0])
+            if bridge is not None and run_actor is not None:
+                bridge.send(run_actor, CancelRun(run_id=run_id, reason=broken[0]))
+            finished.set_result(RunFinished(run_id=run_id, status="failed", lattice={}))
+
         def record(kind: str, agent: str, detail: dict[str, Any]) -> None:
             tracker.note(kind, agent, detail)
-            if journal is not None:
-                journal.note(kind, agent, detail)
+            if journal is not None and not broken:
+                try:
+                    journal.note(kind, agent, detail)
+                except EventLogFailed as exc:
+                    log_failed(exc)
 
         hub = None
         tasks: set[asyncio.Task[None]] = set()
@@ -373,6 +315,9 @@ class Host:
             if reply is None:
                 try:
                     reply = await effect(call)
+                except EventLogFailed as exc:  # its result cannot be made durable
+                    log_failed(exc)
+                    return
                 except asyncio.CancelledError:
                     if not stops or finished.done():
                         raise
@@ -422,8 +367,12 @@ class Host:
                         if event.run_id != run_id or finished.done():
                             continue
                         tracker.apply(event)
-                        if journal is not None:
-                            journal.event(event)
+                        if journal is not None and not broken:
+                            try:
+                                journal.event(event)
+                            except EventLogFailed as exc:
+                                log_failed(exc)
+                                continue
                         if on_event is not None:
                             try:
                                 on_event(event, tracker)
@@ -553,7 +502,9 @@ class Host:
                 record("run_timed_out", "", {"reason": failure, "failed": cut, "skipped": skipped})
                 bridge.send(run_actor, CancelRun(run_id=run_id, reason=failure))
             else:
-                if finished.result().status != "stopped":  # a stopped run distils when it ends
+                if broken:
+                    failure = broken[0]
+                elif finished.result().status != "stopped":  # a stopped run distils when it ends
                     await distill(
                         workflow, start.agents, sessions, provider_set, effects.memory, record
                     )

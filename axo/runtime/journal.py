@@ -290,6 +290,11 @@ class Journal:
                     {"status": event.status, "lattice": event.lattice},
                 )
 
+    def close(self) -> None:
+        """Write the checkpoints still queued and stop their thread (``finish`` does it too;
+        this is for when the log has failed and ``finish`` cannot be recorded)."""
+        self._writer.close()
+
     def finish(self, status: str) -> None:
         """Write the checkpoints still queued, then record the run's end."""
         self._writer.close()

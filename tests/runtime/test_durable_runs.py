@@ -7,8 +7,13 @@ import sqlite3
 import threading
 from contextlib import closing
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 import axo
+from axo import eventwriter
+from axo.eventrecords import EventLogFailed
 from axo.llm.base import ChatRequest, ChatResponse
 from axo.memory.checkpoint import CheckpointStore
 from axo.testing import FakeLLM, Reply, ToolCalls
@@ -135,3 +140,34 @@ def test_a_bad_checkpoint_with_none_older_is_reported_and_the_log_replayed(
     problems = [n.detail["problem"] for n in again.notes_of("resume_problem")]
     assert any("truncated header" in p and p.endswith("no older one to use") for p in problems)
     assert not any("completion recovered" in p for p in problems)
+
+
+def test_an_event_log_that_fails_mid_run_ends_the_run_and_leaves_no_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the disk fails (every commit after the one with a's completion raises), as when full
+    insert, failing = eventwriter.Writer._insert, [False]
+
+    def failing_insert(self: eventwriter.Writer, conn: sqlite3.Connection, rows: Any) -> Any:
+        if failing[0] and rows:
+            raise sqlite3.OperationalError("disk I/O error")
+        failing[0] = failing[0] or any(r[3] == "agent_done" for r in rows)
+        return insert(self, conn, rows)
+
+    monkeypatch.setattr(eventwriter.Writer, "_insert", failing_insert)
+    ended: list[BaseException | axo.RunResult] = []
+    with FakeLLM(scripts={"a": [Reply("A")], "b": [Reply("B")], "c": [Reply("C")]}) as fake:
+
+        def run() -> None:
+            try:
+                ended.append(axo.run(fake_workflow(fake, CHAIN), "in", state_dir=str(tmp_path)))
+            except BaseException as exc:
+                ended.append(exc)
+
+        runner = threading.Thread(target=run, daemon=True)
+        runner.start()
+        runner.join(60)
+        assert not runner.is_alive(), "the run hangs: nobody answers the agent whose result failed"
+    (outcome,) = ended
+    assert isinstance(outcome, EventLogFailed) and "disk I/O error" in str(outcome)
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("axo-")]

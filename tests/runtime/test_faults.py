@@ -399,3 +399,25 @@ def test_a_timed_out_multiproc_run_leaves_no_actor_process_behind(tmp_path: Path
 
     status, left = asyncio.run(scenario())
     assert status == "failed" and not left
+
+
+def test_a_run_timing_out_while_its_run_actor_is_made_leaves_no_actor_behind() -> None:
+    import asyncio
+    from typing import Any
+
+    from axo.runtime.host import Host
+    from tests.helpers import fake_workflow, forked_copies, wait_gone
+
+    with FakeLLM(scripts={}) as fake, Host("multiproc") as host:
+        before = forked_copies()
+        create = host.rt.create
+
+        def slow_create(cls: Any) -> Any:  # a loaded machine: the actor's process comes late
+            time.sleep(1.5)
+            return create(cls)
+
+        host.rt.create = slow_create  # type: ignore[method-assign]
+        result = asyncio.run(host.run(fake_workflow(fake, "  - {id: a}\n"), "x", timeout=0.5))
+        assert result.failure == "run timed out after 0.5s, while starting"
+        left = wait_gone(forked_copies() - before, timeout=30)
+    assert not left, f"{len(left)} actor process(es) of the timed-out run are still alive"
