@@ -117,7 +117,7 @@ class Journal:
         digest = hashlib.sha256(run_input.encode()).hexdigest()[:16]
         log.start_run(
             run_id,
-            workflow.file,
+            stored_path(workflow.file),
             workflow.workflow_id,
             digest,
             {"input": run_input, "runtime": runtime, "agents": [a.id for a in workflow.agents]},
@@ -302,6 +302,13 @@ class Journal:
             self.note("checkpoint_failed", "", {"error": failure})
         self._writer.failures.clear()
         self.log.finish_run(self.run_id, status)
+
+
+def stored_path(file: str) -> str:
+    """How the log names a workflow file: its real path when it is one on disk (so that two
+    projects' ``wf.yaml`` are told apart, and ``./wf.yaml`` is ``wf.yaml``), else as given (a
+    workflow loaded from text)."""
+    return os.path.realpath(file) if os.path.isfile(file) else file
 
 
 def redactor(workflow: Workflow) -> Callable[[str], str] | None:

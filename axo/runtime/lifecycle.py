@@ -13,6 +13,7 @@ from axo.eventlog import EventLog
 from axo.llm.base import ChatMessage, ChatRequest
 from axo.llm.providers import ProviderSet
 from axo.messages import AgentSpec
+from axo.runtime.journal import stored_path
 from axo.workflow import Workflow
 
 
@@ -62,8 +63,8 @@ async def distill(
 
 def apply_retention(log: EventLog, state_dir: str, workflow: Workflow, *, keep: str) -> None:
     """Prune old runs (and their folders) by the workflow's ``run.retention`` setting: only
-    runs of this workflow (its file and name, as the log stores them) — a state directory may
-    hold the runs of others, with settings of their own."""
+    runs of this workflow (its file's real path and its name) — a state directory may hold the
+    runs of others, with settings of their own."""
     rule = workflow.config.run.retention
     if rule.keep_last is None and rule.older_than_days is None:
         return
@@ -71,7 +72,7 @@ def apply_retention(log: EventLog, state_dir: str, workflow: Workflow, *, keep: 
     log.prune(
         keep_last=rule.keep_last,
         older_than_s=(rule.older_than_days * 86_400 if rule.older_than_days else None),
-        workflow=(workflow.file, workflow.workflow_id),
+        workflow=(stored_path(workflow.file), workflow.workflow_id),
     )
     for gone in before - {r.run_id for r in log.runs()} - {keep}:
         shutil.rmtree(os.path.join(state_dir, "runs", gone), ignore_errors=True)

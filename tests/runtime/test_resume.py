@@ -220,6 +220,29 @@ def test_retention_prunes_only_runs_of_its_own_workflow(tmp_path: Path) -> None:
     assert {p.name for p in (tmp_path / "runs").iterdir()} == {*theirs, ours[-1]}
 
 
+def test_retention_knows_a_file_however_its_path_is_spelled_and_from_wherever(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import axo as api
+    from axo.eventlog import EventLog
+
+    state = str(tmp_path / "shared-state")
+    with FakeLLM(script=[Reply("x")] * 5) as fake:
+        head = f"providers:\n  fake: {{type: openai, base_url: '{fake.base_url}'}}\n"
+        for project, extra in (("p1", ""), ("p2", "run: {retention: {keep_last: 1}}\n")):
+            (tmp_path / project).mkdir()
+            (tmp_path / project / "wf.yaml").write_text(head + "agents:\n  - {id: a}\n" + extra)
+        monkeypatch.chdir(tmp_path / "p1")  # another project's wf.yaml, same state directory
+        theirs = [api.run(api.load_workflow("wf.yaml"), "x", state_dir=state).run_id]
+        monkeypatch.chdir(tmp_path / "p2")
+        spellings = ("wf.yaml", "./wf.yaml", str(tmp_path / "p2" / "wf.yaml"), "../p2/wf.yaml")
+        ours = [api.run(api.load_workflow(s), "x", state_dir=state).run_id for s in spellings]
+    with EventLog.open(state) as log:
+        kept = {r.run_id for r in log.runs()}
+    assert kept == {*theirs, ours[-1]}
+    assert {p.name for p in (tmp_path / "shared-state" / "runs").iterdir()} == kept
+
+
 def test_distill_turns_a_session_into_facts_for_later_runs(tmp_path: Path) -> None:
     import axo as api
 
