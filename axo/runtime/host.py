@@ -416,7 +416,9 @@ class Host:
                     return await setup
                 return await asyncio.wait_for(setup, max(0.0, deadline - loop.time()))
             except TimeoutError:
-                raise _StartTimedOut from None
+                if deadline is not None and loop.time() >= deadline:
+                    raise _StartTimedOut from None
+                raise  # the step's own timeout (e.g. a server's), not the run's
             except asyncio.CancelledError:
                 if stops and not _cancelling():
                     raise _StoppedEarly from None

@@ -49,6 +49,7 @@ from axo.messages import (
 from axo.workflow import Workflow
 
 Call = LLMCall | ToolsCall | RecallCall
+_FAILURES_NOTED = 5  # checkpoint failures noted one by one at a run's end; then a count
 Reply = LLMReply | ToolsReply | RecallReply
 
 
@@ -298,9 +299,12 @@ class Journal:
     def finish(self, status: str) -> None:
         """Write the checkpoints still queued, then record the run's end."""
         self._writer.close()
-        for failure in self._writer.failures:
+        failures, self._writer.failures = self._writer.failures, []
+        for failure in failures[:_FAILURES_NOTED]:
             self.note("checkpoint_failed", "", {"error": failure})
-        self._writer.failures.clear()
+        if len(failures) > _FAILURES_NOTED:  # e.g. the run's folder was deleted: all fail
+            more = len(failures) - _FAILURES_NOTED
+            self.note("checkpoint_failed", "", {"error": f"and {more} more like these"})
         self.log.finish_run(self.run_id, status)
 
 
