@@ -76,10 +76,18 @@ class Writer:
         return op.result
 
     def _write_loop(self) -> None:
-        conn = sqlite3.connect(self.path, isolation_level=None)
-        # "full" commits as "normal" and fsyncs the WAL itself when a waiter needs it
-        conn.execute(f"PRAGMA synchronous={'NORMAL' if self.sync == 'full' else self.sync}")
-        conn.execute("PRAGMA busy_timeout=10000")
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None)
+            # "full" commits as "normal" and fsyncs the WAL itself when a waiter needs it
+            conn.execute(f"PRAGMA synchronous={'NORMAL' if self.sync == 'full' else self.sync}")
+            conn.execute("PRAGMA busy_timeout=10000")
+        except (sqlite3.Error, OSError) as exc:  # no writer: everything queued fails, now
+            with self._cond:
+                self._failure = exc  # from here on nothing more is queued
+                ops = [op for op in self._pending if isinstance(op, _Op)]
+                self._pending.clear()
+            self._fail(exc, ops)
+            return
         try:
             while True:
                 with self._cond:

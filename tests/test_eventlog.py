@@ -5,8 +5,10 @@ import os
 import shutil
 import sqlite3
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -440,3 +442,33 @@ def test_sync_full_fsyncs_the_wal_even_after_the_working_directory_changes(
         synced.clear()
         asyncio.run(log.append_durable("r", "result", "a", {"n": 1}))
     assert str(tmp_path / ".axo" / "events.db-wal") in synced
+
+
+def test_a_writer_that_cannot_connect_fails_the_log_instead_of_hanging(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real, opened = sqlite3.connect, []
+
+    def connect(*args: Any, **kw: Any) -> sqlite3.Connection:
+        opened.append(args[0])
+        if len(opened) == 3:  # open's check, the reader, then the writer's thread: it fails
+            raise sqlite3.OperationalError("unable to open database file")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    outcome: list[BaseException | None] = []
+
+    def start() -> None:
+        with EventLog.open(tmp_path) as log:
+            try:
+                log.start_run("r", "wf.yaml", None, "h", {})
+                outcome.append(None)
+            except BaseException as exc:
+                outcome.append(exc)
+
+    starter = threading.Thread(target=start, daemon=True)
+    starter.start()
+    starter.join(30)
+    assert not starter.is_alive(), "start_run waits forever for a writer that never started"
+    (exc,) = outcome
+    assert isinstance(exc, EventLogFailed) and "unable to open database file" in str(exc)
