@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 import select
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 import axo
 from axo.testing import FakeLLM
+
+T = TypeVar("T")
 
 
 def fake_workflow(
@@ -110,3 +114,22 @@ def _now() -> float:
     import time
 
     return time.monotonic()
+
+
+def outcome_within(fn: Callable[[], T], seconds: float, hang: str) -> T | BaseException:
+    """What ``fn`` returned or raised, run on a thread of its own; the test fails with ``hang``
+    when it is still running after ``seconds`` (a bounded join: no sleep)."""
+    out: list[T | BaseException] = []
+
+    def run() -> None:
+        try:
+            out.append(fn())
+        except BaseException as exc:
+            out.append(exc)
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    runner.join(seconds)
+    assert not runner.is_alive(), hang
+    (outcome,) = out
+    return outcome

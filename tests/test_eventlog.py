@@ -5,7 +5,6 @@ import os
 import shutil
 import sqlite3
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from hypothesis import strategies as st
 
 from axo.errors import UsageError
 from axo.eventlog import CorruptLog, EventLog, EventLogFailed, Record
+from tests.helpers import outcome_within
 
 
 class Clock:
@@ -456,19 +456,10 @@ def test_a_writer_that_cannot_connect_fails_the_log_instead_of_hanging(
         return real(*args, **kw)
 
     monkeypatch.setattr(sqlite3, "connect", connect)
-    outcome: list[BaseException | None] = []
 
     def start() -> None:
         with EventLog.open(tmp_path) as log:
-            try:
-                log.start_run("r", "wf.yaml", None, "h", {})
-                outcome.append(None)
-            except BaseException as exc:
-                outcome.append(exc)
+            log.start_run("r", "wf.yaml", None, "h", {})
 
-    starter = threading.Thread(target=start, daemon=True)
-    starter.start()
-    starter.join(30)
-    assert not starter.is_alive(), "start_run waits forever for a writer that never started"
-    (exc,) = outcome
+    exc = outcome_within(start, 30, "start_run waits forever for a writer that never started")
     assert isinstance(exc, EventLogFailed) and "unable to open database file" in str(exc)

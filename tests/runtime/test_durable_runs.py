@@ -17,7 +17,7 @@ from axo.eventrecords import EventLogFailed
 from axo.llm.base import ChatRequest, ChatResponse
 from axo.memory.checkpoint import CheckpointStore
 from axo.testing import FakeLLM, Reply, ToolCalls
-from tests.helpers import fake_workflow
+from tests.helpers import fake_workflow, outcome_within
 
 CHAIN = "  - {id: a}\n  - {id: b, depends_on: [a]}\n  - {id: c, depends_on: [b]}\n"
 OUTPUTS = {"a": "A-out", "b": "B-out", "c": "C-out"}
@@ -155,19 +155,11 @@ def test_an_event_log_that_fails_mid_run_ends_the_run_and_leaves_no_thread(
         return insert(self, conn, rows)
 
     monkeypatch.setattr(eventwriter.Writer, "_insert", failing_insert)
-    ended: list[BaseException | axo.RunResult] = []
     with FakeLLM(scripts={"a": [Reply("A")], "b": [Reply("B")], "c": [Reply("C")]}) as fake:
-
-        def run() -> None:
-            try:
-                ended.append(axo.run(fake_workflow(fake, CHAIN), "in", state_dir=str(tmp_path)))
-            except BaseException as exc:
-                ended.append(exc)
-
-        runner = threading.Thread(target=run, daemon=True)
-        runner.start()
-        runner.join(60)
-        assert not runner.is_alive(), "the run hangs: nobody answers the agent whose result failed"
-    (outcome,) = ended
+        outcome = outcome_within(
+            lambda: axo.run(fake_workflow(fake, CHAIN), "in", state_dir=str(tmp_path)),
+            60,
+            "the run hangs: nobody answers the agent whose result failed",
+        )
     assert isinstance(outcome, EventLogFailed) and "disk I/O error" in str(outcome)
     assert not [t.name for t in threading.enumerate() if t.name.startswith("axo-")]

@@ -401,22 +401,33 @@ def test_a_timed_out_multiproc_run_leaves_no_actor_process_behind(tmp_path: Path
     assert status == "failed" and not left
 
 
-def test_a_run_timing_out_while_its_run_actor_is_made_leaves_no_actor_behind() -> None:
+def test_a_run_timing_out_while_its_run_actor_is_made_leaves_no_actor_behind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import asyncio
+    import threading
     from typing import Any
 
+    from axo.runtime.bridges import ThreadBridge
     from axo.runtime.host import Host
     from tests.helpers import fake_workflow, forked_copies, wait_gone
 
+    closing, close = threading.Event(), ThreadBridge.close
+
+    def noted_close(self: ThreadBridge) -> None:
+        closing.set()
+        close(self)
+
+    monkeypatch.setattr(ThreadBridge, "close", noted_close)
     with FakeLLM(scripts={}) as fake, Host("multiproc") as host:
         before = forked_copies()
         create = host.rt.create
 
-        def slow_create(cls: Any) -> Any:  # a loaded machine: the actor's process comes late
-            time.sleep(1.5)
+        def late_create(cls: Any) -> Any:  # the actor comes only once the run has given up on it
+            assert closing.wait(60), "the run never ended"
             return create(cls)
 
-        host.rt.create = slow_create  # type: ignore[method-assign]
+        host.rt.create = late_create  # type: ignore[method-assign]
         result = asyncio.run(host.run(fake_workflow(fake, "  - {id: a}\n"), "x", timeout=0.5))
         assert result.failure == "run timed out after 0.5s, while starting"
         left = wait_gone(forked_copies() - before, timeout=30)
