@@ -40,21 +40,44 @@ class ProviderSet:
 
     async def open(self, names: Iterable[str] | None = None) -> None:
         """Create (and for local models, start) every provider in ``names`` — by default each one
-        the workflow's agents call outside the process — in parallel."""
+        the workflow's agents call outside the process — in parallel.
+
+        Cancelled (a stop, a timeout, a client gone) while some are still starting: those stop
+        what they started, and those already built are kept, so ``aclose`` closes them — and a
+        set that lives across runs need not build them again.
+        """
         wanted = self.workflow.remote_providers if names is None else names
         await self._drop_dead()
         todo = [n for n in wanted if n not in self._providers]
         if not todo:
             return
-        built = await asyncio.gather(*(self._build(n) for n in todo), return_exceptions=True)
-        errors = [b for b in built if isinstance(b, BaseException)]
-        for name, b in zip(todo, built, strict=True):
-            if not isinstance(b, BaseException):
-                self._providers[name] = b
-                self._owned.append(b)
-                self.started += 1
+        builds = {n: asyncio.ensure_future(self._build(n)) for n in todo}
+        try:
+            await asyncio.wait(builds.values())
+        finally:
+            pending = [t for t in builds.values() if not t.done()]
+            for t in pending:
+                t.cancel()  # a local model stops its server when cancelled (LocalServer.astart)
+            if pending:
+                await asyncio.wait(pending)
+            errors = self._keep(builds)
         if errors:
             raise errors[0]
+
+    def _keep(self, builds: Mapping[str, asyncio.Future[Provider]]) -> list[BaseException]:
+        """Own every provider built; the errors of those that failed."""
+        errors = []
+        for name, build in builds.items():
+            if build.cancelled():
+                continue
+            error = build.exception()
+            if error is not None:
+                errors.append(error)
+                continue
+            self._providers[name] = provider = build.result()
+            self._owned.append(provider)
+            self.started += 1
+        return errors
 
     async def _drop_dead(self) -> None:
         """Forget (and close) the local models whose server has died: a set that lives across
