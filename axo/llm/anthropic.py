@@ -22,7 +22,15 @@ import httpx
 import msgspec
 
 from axo.errors import ProviderError
-from axo.llm.base import ChatMessage, ChatRequest, ChatResponse, ToolCall, ToolSpec, Usage
+from axo.llm.base import (
+    ChatMessage,
+    ChatRequest,
+    ChatResponse,
+    ToolCall,
+    ToolSpec,
+    Usage,
+    valid_text,
+)
 from axo.llm.openai import RETRY_STATUSES, retry_after
 from axo.llm.retry import pooled_client, with_retries
 
@@ -239,12 +247,17 @@ def response_from_wire(data: Any, answer: AnswerTool | None = None) -> ChatRespo
         content = "".join(texts) if texts else None
     usage = data.get("usage") or {}
     return ChatResponse(
-        content=content,
-        tool_calls=tuple(calls),
+        content=None if content is None else valid_text(content),
+        tool_calls=tuple(
+            ToolCall(
+                id=valid_text(c.id), name=valid_text(c.name), arguments=valid_text(c.arguments)
+            )
+            for c in calls
+        ),
         finish_reason=finish,
         usage=Usage(
-            prompt_tokens=int(usage.get("input_tokens") or 0),
-            completion_tokens=int(usage.get("output_tokens") or 0),
+            prompt_tokens=max(0, int(usage.get("input_tokens") or 0)),
+            completion_tokens=max(0, int(usage.get("output_tokens") or 0)),
         ),
         model=str(data.get("model") or ""),
     )

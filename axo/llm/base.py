@@ -7,11 +7,25 @@ translate these structs to and from their wire formats.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import msgspec
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
 Role = Literal["system", "user", "assistant", "tool"]
+
+
+def valid_text(text: str) -> str:
+    """``text`` with each lone surrogate (half of a character a server cut in two, sent as
+    ``"\\ud83d"`` in JSON) replaced by U+FFFD: no UTF-8 encoder — the event log's, a result's
+    JSON — can take one."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # (a str holds a valid pair as one character: these are halves)
+        return _SURROGATE.sub("\ufffd", text)
+    return text
 
 
 class ToolCall(msgspec.Struct, frozen=True, kw_only=True):

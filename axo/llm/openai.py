@@ -18,7 +18,14 @@ import httpx
 import msgspec
 
 from axo.errors import ProviderError
-from axo.llm.base import ChatMessage, ChatRequest, ChatResponse, ToolCall, Usage
+from axo.llm.base import (
+    ChatMessage,
+    ChatRequest,
+    ChatResponse,
+    ToolCall,
+    Usage,
+    valid_text,
+)
 from axo.llm.retry import pooled_client, with_retries
 
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
@@ -79,33 +86,73 @@ def request_to_wire(req: ChatRequest, *, schema_style: str = "openai") -> dict[s
 
 
 def response_from_wire(data: dict[str, Any]) -> ChatResponse:
+    """The response in a chat-completions answer; ``ProviderError`` (malformed) when it is not
+    one. Text is made valid (``valid_text``); content given as parts is their text, joined; a
+    tool call id used twice gets a suffix, so that each call's result stays its own."""
     try:
         choice = data["choices"][0]
-        msg = choice.get("message") or {}
+        msg = choice["message"]
     except (KeyError, IndexError, TypeError):
         raise ProviderError(f"malformed response: no choices in {str(data)[:200]}") from None
-    calls = tuple(
-        ToolCall(
-            id=c.get("id") or f"call_{i}",
-            name=c["function"]["name"],
-            arguments=c["function"].get("arguments") or "{}",
-        )
-        for i, c in enumerate(msg.get("tool_calls") or ())
-    )
+    if not isinstance(msg, dict):
+        raise ProviderError(f"malformed response: the message is {_kind(msg)}, not an object")
+    calls: list[ToolCall] = []
+    ids: set[str] = set()
+    for i, c in enumerate(msg.get("tool_calls") or ()):
+        call_id = valid_text(str(c.get("id") or f"call_{i}"))
+        if call_id in ids:
+            call_id = f"{call_id}_{i}"
+        ids.add(call_id)
+        arguments = c["function"].get("arguments") or "{}"
+        if not isinstance(arguments, str):  # some servers send the object itself
+            arguments = json.dumps(arguments, ensure_ascii=False)
+        name = c["function"]["name"]
+        if not isinstance(name, str):
+            raise ProviderError(f"malformed response: a tool call's name is {_kind(name)}")
+        calls.append(ToolCall(id=call_id, name=valid_text(name), arguments=valid_text(arguments)))
     usage = data.get("usage") or {}
     timings = data.get("timings") or {}
     server_ms = (timings.get("prompt_ms") or 0) + (timings.get("predicted_ms") or 0)
     return ChatResponse(
-        content=msg.get("content"),
-        tool_calls=calls,
+        content=_content(msg.get("content")),
+        tool_calls=tuple(calls),
         usage=Usage(
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
+            prompt_tokens=_count(usage.get("prompt_tokens")),
+            completion_tokens=_count(usage.get("completion_tokens")),
         ),
         finish_reason=choice.get("finish_reason"),
         model=str(data.get("model") or ""),
         server_s=server_ms / 1000 if server_ms else None,
     )
+
+
+def _content(content: Any) -> str | None:
+    if content is None or isinstance(content, str):
+        return None if content is None else valid_text(content)
+    if isinstance(content, list):  # content parts: the text ones, joined
+        return valid_text(
+            "".join(
+                str(p.get("text") or "")
+                for p in content
+                if isinstance(p, dict) and p.get("type", "text") == "text"
+            )
+        )
+    raise ProviderError(f"malformed response: the message's content is {_kind(content)}, not text")
+
+
+def _count(value: Any) -> int:
+    """A token count: absent is 0; a negative or non-integer one is malformed."""
+    if value is None:
+        return 0
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ProviderError(f"malformed response: a token count of {value!r}")
+    return int(value)
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
 
 
 def retry_after(resp: httpx.Response) -> float | None:
@@ -204,8 +251,8 @@ class OpenAICompatible:
             raise
         try:
             answer = response_from_wire(data)
-        except ProviderError:
-            raise
+        except ProviderError as exc:
+            raise ProviderError(f"{self.name}: {exc}") from None
         except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
             raise ProviderError(
                 f"{self.name}: malformed response ({type(exc).__name__}: {exc})"
