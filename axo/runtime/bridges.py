@@ -31,8 +31,19 @@ class InlineBridge:
     async def create_run_actor(self) -> Any:
         return self.rt.create(RunActor)
 
-    def send(self, address: Any, message: object) -> None:
-        self.rt.tell(address, message)
+    def send(
+        self,
+        address: Any,
+        message: object,
+        failed: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        """Send; ``failed`` (if given) hears why a message could not be sent."""
+        try:
+            self.rt.tell(address, message)
+        except Exception as exc:
+            if failed is None:
+                raise
+            failed(exc)
         while (m := self.rt.listen(0)) is not None:
             self.deliver(m)
 
@@ -102,8 +113,19 @@ class ThreadBridge:
         self._jobs.put((make, (fut, made)))
         return await fut
 
-    def send(self, address: Any, message: object) -> None:
-        self._jobs.put((lambda: self.rt.tell(address, message), None))
+    def send(
+        self,
+        address: Any,
+        message: object,
+        failed: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        """Queue a send; ``failed`` (if given) hears on the loop why it could not be sent
+        (a message that does not pickle), else a failure is dropped with the job."""
+        report = None
+        if failed is not None:
+            report = (self.loop.create_future(), lambda _: None)
+            report[0].add_done_callback(lambda f: f.cancelled() or failed(f.exception()))
+        self._jobs.put((lambda: self.rt.tell(address, message), report))
 
     def close(self) -> None:
         self._stop.set()

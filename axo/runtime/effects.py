@@ -202,3 +202,22 @@ class EffectRunner:
             {"tool": name, "is_error": outcome.is_error, "chars": len(outcome.content)},
         )
         return outcome
+
+
+def failed_reply(
+    call: LLMCall | ToolsCall | RecallCall, error: str
+) -> LLMReply | ToolsReply | RecallReply:
+    """The reply to ``call`` when performing it failed outside the provider or the tools (a
+    result that cannot be stored or sent): an LLM call fails its agent; each tool call gets an
+    error result the model reads; a recall finds nothing."""
+    if isinstance(call, LLMCall):
+        return LLMReply(corr=call.corr, error=error, kind="EffectFailed")
+    if isinstance(call, ToolsCall):
+        return ToolsReply(
+            corr=call.corr,
+            outcomes=tuple(
+                ToolOutcome(call_id=c.id, name=c.name, is_error=True, content=f"error: {error}")
+                for c in call.calls
+            ),
+        )
+    return RecallReply(corr=call.corr, facts=())

@@ -43,12 +43,12 @@ from axo.messages import (
 )
 from axo.result import RunResult, RunTracker
 from axo.runtime.bridges import InlineBridge, ThreadBridge
-from axo.runtime.effects import EffectRunner
-from axo.runtime.journal import Journal, redactor
+from axo.runtime.effects import EffectRunner, failed_reply
+from axo.runtime.journal import Journal, redacted, redactor
 from axo.runtime.lifecycle import apply_retention, distill
 from axo.runtime.pidfile import PID_FILE, write_pid
 from axo.runtime.specs import start_message
-from axo.runtime.system import ActorRuntime, ExitRequest, Mode
+from axo.runtime.system import ActorRuntime, ExitRequest, Mode, hide_in_logs
 from axo.tools.builtins import builtin_tools
 from axo.tools.policy import Policy
 from axo.tools.registry import Tool, ToolRegistry
@@ -260,7 +260,12 @@ class Host:
                 bridge.send(run_actor, CancelRun(run_id=run_id, reason=broken[0]))
             finished.set_result(RunFinished(run_id=run_id, status="failed", lattice={}))
 
+        hide = redactor(workflow)
+        hide_in_logs(workflow.secrets)
+
         def record(kind: str, agent: str, detail: dict[str, Any]) -> None:
+            if hide is not None:  # the result's notes reach stdout and MCP clients
+                detail = redacted(detail, hide)
             tracker.note(kind, agent, detail)
             if journal is not None and not broken:
                 try:
@@ -323,6 +328,8 @@ class Host:
                         raise
                     interrupt(call.agent)  # a second stop does not wait for it
                     return
+                except Exception as exc:  # e.g. a result the log cannot encode: the agent
+                    reply = effect_failed(call, exc)  # hears of it, rather than wait forever
                 if stops and isinstance(reply, LLMReply) and reply.error is not None:
                     interrupt(call.agent)  # not its failure: the stop ended its retries
                     return
@@ -332,7 +339,18 @@ class Host:
                     ChatMessage(role="assistant", content=reply.response.content),
                 ]
             if not finished.done() and bridge is not None:
-                bridge.send(call.reply_to, reply)
+                bridge.send(call.reply_to, reply, failed=lambda exc: unsent(call, exc))
+
+        def effect_failed(call: LLMCall | ToolsCall | RecallCall, exc: BaseException) -> Any:
+            """The reply that tells the agent its effect failed, and a note of why."""
+            error = workflow.redact(f"{type(exc).__name__}: {exc}")
+            record("effect_failed", call.agent, {"corr": call.corr, "error": error})
+            return failed_reply(call, error)
+
+        def unsent(call: LLMCall | ToolsCall | RecallCall, exc: BaseException) -> None:
+            """A reply the bridge could not send (it does not pickle): send its failure."""
+            if not finished.done() and bridge is not None:
+                bridge.send(call.reply_to, effect_failed(call, exc))
 
         async def effect(call: LLMCall | ToolsCall | RecallCall) -> Any:
             """Perform it, and (durable runs) commit the result before the agent sees it."""

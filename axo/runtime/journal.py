@@ -249,7 +249,7 @@ class Journal:
 
     def _save(self, agent: str, state: dict[str, Any]) -> None:
         """Queue a checkpoint, with every secret of the workflow shown as ***."""
-        self._writer.save(agent, state if self.redact is None else _redacted(state, self.redact))
+        self._writer.save(agent, state if self.redact is None else redacted(state, self.redact))
 
     def note(self, kind: str, agent: str, detail: dict[str, Any]) -> None:
         self.log.append(self.run_id, kind, agent, detail)
@@ -321,12 +321,12 @@ def redactor(workflow: Workflow) -> Callable[[str], str] | None:
     return workflow.redact if workflow.secrets else None
 
 
-def _redacted(value: Any, redact: Callable[[str], str]) -> Any:
+def redacted(value: Any, redact: Callable[[str], str]) -> Any:
     """``value`` (built-in types) with ``redact`` applied to every string in it."""
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, dict):
-        return {k: _redacted(v, redact) for k, v in value.items()}
+        return {k: redacted(v, redact) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_redacted(v, redact) for v in value]
+        return [redacted(v, redact) for v in value]
     return value

@@ -21,7 +21,11 @@ import msgspec
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from axo.errors import UsageError
-from axo.llm.base import ToolSpec
+from axo.llm.base import ToolSpec, valid_text
+
+
+class ToolExited(Exception):
+    """A Python tool called ``sys.exit`` (which would otherwise end the host's event loop)."""
 
 
 class ToolOutcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -164,9 +168,12 @@ def _make_tool(fn: ToolFn, *, name: str | None, writes: bool, timeout: float) ->
         kwargs = {k: getattr(parsed, k) for k in fields}
         if wants_ctx:
             kwargs["ctx"] = ctx
-        if is_async:
-            return await fn(**kwargs)
-        return await asyncio.to_thread(fn, **kwargs)
+        try:
+            if is_async:
+                return await fn(**kwargs)
+            return await asyncio.to_thread(fn, **kwargs)
+        except SystemExit as exc:  # argparse inside a tool …: its failure, not the host's exit
+            raise ToolExited(f"called sys.exit({exc.code!r})") from None
 
     return Tool(
         name=name or fn.__name__,
@@ -300,12 +307,16 @@ class ToolRegistry:
 
 
 def to_outcome(call_id: str, name: str, value: Any) -> ToolOutcome:
+    """A tool's return value as the model reads it: text as is (made valid UTF-8), anything
+    else as JSON — kept as ``structured`` too — or, when it has no JSON form, as ``str``."""
     if isinstance(value, ToolOutcome):
         return value
     if isinstance(value, str):
-        return ToolOutcome(call_id=call_id, name=name, content=value)
+        return ToolOutcome(call_id=call_id, name=name, content=valid_text(value))
     try:
-        text = json.dumps(msgspec.to_builtins(value), ensure_ascii=False)
-    except (TypeError, msgspec.EncodeError):
-        text = str(value)
-    return ToolOutcome(call_id=call_id, name=name, content=text, structured=value)
+        structured = msgspec.to_builtins(value)
+        text = json.dumps(structured, ensure_ascii=False)
+        text.encode("utf-8")
+    except (TypeError, ValueError, msgspec.EncodeError):  # no JSON form: only its text goes on
+        return ToolOutcome(call_id=call_id, name=name, content=valid_text(str(value)))
+    return ToolOutcome(call_id=call_id, name=name, content=text, structured=structured)
