@@ -97,6 +97,9 @@ _PROVIDER_MODELS: dict[str, type[BaseModel]] = {
 }
 # validated as a key type (not an after-validator) so it is reported with everything else
 ProviderName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")]
+# its tools are named mcp__<server>__<tool>: no '__' inside, so that an allow-list's
+# mcp__<server> grants that server's tools and no other's
+McpServerName = Annotated[str, Field(pattern=r"^[A-Za-z0-9-]+(_[A-Za-z0-9-]+)*$")]
 
 
 class TokenBudget(_Model):
@@ -197,7 +200,7 @@ class WorkflowFile(_Model):
     providers: dict[ProviderName, ProviderConfig] = {}
     agents: list[Agent] = Field(min_length=1)
     workflows: list[WorkflowSpec] = []
-    mcp_servers: dict[str, McpServer] = {}
+    mcp_servers: dict[McpServerName, McpServer] = {}
     run: RunSettings = RunSettings()
 
 
@@ -342,6 +345,13 @@ def _problem_from(err: Any, where: _Where, source: Source) -> Problem:
     name = next((p for p in reversed(loc) if isinstance(p, str)), "$")
     subject = f"each item of '{name}'" if loc and isinstance(loc[-1], int) else f"'{name}'"
     if err["loc"] and err["loc"][-1] == "[key]":
+        if kind == "string_pattern_mismatch" and loc[0] == "mcp_servers":
+            return source.problem(
+                loc,
+                f"MCP server name '{key}' may only use letters, digits, '-' and single '_' "
+                "between them (its tools are named mcp__<server>__<tool>)",
+                "rename it",
+            )
         if kind == "string_pattern_mismatch":
             return source.problem(
                 loc, f"provider name '{key}' may only use letters, digits, '_' and '-'", "rename it"

@@ -86,6 +86,12 @@ def _leaf(exc: BaseException) -> BaseException:
     return exc
 
 
+def _closed_here(exc: MCPError) -> bool:
+    """The SDK's own "Connection closed" (the transport ended), not a server's error that
+    happens to use its code."""
+    return exc.message == "Connection closed" and exc.data is None
+
+
 def _describe(exc: BaseException) -> str:
     """One line for an exception."""
     exc = _leaf(exc)
@@ -331,15 +337,18 @@ class _Server:
     async def _call(self, tool: str, args: dict[str, Any]) -> str:
         client = await self._ready_client()
         gen, timeout = self._generation, self.config.call_timeout
+        start = time.monotonic()
         try:
             result = await _call_tool(client, tool, args, timeout)
         except MCPError as exc:
-            if exc.code == mcp_types.REQUEST_TIMEOUT:
+            # the SDK says "timed out" and "closed" with codes a server may send as its own
+            # errors (-32001, -32000): only the SDK's own are a timeout or a lost server
+            if exc.code == mcp_types.REQUEST_TIMEOUT and time.monotonic() - start >= timeout:
                 self._note("mcp_call_timeout", tool=tool, timeout=timeout)
                 raise ToolFailed(
                     f"MCP server '{self.name}': '{tool}' did not answer within {timeout:g}s"
                 ) from None
-            if exc.code == mcp_types.CONNECTION_CLOSED:
+            if exc.code == mcp_types.CONNECTION_CLOSED and _closed_here(exc):
                 raise self._went_away(gen, tool) from None
             self._note("mcp_call_failed", tool=tool, error=exc.message)
             raise ToolFailed(f"MCP server '{self.name}' refused '{tool}': {exc.message}") from None

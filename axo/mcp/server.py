@@ -258,7 +258,7 @@ class AxoMcpServer(Server[Any]):
         try:
             result = await self._run(entry.workflow, text, ctx)
         except Exception as exc:  # set-up errors (ConfigError, UsageError …) reach the client
-            return _failure(f"{params.name} could not run: {exc}")
+            return _failure(entry.workflow.redact(f"{params.name} could not run: {exc}"))
         return _call_result(entry, result)
 
     async def _run(
@@ -266,6 +266,8 @@ class AxoMcpServer(Server[Any]):
     ) -> RunResult:
         """Run in a task of its own; report agents finishing; cancel it if we are cancelled."""
         total = len(workflow.agents)
+        # the providers first: when one cannot start, there is nothing else to close
+        options = {**self._axo_run, "providers": await self._providers(workflow, ctx)}
         send, receive = anyio.create_memory_object_stream[tuple[int, str]](math.inf)
         finished = 0
 
@@ -276,7 +278,6 @@ class AxoMcpServer(Server[Any]):
                 status = event.status if isinstance(event, AgentDone) else "skipped"
                 send.send_nowait((finished, f"{event.agent}: {status}"))
 
-        options = {**self._axo_run, "providers": await self._providers(workflow, ctx)}
         task = asyncio.create_task(run_async(workflow, text, on_event=on_event, **options))
         task.add_done_callback(lambda _: send.close())
         stats = self._axo_stats
@@ -372,12 +373,16 @@ class _BearerGate:
     """ASGI middleware: every HTTP request must carry ``Authorization: Bearer <token>``."""
 
     def __init__(self, app: ASGIApp, token: str) -> None:
-        self.app, self._expected = app, f"Bearer {token}".encode()
+        self.app, self._expected = app, token.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             got = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
-            if not hmac.compare_digest(got, self._expected):
+            scheme, _, token = got.strip().partition(b" ")
+            # the scheme's name in any case (RFC 9110); the token compared in constant time
+            if not (
+                scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self._expected)
+            ):
                 body = b'{"error": "unauthorized: send Authorization: Bearer <token>"}'
                 await send(
                     {

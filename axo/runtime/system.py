@@ -11,11 +11,15 @@ shut down cleanly. It knows nothing about runs, lattices or LLMs. Failure rules:
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import select
 import socket
+import stat
 import tempfile
 import threading
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -25,8 +29,63 @@ from thespian.actors import Actor, ActorExitRequest, ActorSystem
 Mode = Literal["local", "multiproc"]
 MODES: tuple[Mode, ...] = ("local", "multiproc")
 
-__all__ = ["MODES", "Actor", "ActorRuntime", "ExitRequest", "Mode", "free_port"]
+__all__ = [
+    "MODES",
+    "Actor",
+    "ActorRuntime",
+    "ExitRequest",
+    "Mode",
+    "free_port",
+    "hide_in_logs",
+    "log_path",
+]
 ExitRequest = ActorExitRequest
+
+
+_HIDDEN: set[str] = set()  # secrets of the workflows run in this process: never logged
+
+
+def hide_in_logs(secrets: Iterable[str]) -> None:
+    """Show these values as ``***`` in whatever is logged to axo's log from now on (a library's
+    warning may quote what an MCP server printed, an environment value among it)."""
+    _HIDDEN.update(s for s in secrets if s)
+
+
+class Redacting(logging.Filter):
+    """Replaces the hidden values in a record's message and traceback with ``***``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not _HIDDEN:
+            return True
+        hidden = sorted(_HIDDEN, key=len, reverse=True)
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        record.exc_info = None  # the formatter would print it again, unredacted
+        for secret in hidden:
+            message = message.replace(secret, "***")
+            if record.exc_text:
+                record.exc_text = record.exc_text.replace(secret, "***")
+        record.msg, record.args = message, None
+        return True
+
+
+def log_path() -> str:
+    """Where axo's actor systems log (warnings and worse): ``axo.log`` in a folder only this
+    user may read (``$TMPDIR/axo-<uid>``, mode 0700; a fresh one when that name is taken by
+    something else), the file itself mode 0600."""
+    folder = os.path.join(tempfile.gettempdir(), f"axo-{os.getuid()}")
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(folder, 0o700)
+    info = os.lstat(folder)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        folder = tempfile.mkdtemp(prefix="axo-")  # squatted or a link: not ours to write in
+    elif stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(folder, 0o700)
+    path = os.path.join(folder, "axo.log")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    os.close(fd)
+    return path
 
 
 def _bind_loopback_only() -> None:
@@ -158,14 +217,20 @@ class ActorRuntime:
             raise ValueError(f"unknown runtime mode {mode!r}; use one of {', '.join(MODES)}")
         self.mode = mode
         self.admin_port: int | None = None
-        log_file = log_file or os.path.join(tempfile.gettempdir(), "axo-thespian.log")
+        log_file = log_file or log_path()
         os.environ.setdefault("THESPLOG_FILE", log_file)
         os.environ.setdefault("THESPLOG_THRESHOLD", "WARNING")
         log_defs = {
             "version": 1,
             "disable_existing_loggers": False,
+            "filters": {"redact": {"()": Redacting}},
             "handlers": {
-                "file": {"class": "logging.FileHandler", "filename": log_file, "level": "WARNING"}
+                "file": {
+                    "class": "logging.FileHandler",
+                    "filename": log_file,
+                    "level": "WARNING",
+                    "filters": ["redact"],
+                }
             },
             "root": {"handlers": ["file"], "level": "WARNING"},
         }

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import stat
+import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,8 +21,10 @@ from axo.errors import ConfigError, ProviderError
 from axo.llm.base import ChatMessage, ChatRequest
 from axo.llm.openai import OpenAICompatible
 from axo.mcp.server import AxoMcpServer
+from axo.runtime.system import log_path
 from axo.testing import Fail, FakeLLM, Reply
 from axo.workflow import load_file
+from tests.mcp.servers import command
 
 DOMAINS = Path(__file__).resolve().parents[2] / "workflows" / "domains"
 SECRET = "s3cr3t-value-123"
@@ -151,3 +157,49 @@ def test_a_malformed_answer_is_a_provider_error_that_says_so(malformed_server: s
     with pytest.raises(ProviderError) as info:
         asyncio.run(_complete_once(provider, request))
     assert "p: malformed response" in str(info.value)
+
+
+def test_secrets_stay_out_of_the_results_notes(tmp_path: Path) -> None:
+    # an MCP server that fails at start, printing its key on stderr: the note naming the
+    # failure quotes that stderr, and the result (axo run --json, MCP clients) shows the note
+    say = "import os, sys; sys.stderr.write('bad key ' + os.environ['TOKEN']); sys.exit(1)"
+    path = tmp_path / "wf.yaml"
+    with FakeLLM(script=[Reply("ok")]) as fake:
+        path.write_text(
+            f"providers:\n  fake: {{type: openai, base_url: '{fake.base_url}'}}\n"
+            "agents:\n  - {id: a}\n"
+            "mcp_servers:\n"
+            f"  leaky: {{command: {sys.executable}, args: ['-c', {json.dumps(say)}],"
+            " env: {TOKEN: '${K}'}}\n"
+        )
+        result = axo.run(load_file(str(path), env={"K": SECRET}), "x")
+    assert result.ok, result.failure
+    failed = [n.detail for n in result.notes if n.kind == "mcp_server_failed"]
+    assert failed and "bad key ***" in json.dumps(failed)
+    assert SECRET.encode() not in result.to_json()
+
+
+def test_secrets_stay_out_of_axos_log_which_only_its_user_may_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # an MCP server that prints a line that is not JSON-RPC, naming its key: the MCP SDK logs
+    # the line it could not parse, and axo's log takes the SDK's warnings
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    counter = command("counter")
+    path = tmp_path / "wf.yaml"
+    with FakeLLM(script=[Reply("ok")]) as fake:
+        path.write_text(
+            f"providers:\n  fake: {{type: openai, base_url: '{fake.base_url}'}}\n"
+            "agents:\n  - {id: a}\n"
+            f"mcp_servers:\n  c: {{command: {counter['command']}, args: {counter['args']},"
+            " env: {BANNER: 'using key ${K}'}}\n"
+        )
+        result = axo.run(load_file(str(path), env={"K": SECRET}), "x")
+    assert result.ok, result.failure
+    log = Path(log_path())
+    assert log.parent == tmp_path / f"axo-{os.getuid()}"
+    text = log.read_text()
+    assert "using key ***" in text
+    assert SECRET not in text
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+    assert stat.S_IMODE(log.parent.stat().st_mode) == 0o700

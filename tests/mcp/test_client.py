@@ -126,6 +126,25 @@ async def test_a_stateful_server_keeps_its_state_between_calls() -> None:
     assert wait_gone([state["pid"]], 5) == set(), "closing the hub must stop the server"
 
 
+@pytest.mark.parametrize("code", [-32000, -32001])
+async def test_an_error_the_server_sends_is_its_answer_whatever_its_code(code: int) -> None:
+    # the SDK reports a closed connection and a timeout with these codes too: a server's own
+    # error with one of them must not pass for either (restarting a live server loses state)
+    events = Events()
+    with anyio.fail_after(20):
+        async with await McpHub.open(configs(c=command("counter")), record=events) as hub:
+            registry = ToolRegistry(hub.tools())
+            await call(registry, "mcp__c__increment", by=5)
+            refused = await call(registry, "mcp__c__refuse", code=code)
+            state = json.loads((await call(registry, "mcp__c__state")).content)
+            status = hub.status()["c"]
+    assert refused.is_error
+    assert f"MCP server 'c' refused 'refuse': refused with code {code}" in refused.content
+    assert state["count"] == 5, "the server was restarted: its state is gone"
+    assert (status.state, status.restarts) == ("ready", 0)
+    assert events.kinds("c") == ["mcp_server_ready", "mcp_call_failed"]
+
+
 async def test_mcp_tools_are_named_described_and_write_unless_marked_read_only() -> None:
     with anyio.fail_after(20):
         async with await McpHub.open(configs(counter=command("counter"))) as hub:

@@ -111,8 +111,11 @@ async def test_the_official_client_runs_a_workflow_over_streamable_http_with_a_t
                 async with httpx2.AsyncClient() as http:
                     anonymous = await http.post(url, json={})
                     wrong = await http.post(url, json={}, headers={"Authorization": "Bearer guess"})
+                    basic = {"Authorization": "Basic let-me-in"}  # the token, not as a bearer's
+                    other = await http.post(url, json={}, headers=basic)
+                # the scheme's name is case-insensitive (RFC 9110)
                 async with (
-                    httpx2.AsyncClient(headers={"Authorization": "Bearer let-me-in"}) as http,
+                    httpx2.AsyncClient(headers={"Authorization": "bearer let-me-in"}) as http,
                     Client(streamable_http_client(url, http_client=http)) as client,
                 ):
                     names = [t.name for t in (await client.list_tools()).tools]
@@ -120,7 +123,7 @@ async def test_the_official_client_runs_a_workflow_over_streamable_http_with_a_t
                         "workflow_review", {"input": "the diff"}, progress_callback=progress
                     )
                 tg.cancel_scope.cancel()
-    assert (anonymous.status_code, wrong.status_code) == (401, 401)
+    assert (anonymous.status_code, wrong.status_code, other.status_code) == (401, 401, 401)
     assert anonymous.headers["www-authenticate"] == 'Bearer realm="axo"'
     assert "workflow_review" in names
     assert_review_result(result, progress)
@@ -382,3 +385,22 @@ async def test_a_fact_remembered_in_one_served_call_is_recalled_in_the_next(
                 await client.call_tool("agent_a", {"task": "where is the staging database?"})
         assert fact in fake.requests[-1].text, "the second call's request recalls the fact"
     assert (state / "events.db").exists() and (state / "memory" / "m").is_dir()
+
+
+async def test_a_set_up_failure_reaches_the_client_without_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AXO_TEST_MODEL_DIR", "customer-acme-7731")
+    path = tmp_path / "wf.yaml"
+    path.write_text(
+        "providers:\n"
+        "  local: {type: local, model_path: '/models/${AXO_TEST_MODEL_DIR}/m.gguf'}\n"
+        "agents:\n  - {id: a}\n"
+    )
+    server = build_server(path)
+    with anyio.fail_after(20):
+        async with Client(server) as client:
+            result = await client.call_tool("workflow_main", {"input": "x"})
+    assert result.is_error
+    text = result.content[0].text
+    assert "/models/***/m.gguf" in text and "customer-acme" not in text

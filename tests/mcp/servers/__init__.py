@@ -2,7 +2,8 @@
 
 - ``counter.py``: stateful (a counter and the process id) over stdio, or over streamable HTTP
   with ``--http`` (then it records every request's ``Authorization`` header, see
-  ``http_recorder``);
+  ``http_recorder``); ``refuse`` answers a JSON-RPC error with the code it is given; over
+  stdio, ``BANNER`` in its environment is printed on stdout first;
 - ``crasher.py``: ``crash`` ends the process with ``os._exit`` in the middle of the call;
 - ``silent.py``: ``wait`` never answers;
 - ``http_recorder.py``: an in-process streamable HTTP server (its own thread) that records the

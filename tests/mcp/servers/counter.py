@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
+from mcp import MCPError
 from mcp.server.mcpserver import MCPServer
 from mcp.types import ToolAnnotations
 
@@ -31,6 +32,11 @@ def state() -> dict[str, int]:
     return {"count": _count, "pid": os.getpid()}
 
 
+@server.tool(description="Answer with a JSON-RPC error of the given code (the server lives on).")
+def refuse(code: int) -> None:
+    raise MCPError(code=code, message=f"refused with code {code}")
+
+
 if __name__ == "__main__":
     if "--http" in sys.argv:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -38,4 +44,6 @@ if __name__ == "__main__":
 
         serve_forever(server)
     else:
+        if os.environ.get("BANNER"):  # a line that is not JSON-RPC, as some servers print
+            print(os.environ["BANNER"], flush=True)
         server.run()
