@@ -189,7 +189,11 @@ def _provider_problems(source: Source) -> list[Problem]:
 def _role_problems(source: Source) -> list[Problem]:
     data = source.data if isinstance(source.data, dict) else {}
     agents = data.get("agents") if isinstance(data.get("agents"), list) else []
-    workers = {a.get("id") for a in agents if isinstance(a, dict) and a.get("role") == "worker"}
+    workers = {
+        a["id"]
+        for a in agents
+        if isinstance(a, dict) and a.get("role") == "worker" and isinstance(a.get("id"), str)
+    }
     problems = []
     for i, a in enumerate(agents):
         if not isinstance(a, dict):
@@ -218,8 +222,9 @@ def _role_problems(source: Source) -> list[Problem]:
                     "workers run the steps a coordinator awards them; remove depends_on",
                 )
             )
-        for j, d in enumerate(a.get("depends_on") or []):
-            if d in workers:
+        needs = a.get("depends_on")
+        for j, d in enumerate(needs if isinstance(needs, list) else []):  # else: the schema's
+            if isinstance(d, str) and d in workers:
                 problems.append(
                     source.problem(
                         ("agents", i, "depends_on", j),
@@ -227,6 +232,46 @@ def _role_problems(source: Source) -> list[Problem]:
                         "depend on the coordinator instead: it completes when its plan has",
                     )
                 )
+    return problems
+
+
+def _threshold_problems(source: Source) -> list[Problem]:
+    """An activation threshold the signal can never reach: each dependency that completes
+    adds 0.5 (and decay only takes away), so at most 0.5 × its dependencies; an agent without
+    dependencies starts with the run and has no threshold to reach."""
+    data = source.data if isinstance(source.data, dict) else {}
+    agents = data.get("agents") if isinstance(data.get("agents"), list) else []
+    problems = []
+    for i, a in enumerate(agents):
+        if not isinstance(a, dict):
+            continue
+        threshold = a.get("activation_threshold")
+        needs = a.get("depends_on")
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+            continue  # absent, or the schema's to report
+        if not isinstance(needs, list | None):
+            continue
+        n = len({d for d in needs or [] if isinstance(d, str)})
+        where = ("agents", i, "activation_threshold")
+        if n == 0:
+            problems.append(
+                source.problem(
+                    where,
+                    f"agent '{a.get('id')}' has no dependencies: it starts with the run, "
+                    "so a threshold never applies",
+                    "remove activation_threshold, or add depends_on",
+                )
+            )
+        elif threshold > 0.5 * n + 1e-9:
+            deps = f"{n} dependenc{'y' if n == 1 else 'ies'}"
+            problems.append(
+                source.problem(
+                    where,
+                    f"{threshold:g} can never be reached: '{a.get('id')}' has {deps}, each "
+                    f"adding 0.5 when it completes (at most {0.5 * n:g})",
+                    f"set it to at most {0.5 * n:g}, or remove it (the default waits for all)",
+                )
+            )
     return problems
 
 
@@ -403,6 +448,7 @@ def load_file(
     problems += _provider_problems(source)
     problems += _tool_choice_problems(source)
     problems += _role_problems(source)
+    problems += _threshold_problems(source)
     problems += _resource_problems(source, None if known_tools is None else frozenset(known_tools))
     raise_if(problems)
     assert cfg is not None

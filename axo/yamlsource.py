@@ -92,6 +92,43 @@ class Source:
 
 
 MAX_VALUES = 200_000  # scalars and collections a file may expand to, aliases expanded
+MAX_FILE_BYTES = 16 * 2**20
+MAX_DEPTH = 200  # collections inside collections (a JSON schema nests a dozen deep)
+_INT64 = (-(2**63), 2**63 - 1)  # what msgspec (messages, logs, checkpoints) can carry
+
+
+def _too_deep(root: yaml.Node) -> yaml.Node | None:
+    """The first collection nested more than ``MAX_DEPTH`` deep, if any (found without
+    recursion: deeper than Python's stack is exactly the case)."""
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, int]] = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if id(node) in seen or isinstance(node, yaml.ScalarNode):
+            continue
+        seen.add(id(node))
+        if depth > MAX_DEPTH:
+            return node
+        if isinstance(node, yaml.MappingNode):
+            stack.extend((n, depth + 1) for pair in node.value for n in pair)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((n, depth + 1) for n in node.value)
+    return None
+
+
+def _huge_numbers(data: Any) -> list[tuple[PathKey, int]]:
+    """Integers no 64-bit field can hold, with their paths."""
+    out: list[tuple[PathKey, int]] = []
+    stack: list[tuple[PathKey, Any]] = [((), data)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(((*path, str(k)), v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend(((*path, i), v) for i, v in enumerate(value))
+        elif isinstance(value, int) and not _INT64[0] <= value <= _INT64[1]:
+            out.append((path, value))
+    return out
 
 
 def _expanded_size(root: yaml.Node) -> int:
@@ -201,6 +238,30 @@ def load_yaml(
                 )
             ]
         )
+    if not p.is_file():  # a pipe would block the read, a device never end it
+        raise ConfigError(
+            [
+                Problem(
+                    file,
+                    None,
+                    "$",
+                    "not a regular file",
+                    f"give the path of a {what} YAML file",
+                )
+            ]
+        )
+    if p.stat().st_size > MAX_FILE_BYTES:
+        raise ConfigError(
+            [
+                Problem(
+                    file,
+                    None,
+                    "$",
+                    f"the file is larger than {MAX_FILE_BYTES // 2**20} MiB",
+                    f"a {what} file is a few kilobytes: check the path",
+                )
+            ]
+        )
     try:
         raw = p.read_bytes()
     except OSError as exc:
@@ -279,6 +340,19 @@ def parse_yaml(
                     )
                 ]
             )
+        deep = _too_deep(node)
+        if deep is not None:
+            raise ConfigError(
+                [
+                    Problem(
+                        file,
+                        deep.start_mark.line + 1,
+                        "$",
+                        f"values nest more than {MAX_DEPTH} levels deep here",
+                        "flatten the structure",
+                    )
+                ]
+            )
         lines: dict[PathKey, int] = {}
         dupes: list[Problem] = []
         _walk(node, (), lines, dupes, file)
@@ -306,9 +380,31 @@ def parse_yaml(
     finally:
         if loader is not None:
             loader.dispose()
+    huge = sorted(
+        (
+            Problem(
+                file,
+                _line_of(lines, path),
+                render_path(path),
+                f"{value} is too large a number (at most {_INT64[1]:,} either way)",
+                "use a smaller number",
+            )
+            for path, value in _huge_numbers(data)
+        ),
+        key=lambda problem: problem.line or 0,
+    )
+    if huge:
+        raise ConfigError(huge)
     if dupes and not collect:
         raise ConfigError(dupes)
     return Source(file=file, data=data, lines=lines, problems=dupes)
+
+
+def _line_of(lines: dict[PathKey, int], path: PathKey) -> int | None:
+    """The line of ``path``, or of its nearest ancestor that has one."""
+    while path and path not in lines:
+        path = path[:-1]
+    return lines.get(path)
 
 
 def _syntax_problem(exc: yaml.MarkedYAMLError, text: str, file: str) -> Problem:

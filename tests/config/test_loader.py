@@ -67,7 +67,7 @@ agents:
   - id: b
     provider: claude
     depends_on: [a]
-    activation_threshold: 1
+    activation_threshold: 0.5
   - id: c
     provider: small
     depends_on: [a]
