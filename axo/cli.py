@@ -157,14 +157,17 @@ def _main(argv: Sequence[str] | None) -> int:
 
             return runs_cli.main(args)
     except UserError as exc:
+        if getattr(args, "json", False) and args.command != "validate":  # it printed its own
+            print(json.dumps({"ok": False, "errors": _problems(args, exc)}))
         sys.stderr.write(f"{exc}\n")
         return 2
     except EventLogFailed as exc:
         state_dir = getattr(args, "state_dir", ".axo")
-        sys.stderr.write(
-            f"{exc} — the event log in {state_dir} can't be used: move it away or pass "
-            f"another --state-dir\n"
-        )
+        message = f"{exc} — the event log in {state_dir} can't be used: move it away or pass "
+        message += "another --state-dir"
+        if getattr(args, "json", False):
+            print(json.dumps({"ok": False, "errors": _problems(args, UserError(message))}))
+        sys.stderr.write(f"{message}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
@@ -188,7 +191,16 @@ def _problems(args: argparse.Namespace, exc: UserError) -> list[dict[str, object
             {"file": p.file, "line": p.line, "path": p.path, "message": p.message, "fix": p.fix}
             for p in exc.problems
         ]
-    return [{"file": args.file, "line": None, "path": None, "message": str(exc), "fix": ""}]
+    message, _, fix = str(exc).partition(" — ")
+    return [
+        {
+            "file": getattr(args, "file", None),
+            "line": None,
+            "path": None,
+            "message": message,
+            "fix": fix,
+        }
+    ]
 
 
 def _validated(args: argparse.Namespace, wf: Workflow) -> int:
@@ -231,7 +243,13 @@ def _read_input(args: argparse.Namespace) -> str:
         if args.input_file == "-":
             data = sys.stdin.buffer.read()
         else:
-            data = Path(args.input_file).read_bytes()
+            path = Path(args.input_file)
+            if path.exists() and not path.is_file():  # a folder, a pipe, a device
+                raise UserError(
+                    f"{args.input_file}: not a regular file — give a text file, "
+                    "or - to read standard input"
+                )
+            data = path.read_bytes()
         return data.decode("utf-8")
     except OSError as exc:
         raise UserError(
@@ -244,8 +262,22 @@ def _read_input(args: argparse.Namespace) -> str:
         ) from None
 
 
+def _check_folder(option: str, folder: str | None) -> None:
+    """A folder option (``--workspace``) must name a folder, or nothing yet (it is made)."""
+    if folder is None:
+        return
+    if not folder.strip():
+        raise UserError(f"{option} '{folder}': give a folder")
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise UserError(
+            f"{option} {folder}: not a directory — pass a folder (it is created if missing)"
+        )
+
+
 def _check_state_dir(state_dir: str) -> None:
     """The state directory must be a folder axo can write in, or one it can create."""
+    if not state_dir.strip():
+        raise UserError(f"--state-dir '{state_dir}': give a folder (the default is .axo)")
     if os.path.exists(state_dir) and not os.path.isdir(state_dir):
         raise UserError(
             f"--state-dir {state_dir}: not a directory — pass a folder (it is created if missing)"
@@ -270,6 +302,7 @@ def _run(args: argparse.Namespace) -> int:
         )
     text = "" if args.resume else _read_input(args)
     _check_state_dir(args.state_dir)
+    _check_folder("--workspace", args.workspace)
     options = {
         "runtime": args.runtime,
         "timeout": args.timeout,

@@ -80,6 +80,47 @@ def test_a_non_utf8_input_is_a_user_error(tmp_path: Path, how: str) -> None:
         assert_user_error(out, "not UTF-8")
 
 
+@pytest.mark.parametrize("where", ["workflow", "input"])
+def test_a_pipe_or_a_device_is_refused_not_read(tmp_path: Path, where: str) -> None:
+    # reading a named pipe blocks until someone writes; /dev/zero never ends
+    os.mkfifo(tmp_path / "pipe")
+    for path in (str(tmp_path / "pipe"), "/dev/zero"):
+        if where == "workflow":
+            out = axo("validate", path, cwd=tmp_path)
+        else:
+            out = axo("run", str(workflow(tmp_path)), "--input-file", path, "--quiet", cwd=tmp_path)
+        assert_user_error(out, path, "not a regular file")
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "needle"),
+    [
+        ("--workspace", "wf.yaml", "--workspace wf.yaml: not a directory"),
+        ("--state-dir", "", "--state-dir '': give a folder"),
+        ("--workspace", " ", "--workspace ' ': give a folder"),
+    ],
+)
+def test_a_folder_option_that_names_no_folder_is_refused(
+    tmp_path: Path, option: str, value: str, needle: str
+) -> None:
+    wf = workflow(tmp_path)
+    out = axo("run", str(wf), "--input", "x", option, value, "--quiet", cwd=tmp_path)
+    assert_user_error(out, needle)
+
+
+def test_json_commands_print_their_errors_as_json_too(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("agents:\n  - {id: a, depends_on: [b]}\n")
+    out = axo("run", str(bad), "--input", "x", "--json", cwd=tmp_path)
+    assert_user_error(out, "depends on unknown agent 'b'")
+    (error,) = json.loads(out.stdout)["errors"]
+    assert (error["line"], error["path"]) == (2, "$.agents[0].depends_on[0]")
+    out = axo("runs", "--json", "--state-dir", str(tmp_path / "none"), cwd=tmp_path)
+    assert_user_error(out, "no event log")
+    reply = json.loads(out.stdout)
+    assert reply["ok"] is False and "no event log" in reply["errors"][0]["message"]
+
+
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-5", "0", "-0.0", "soon"])
 def test_a_timeout_that_is_not_a_positive_finite_number_is_refused(
     tmp_path: Path, value: str
