@@ -133,6 +133,52 @@ class RunTracker:
         self.events = 0
         self.notes: list[Note] = []
         self.plan: dict[str, Any] | None = None
+        # the turns in flight: what their answered LLM calls used, and how many there were
+        self.spending: dict[str, tuple[Usage, int]] = {}
+
+    def spent(self, agent: str, usage: Usage) -> None:
+        """An LLM call of ``agent``'s turn in flight was answered (the host saw it): counted
+        even if the turn never finishes (a timeout, a stop, a killed process)."""
+        if agent in self.agents:  # (an agent fires once per run: this is that turn's)
+            before, calls = self.spending.get(agent, (Usage(), 0))
+            self.spending[agent] = (before + usage, calls + 1)
+
+    def counted(self, event: AgentDone) -> AgentDone:
+        """``event`` (applied) with the usage the tracker settled on: a killed agent process
+        and a cancelled turn report none, while the host counted each answered call."""
+        a = self.agents[event.agent]
+        if a.usage == event.usage:
+            return event
+        return msgspec.structs.replace(event, usage=a.usage, llm_calls=a.llm_calls)
+
+    def ended(self, failed: Sequence[str], skipped: Sequence[str], reason: str) -> list[RunEvent]:
+        """The records of agents ended without their actors' word (``cancel_running``)."""
+        now = time.time()
+        out: list[RunEvent] = [
+            AgentSkipped(run_id=self.run_id, agent=a, reason=reason) for a in skipped
+        ]
+        for aid in failed:
+            a = self.agents[aid]
+            out.append(
+                AgentDone(
+                    run_id=self.run_id,
+                    agent=aid,
+                    status="failed",
+                    output=None,
+                    reason=reason,
+                    usage=a.usage,
+                    llm_calls=a.llm_calls,
+                    started_at=a.started_at or now,
+                    finished_at=a.finished_at or now,
+                )
+            )
+        return out
+
+    def _settle_spending(self, a: AgentResult) -> None:
+        """A turn cut short: its agent shows what the turn spent."""
+        usage, calls = self.spending.pop(a.id, (Usage(), 0))
+        if usage.total_tokens > a.usage.total_tokens:
+            a.usage, a.llm_calls = usage, max(a.llm_calls, calls)
 
     def note(self, kind: str, agent: str, detail: dict[str, Any]) -> None:
         """Record a decision or incident (tool decision, budget, loop guard…)."""
@@ -148,8 +194,12 @@ class RunTracker:
                 a.status, a.started_at = "running", event.at
             case AgentDone():
                 a = self.agents[event.agent]
+                counted = a.usage, a.llm_calls  # a cut turn's, when the host cut it first
                 a.status, a.output, a.reason = event.status, event.output, event.reason
                 a.usage, a.llm_calls = event.usage, event.llm_calls
+                if counted[0].total_tokens > a.usage.total_tokens:
+                    a.usage, a.llm_calls = counted
+                self._settle_spending(a)  # a killed agent process reports no usage
                 a.tool_calls, a.stop_reason = event.tool_calls, event.stop_reason
                 a.started_at = a.started_at or event.started_at
                 a.finished_at = event.finished_at
@@ -203,6 +253,7 @@ class RunTracker:
         cut = [a for a in self.agents.values() if a.status == "running"]
         for a in cut:
             a.status, a.reason = "waiting", reason
+            self._settle_spending(a)
         return [a.id for a in cut]
 
     def cancel_running(self, reason: str) -> tuple[list[str], list[str]]:
@@ -213,6 +264,7 @@ class RunTracker:
         for a in self.agents.values():
             if a.status == "running":
                 a.status, a.reason, a.finished_at = "failed", reason, now
+                self._settle_spending(a)
                 failed.append(a.id)
             elif a.status == "waiting":
                 a.status, a.reason = "skipped", reason

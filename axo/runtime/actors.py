@@ -518,9 +518,29 @@ class RunActor(ChildWatch, PlanDispatch, Actor):  # type: ignore[misc]
         self._maybe_finish()
 
     def _cancel(self, msg: CancelRun) -> None:
+        """The host ended the run (its timeout, a failed log): running agents fail — each
+        with a record, like any failure; what they spent the host counted — and waiting
+        ones are skipped."""
         if self.over or self.start is None or self.lattice is None:
             return
         self.failed = True
+        now = time.time()
+        for i, spec in enumerate(self.start.agents):
+            if self.lattice.status(i) == State.RUNNING:
+                self.lattice.state[i] = State.FAILED
+                self.emit(
+                    AgentDone(
+                        run_id=self.start.run_id,
+                        agent=spec.id,
+                        status="failed",
+                        output=None,
+                        reason=msg.reason,
+                        usage=Usage(),
+                        llm_calls=0,
+                        started_at=now,
+                        finished_at=now,
+                    )
+                )
         self._skip_rest(msg.reason)
         self._finish()
 
@@ -571,7 +591,8 @@ class RunActor(ChildWatch, PlanDispatch, Actor):  # type: ignore[misc]
     def _finish(self) -> None:
         assert self.start is not None and self.lattice is not None
         self.over = True
-        if self.stopping and not self.failed:
+        agents = self.lattice.state[: len(self.start.agents)]
+        if self.stopping and not self.failed and (agents == int(State.WAITING)).any():
             self.emit(
                 RunFinished(
                     run_id=self.start.run_id, status="stopped", lattice=self.lattice.statistics()

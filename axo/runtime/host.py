@@ -30,6 +30,7 @@ from axo.llm.providers import ProviderSet
 from axo.llm.retry import watch_retries
 from axo.memory.tiers import open_memory
 from axo.messages import (
+    AgentDone,
     CancelRun,
     Events,
     LLMCall,
@@ -56,6 +57,7 @@ from axo.workflow import Workflow
 
 EventHandler = Callable[[RunEvent, RunTracker], None]
 T = TypeVar("T")
+CANCEL_SECONDS = 2.0  # multiproc: how long a timed-out run waits for its actor's last records
 CHILD_WATCH_SECONDS = 1.0  # multiproc: a killed agent process is noticed within about this
 
 
@@ -334,12 +336,24 @@ class Host:
                     interrupt(call.agent)  # not its failure: the stop ended its retries
                     return
             if isinstance(call, LLMCall) and isinstance(reply, LLMReply) and reply.response:
+                tracker.spent(call.agent, reply.response.usage)
                 sessions[call.agent] = [
                     *call.request.messages,
                     ChatMessage(role="assistant", content=reply.response.content),
                 ]
             if not finished.done() and bridge is not None:
                 bridge.send(call.reply_to, reply, failed=lambda exc: unsent(call, exc))
+
+        def record_ends(failed: list[str], skipped: list[str], reason: str) -> None:
+            """Log the end of agents the host ended itself (the actors could not say it)."""
+            if journal is None or broken:
+                return
+            for event in tracker.ended(failed, skipped, reason):
+                try:
+                    journal.event(event)
+                except EventLogFailed as exc:
+                    log_failed(exc)
+                    return
 
         def effect_failed(call: LLMCall | ToolsCall | RecallCall, exc: BaseException) -> Any:
             """The reply that tells the agent its effect failed, and a note of why."""
@@ -385,6 +399,8 @@ class Host:
                         if event.run_id != run_id or finished.done():
                             continue
                         tracker.apply(event)
+                        if isinstance(event, AgentDone):  # what the host saw it spend
+                            event = tracker.counted(event)
                         if journal is not None and not broken:
                             try:
                                 journal.event(event)
@@ -521,6 +537,10 @@ class Host:
                 cut, skipped = tracker.cancel_running(failure)
                 record("run_timed_out", "", {"reason": failure, "failed": cut, "skipped": skipped})
                 bridge.send(run_actor, CancelRun(run_id=run_id, reason=failure))
+                with contextlib.suppress(TimeoutError):  # its records: one per agent it ended
+                    await asyncio.wait_for(asyncio.shield(finished), CANCEL_SECONDS)
+                if not finished.done():  # the actor did not answer: the host writes them
+                    record_ends(cut, skipped, failure)
             else:
                 if broken:
                     failure = broken[0]
@@ -534,6 +554,7 @@ class Host:
             failure = f"run timed out after {timeout:g}s, while starting"
             _, skipped = tracker.cancel_running(failure)
             record("run_timed_out", "", {"reason": failure, "failed": [], "skipped": skipped})
+            record_ends([], skipped, failure)
         finally:
             self._stoppers.remove(stop)
             if watcher is not None:

@@ -206,7 +206,9 @@ def test_the_resume_hint_after_a_stop_names_the_state_dir_quoted(tmp_path: Path)
     state = tmp_path / "my state"
     with FakeLLM(scripts={"a": [Reply("A", delay=3.0)]}) as fake:
         wf = tmp_path / "wf.yaml"
-        wf.write_text(WORKFLOW.replace("http://127.0.0.1:9", fake.base_url))
+        # b never starts: the stop cuts the run short, so it can be resumed
+        two = WORKFLOW + "  - {id: b, depends_on: [a]}\n"
+        wf.write_text(two.replace("http://127.0.0.1:9", fake.base_url))
         command = ["run", str(wf), "--input", "x", "--json", "--state-dir", str(state)]
         proc = subprocess.Popen(
             [sys.executable, "-m", "axo.cli", *command],
