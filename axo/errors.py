@@ -104,6 +104,14 @@ class BudgetExceeded(RuntimeFault):
         )
 
 
+class OutputInvalid(RuntimeFault):
+    """An agent's final answer did not follow its ``output_schema``, even when asked again."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+        super().__init__(f"the final answer does not follow output_schema: {problem}")
+
+
 class ToolDenied(RuntimeFault):
     """A tool call was refused by the allow-list, a policy or a hook."""
 

@@ -21,7 +21,8 @@ import msgspec
 
 from axo.agent.budget import AgentBudget, estimate_request
 from axo.agent.context import estimate_tokens, pack
-from axo.errors import BudgetExceeded
+from axo.agent.output import checked
+from axo.errors import BudgetExceeded, OutputInvalid
 from axo.llm.base import ChatMessage, ChatRequest, ChatResponse, ToolCall, Usage
 from axo.messages import AgentSpec, Upstream
 from axo.tools.registry import ToolOutcome, canonical_args
@@ -59,6 +60,10 @@ class TurnResult(msgspec.Struct, frozen=True, kw_only=True):
 
 Turn = Generator[Effect, Any, TurnResult]
 
+SCHEMA_NOTE = (
+    "Your answer does not follow the required JSON schema: {problem}. Answer again with only "
+    "a JSON value that follows the schema."
+)
 REPEAT_NOTE = (
     "You already called {name} with these arguments in this task; its result was:\n{result}"
 )
@@ -133,6 +138,8 @@ class AgentTurn:
                 if spec.output_schema is not None and not final:
                     response = yield from self._ask(final=True)
                     output = response.content or ""
+                if spec.output_schema is not None:
+                    output = yield from self._follow_schema(output, spec.output_schema)
                 stop = "max_iterations" if rounds >= spec.max_iterations else "answered"
                 return TurnResult(
                     output=output,
@@ -171,6 +178,21 @@ class AgentTurn:
                     ChatMessage(role="user", content=FINAL_NOTE.format(n=spec.max_iterations))
                 )
                 final = True
+
+    def _follow_schema(self, output: str, schema: dict[str, Any]) -> Generator[Effect, Any, str]:
+        """The answer, checked against the schema; when it does not follow it, the model is
+        told what is wrong and asked once more, and a second miss fails the turn."""
+        output, problem = checked(output, schema)
+        if problem is None:
+            return output
+        yield Emit(kind="output_invalid", detail={"problem": problem, "action": "ask again"})
+        self.messages.append(ChatMessage(role="assistant", content=output))
+        self.messages.append(ChatMessage(role="user", content=SCHEMA_NOTE.format(problem=problem)))
+        response = yield from self._ask(final=True)
+        output, problem = checked(response.content or "", schema)
+        if problem is not None:
+            raise OutputInvalid(problem)
+        return output
 
     def context(self) -> tuple[ChatMessage, ...]:
         """What a request shows the model: identity and task, recalled facts, and — memory

@@ -228,3 +228,46 @@ def test_every_allowed_tool_call_is_recorded_as_a_decision(tmp_path: Path) -> No
         result = run(fake, "  - {id: a, tools: [list_files]}\n", tmp_path)
     kinds = [(n.kind, n.detail.get("action")) for n in result.notes]
     assert ("tool_decision", "allow") in kinds and ("tool_result", None) in kinds
+
+
+VERDICT = (
+    "  - id: a\n"
+    "    output_schema:\n"
+    "      type: object\n"
+    "      properties: {verdict: {enum: [APPROVE, REJECT]}}\n"
+    "      required: [verdict]\n"
+)
+
+
+def test_an_answer_that_misses_the_output_schema_is_asked_for_again(tmp_path: Path) -> None:
+    script = [Reply("I think it's fine"), Reply('```json\n{"verdict": "APPROVE"}\n```')]
+    with FakeLLM(script=script) as fake:
+        result = run(fake, VERDICT, tmp_path)
+    assert result.ok, result.failure
+    assert result.outputs == {"a": '{"verdict": "APPROVE"}'}  # the fence's inside
+    retry = fake.requests[1]
+    assert retry.body["response_format"]["json_schema"]["schema"]["required"] == ["verdict"]
+    told = retry.messages[-1]["content"]
+    assert "does not follow the required JSON schema: it is not JSON" in told
+    (note,) = result.notes_of("output_invalid")
+    assert note.detail["problem"].startswith("it is not JSON")
+    assert result.agent("a").llm_calls == 2
+
+
+def test_a_second_answer_that_misses_the_output_schema_fails_the_agent(tmp_path: Path) -> None:
+    script = [Reply('{"verdict": 42}'), Reply('{"verdict": "MAYBE", "extra": true}')]
+    with FakeLLM(script=script) as fake:
+        result = run(fake, VERDICT, tmp_path)
+    a = result.agent("a")
+    assert result.status == "failed" and a.status == "failed"
+    assert "the final answer does not follow output_schema: $.verdict: 'MAYBE' is not one of" in (
+        a.reason or ""
+    )
+    assert "$.verdict: 42 is not one of" in fake.requests[1].messages[-1]["content"]
+
+
+def test_a_line_break_inside_a_json_string_is_let_through(tmp_path: Path) -> None:
+    with FakeLLM(script=[Reply('{"verdict": "APPROVE", "why": "two\nlines"}')]) as fake:
+        result = run(fake, VERDICT, tmp_path)
+    assert result.ok, result.failure
+    assert len(fake.requests) == 1
