@@ -175,6 +175,7 @@ class _Server:
         self.state: ServerState = "connecting"
         self.reason: str | None = None
         self.tools: list[mcp_types.Tool] = []
+        self.clashes: set[str] = set()  # tools left out: their axo name was another's
         self.restarts = self.calls = self.failures = 0
         self.task: asyncio.Task[None] | None = None
         self._client: Client | None = None
@@ -476,9 +477,19 @@ class McpHub:
         A tool is a ``writes`` tool unless the server marks it read-only, so ``*`` in an
         allow-list grants only read-only MCP tools.
         """
-        return [
-            self._tool(s, t) for s in self._servers.values() if s.state == "ready" for t in s.tools
-        ]
+        out: dict[str, Tool] = {}
+        for s in self._servers.values():
+            if s.state != "ready":
+                continue
+            for spec in s.tools:
+                tool = self._tool(s, spec)
+                if tool.name in out:  # 'a.b' and 'a_b', or one name listed twice: keep the first
+                    if spec.name not in s.clashes:  # noted once, not on every listing
+                        s.clashes.add(spec.name)
+                        s._note("mcp_tool_name_clash", tool=spec.name, name=tool.name)
+                    continue
+                out[tool.name] = tool
+        return list(out.values())
 
     @staticmethod
     def _tool(server: _Server, spec: mcp_types.Tool) -> Tool:

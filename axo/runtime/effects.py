@@ -26,6 +26,9 @@ from axo.tools.registry import ToolContext, ToolOutcome, ToolRegistry
 Record = Callable[[str, str, dict[str, Any]], None]
 
 
+MAX_TOOL_RESULT_CHARS = 100_000  # about 25k tokens: more is cut, and the model is told
+
+
 class EffectRunner:
     """Performs one run's effects.
 
@@ -196,10 +199,18 @@ class EffectRunner:
             if isinstance(value, ToolOutcome):
                 outcome = value
         outcome = msgspec.structs.replace(outcome, content=self.redact(outcome.content))
+        chars = len(outcome.content)
+        if chars > MAX_TOOL_RESULT_CHARS:  # it would go whole into the next request, and the log
+            kept = outcome.content[:MAX_TOOL_RESULT_CHARS]
+            cut = (
+                f"\n[… cut: the result has {chars:,} characters; the first {len(kept):,} are shown]"
+            )
+            outcome = msgspec.structs.replace(outcome, content=kept + cut, structured=None)
+            self.record("tool_result_cut", agent, {"tool": name, "chars": chars, "kept": len(kept)})
         self.record(
             "tool_result",
             agent,
-            {"tool": name, "is_error": outcome.is_error, "chars": len(outcome.content)},
+            {"tool": name, "is_error": outcome.is_error, "chars": chars},
         )
         return outcome
 

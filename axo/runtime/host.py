@@ -51,7 +51,7 @@ from axo.runtime.pidfile import PID_FILE, write_pid
 from axo.runtime.specs import start_message
 from axo.runtime.system import ActorRuntime, ExitRequest, Mode, hide_in_logs
 from axo.tools.builtins import builtin_tools
-from axo.tools.policy import Policy
+from axo.tools.policy import Policy, unknown_approvals
 from axo.tools.registry import Tool, ToolRegistry
 from axo.workflow import Workflow
 
@@ -489,6 +489,13 @@ class Host:
                 start, crew_key = start_message(workflow, registry, run_id, run_input)
             except UsageError as exc:
                 raise _with_server_failures(exc, hub) from None
+            unknown = unknown_approvals(
+                (policy or Policy()).require_approval,
+                set(registry.names()),
+                set(workflow.config.mcp_servers),
+            )
+            if unknown:
+                raise UsageError(f"require_approval names no tool: {', '.join(unknown)}")
             if not self.rt.inline:
                 start = msgspec.structs.replace(start, watch_children=CHILD_WATCH_SECONDS)
             if resumed is not None and resumed.completed:

@@ -238,11 +238,28 @@ async def check_tool(policy: Policy, call: CallInfo) -> Decision:
         decision = as_decision(value, failure, modify_type=dict)
         if decision.action == "deny":
             return decision
-    if call.tool in policy.require_approval:
+    if needs_approval(policy.require_approval, call.tool):
         approval = await _approve(policy, call)
         if approval.action == "deny":
             return approval
     return decision
+
+
+def needs_approval(entries: frozenset[str], tool: str) -> bool:
+    """Whether ``tool`` is listed: by its name, or as ``mcp__<server>`` for each tool of that
+    MCP server (as in an allow-list)."""
+    if tool in entries:
+        return True
+    # a server's name has no '__' in it; a tool's may
+    return tool.startswith("mcp__") and "mcp__" + tool[5:].split("__", 1)[0] in entries
+
+
+def unknown_approvals(entries: frozenset[str], tools: set[str], servers: set[str]) -> list[str]:
+    """The entries of ``require_approval`` that name neither a tool nor an MCP server: a
+    misspelt entry would otherwise require nothing."""
+    return sorted(
+        e for e in entries if e not in tools and not (e.startswith("mcp__") and e[5:] in servers)
+    )
 
 
 async def _approve(policy: Policy, call: CallInfo) -> Decision:

@@ -271,3 +271,19 @@ def test_a_line_break_inside_a_json_string_is_let_through(tmp_path: Path) -> Non
         result = run(fake, VERDICT, tmp_path)
     assert result.ok, result.failure
     assert len(fake.requests) == 1
+
+
+def test_a_huge_tool_result_is_cut_and_the_model_is_told(tmp_path: Path) -> None:
+    def dump() -> str:
+        """Dump everything."""
+        return "x" * 300_000
+
+    script = [ToolCalls([("dump", {})]), Reply("too much")]
+    with FakeLLM(script=script) as fake:
+        result = run(fake, "  - {id: a, tools: [dump]}\n", tmp_path, tools=[dump])
+    assert result.ok, result.failure
+    (tool,) = [m for m in fake.requests[1].messages if m["role"] == "tool"]
+    shown = "\n[… cut: the result has 300,000 characters; the first 100,000 are shown]"
+    assert tool["content"] == "x" * 100_000 + shown
+    (note,) = result.notes_of("tool_result_cut")
+    assert note.detail == {"tool": "dump", "chars": 300_000, "kept": 100_000}

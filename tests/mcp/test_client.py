@@ -145,6 +145,21 @@ async def test_an_error_the_server_sends_is_its_answer_whatever_its_code(code: i
     assert events.kinds("c") == ["mcp_server_ready", "mcp_call_failed"]
 
 
+async def test_two_tools_with_one_axo_name_keep_the_first_and_say_so() -> None:
+    events = Events()
+    with anyio.fail_after(20):
+        clashing = {**command("counter"), "env": {"CLASH": "1"}}
+        async with await McpHub.open(configs(c=clashing), record=events) as hub:
+            names = [t.name for t in hub.tools()]
+            hub.tools()  # noted once, however often the tools are listed
+            registry = ToolRegistry(hub.tools())
+            peek = await call(registry, "mcp__c__peek_count")
+    assert names.count("mcp__c__peek_count") == 1
+    assert not peek.is_error and peek.content == "0"
+    clashes = [d for k, s, d in events.seen if k == "mcp_tool_name_clash"]
+    assert clashes == [{"tool": "peek_count", "name": "mcp__c__peek_count"}]
+
+
 async def test_mcp_tools_are_named_described_and_write_unless_marked_read_only() -> None:
     with anyio.fail_after(20):
         async with await McpHub.open(configs(counter=command("counter"))) as hub:

@@ -6,6 +6,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from axo.tools.policy import (
     ApprovalStore,
     Approve,
@@ -132,3 +134,25 @@ def test_a_corrupt_grant_store_grants_nothing(tmp_path: Path) -> None:
     path.write_text("{not json")
     policy = Policy(require_approval=frozenset({"write_file"}), approvals=ApprovalStore(path))
     assert decide(policy).action == "deny"
+
+
+def test_an_mcp_server_listed_for_approval_covers_each_of_its_tools() -> None:
+    policy = Policy(require_approval=frozenset({"mcp__files"}))
+    for tool in ("mcp__files__write", "mcp__files__a__b"):
+        call = CallInfo(run_id="r", agent="a", tool=tool, arguments={})
+        d = decide(policy, call)
+        assert d.action == "deny" and "needs approval" in d.reason, tool
+    other = CallInfo(run_id="r", agent="a", tool="mcp__filesystem__write", arguments={})
+    assert decide(policy, other).action == "allow"
+
+
+def test_an_approval_entry_that_names_no_tool_stops_the_run(tmp_path: Path) -> None:
+    import axo
+    from axo.errors import UsageError
+    from axo.testing import FakeLLM
+    from tests.helpers import fake_workflow
+
+    policy = Policy(require_approval=frozenset({"write_fiel", "mcp__nowhere"}))
+    with FakeLLM(script=[]) as fake, pytest.raises(UsageError) as info:
+        axo.run(fake_workflow(fake, "  - {id: a}\n"), "x", policy=policy)
+    assert str(info.value) == "require_approval names no tool: mcp__nowhere, write_fiel"

@@ -32,6 +32,17 @@ def state() -> dict[str, int]:
     return {"count": _count, "pid": os.getpid()}
 
 
+if os.environ.get("CLASH"):  # two tools whose axo names are the same
+
+    @server.tool(name="peek.count", description="The counter's value.")
+    def peek_dot() -> int:
+        return _count
+
+    @server.tool(name="peek_count", description="The counter's value, under a name like that.")
+    def peek_underscore() -> int:
+        return _count
+
+
 @server.tool(description="Answer with a JSON-RPC error of the given code (the server lives on).")
 def refuse(code: int) -> None:
     raise MCPError(code=code, message=f"refused with code {code}")
