@@ -338,6 +338,17 @@ def _quoted_scalar(value: Any) -> bool:
         return False
 
 
+def _unread_number(value: Any) -> bool:
+    """A number YAML 1.1 reads as a string: an exponent without a dot or a sign (``1e3``)."""
+    if not isinstance(value, str) or _quoted_scalar(value):
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return "e" in value.lower() and value.strip().lower() not in ("inf", "-inf", "nan")
+
+
 def _problem_from(err: Any, where: _Where, source: Source) -> Problem:
     loc, kind, value = where.path, err["type"], err.get("input")
     ctx = err.get("ctx") or {}
@@ -377,6 +388,13 @@ def _problem_from(err: Any, where: _Where, source: Source) -> Problem:
             fix += " (a value from the environment is always a string)"
         elif _quoted_scalar(value) and want in ("an integer", "a number", "true or false"):
             fix = f"remove the quotes around {value} so that YAML reads it as {want}"
+        elif _unread_number(value) and want in ("an integer", "a number"):
+            return source.problem(
+                loc,
+                f"YAML reads {value} as text, not as a number",
+                f"write it with a dot and a signed exponent ({float(value):.1e}) or in full "
+                f"({float(value):g})",
+            )
         elif isinstance(value, str) and want == "a list":
             fix = f"write it as a list: {key}: [{value}]"
         elif isinstance(value, dict) and want == "a list":
