@@ -189,10 +189,15 @@ class Host:
             )
         except BaseException as exc:  # the log must not show a run that never ends
             if journal is not None:
-                error = workflow.redact(str(exc) or repr(exc))
                 with contextlib.suppress(EventLogFailed):  # the log may be what failed
-                    journal.note("run_failed", "", {"error": error})
-                    journal.finish("failed")
+                    if isinstance(exc, asyncio.CancelledError):  # its caller (an MCP client)
+                        reason = "cancelled by its caller; resumable"
+                        journal.note("run_cancelled", "", {"reason": reason})
+                        journal.finish("stopped")
+                    else:
+                        error = workflow.redact(str(exc) or repr(exc))
+                        journal.note("run_failed", "", {"error": error})
+                        journal.finish("failed")
             if isinstance(exc, UsageError) and workflow.redact(str(exc)) != str(exc):
                 raise UsageError(workflow.redact(str(exc))) from None  # e.g. a model's name
             raise

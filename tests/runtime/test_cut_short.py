@@ -4,6 +4,7 @@ cut nothing short is no stop at all."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -77,3 +78,22 @@ def test_a_stop_that_comes_during_the_last_agents_call_cuts_nothing_short(
     result = json.loads(out)
     assert result["status"] == "succeeded" and result["outputs"] == {"b": "B"}
     assert "--resume" not in err
+
+
+def test_a_run_its_caller_cancels_is_logged_as_stopped_not_failed(tmp_path: Path) -> None:
+    async def cancel_while_a_waits(fake: FakeLLM) -> None:
+        workflow = fake_workflow(fake, "  - {id: a}\n")
+        run = asyncio.create_task(axo.run_async(workflow, "x", state_dir=str(tmp_path)))
+        await asyncio.to_thread(fake.wait_for, 1, key="a", timeout=30)
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+
+    with FakeLLM(scripts={"a": [Hang()]}) as fake:
+        asyncio.run(cancel_while_a_waits(fake))
+    with EventLog.open(tmp_path) as log:
+        (run,) = log.runs()
+        last = list(log.events(run.run_id))[-1]
+    assert run.status == "stopped"
+    assert last.kind == "run_cancelled"
+    assert last.data == {"reason": "cancelled by its caller; resumable"}
