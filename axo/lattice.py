@@ -49,6 +49,7 @@ _STRUCTURE = (
     "n_deps",
     "threshold",
     "_dependents",
+    "_dependencies",
     "indptr",
     "indices",
     "decay",
@@ -101,6 +102,7 @@ class EventLattice:
                     raise ValueError(f"dependency index {u} out of range 0..{n - 1}")
                 dependents[u].append(v)
         self._dependents = dependents
+        self._dependencies = dependencies
         sizes = np.fromiter((len(d) for d in dependents), dtype=np.int64, count=n)
         self.indptr = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(sizes, out=self.indptr[1:])
@@ -234,8 +236,16 @@ class EventLattice:
         return self._fire(ready)
 
     def fail(self, agent: int) -> list[int]:
-        """Record that ``agent`` failed; skip every transitive dependent that has not fired
-        (also those behind a dependent that fired early on a quorum); return them."""
+        """Record that ``agent`` failed; skip, transitively, every waiting dependent that can
+        no longer fire, and return them.
+
+        A dependent can still fire while its signal plus 0.5 for each dependency that may
+        yet complete (waiting or running) reaches its threshold: with the default threshold
+        (all dependencies) one failure is enough to skip it, as DESIGN.md says; a quorum
+        ("any 2 of 3") skips only once too few are left. A dependent that already fired (on a
+        quorum) is not walked through: what follows it waits for its own outcome. So the
+        statuses depend on which agents fail, not on when.
+        """
         self._check_index(agent)
         if self.state[agent] != _RUNNING:
             raise LatticeError(
@@ -246,20 +256,21 @@ class EventLattice:
         self._running -= 1
         self._stats["failures"] += 1
         skipped: list[int] = []
-        seen = {agent}
         stack = [agent]
         while stack:
-            u = stack.pop()
-            for v in self._dependents[u]:
-                if v in seen:
-                    continue
-                seen.add(v)
-                stack.append(v)
-                if self.state[v] == _WAITING:
+            for v in self._dependents[stack.pop()]:
+                if self.state[v] == _WAITING and not self._can_fire(v):
                     self.state[v] = _SKIPPED
                     skipped.append(v)
+                    stack.append(v)
         self._stats["skipped"] += len(skipped)
         return sorted(skipped)
+
+    def _can_fire(self, v: int) -> bool:
+        """Whether ``v``'s signal may still reach its threshold (decay aside: the signal as
+        last deposited, an upper bound — what never fires is skipped by ``finish``)."""
+        alive = sum(1 for u in self._dependencies[v] if self.state[u] in (_WAITING, _RUNNING))
+        return bool(self.signal[v] + SIGNAL * alive >= self.threshold[v])
 
     def extend(self, dependencies: Sequence[Sequence[int]]) -> tuple[list[int], list[int]]:
         """Add agents (a coordinator's plan steps) to a running lattice.
@@ -275,6 +286,7 @@ class EventLattice:
                 if not 0 <= u < n:
                     raise LatticeError(f"dependency index {u} out of range 0..{n - 1}")
         self._dependents = [*map(list, self._dependents), *([] for _ in deps)]  # may be shared
+        self._dependencies = [*self._dependencies, *deps]
         for k, d in enumerate(deps):
             for u in d:
                 self._dependents[u].append(start + k)

@@ -96,21 +96,25 @@ class ReferenceLattice:
         )
 
     def fail(self, agent: int) -> list[int]:
-        """Record a failure; skip every transitive dependent that has not fired; return them."""
+        """Record a failure; skip, transitively, every waiting dependent whose signal can no
+        longer reach its threshold (what it has, plus 0.5 for each dependency still waiting
+        or running); return them. One that already fired is not walked through."""
         if self._state.get(agent) is not State.RUNNING:
             raise LatticeError(f"agent {agent} failed but was not running")
         self._state[agent] = State.FAILED
-        reachable: set[int] = set()
+        skipped: list[int] = []
         frontier = [agent]
         while frontier:
             for v in self._dependents[frontier.pop()]:
-                if v not in reachable:
-                    reachable.add(v)
+                if self._state[v] is State.WAITING and not self._can_fire(v):
+                    self._state[v] = State.SKIPPED
+                    skipped.append(v)
                     frontier.append(v)
-        skipped = sorted(v for v in reachable if self._state[v] is State.WAITING)
-        for v in skipped:
-            self._state[v] = State.SKIPPED
-        return skipped
+        return sorted(skipped)
+
+    def _can_fire(self, v: int) -> bool:
+        alive = [u for u in self._needs[v] if self._state[u] in (State.WAITING, State.RUNNING)]
+        return self._signal[v] + SIGNAL * len(alive) >= self._threshold[v]
 
     def finish(self) -> list[int]:
         """Once nothing runs, the agents still waiting can never fire: skip them."""

@@ -14,7 +14,7 @@ import pytest
 
 import axo
 from axo.eventlog import EventLog
-from axo.testing import FakeLLM, Hang, Reply, ToolCalls
+from axo.testing import Fail, FakeLLM, Hang, Reply, ToolCalls
 from tests.helpers import fake_workflow
 from tests.runtime.test_resume import axo as axo_cli
 from tests.runtime.test_resume import write_workflow
@@ -97,3 +97,32 @@ def test_a_run_its_caller_cancels_is_logged_as_stopped_not_failed(tmp_path: Path
     assert run.status == "stopped"
     assert last.kind == "run_cancelled"
     assert last.data == {"reason": "cancelled by its caller; resumable"}
+
+
+@pytest.mark.parametrize("first", ["the failure", "the quorum"])
+def test_a_failure_beside_a_quorum_decides_the_same_whenever_it_comes(
+    tmp_path: Path, first: str
+) -> None:
+    # d needs one of {b, c}; e follows d. b fails, c succeeds: d and e run, in either order
+    slow = 1.0
+    scripts = {
+        "a": [Reply("A")],
+        "b": [Fail(500, delay=0.0 if first == "the failure" else slow)],
+        "c": [Reply("C", delay=slow if first == "the failure" else 0.0)],
+        "d": [Reply("D", delay=slow)],
+        "e": [Reply("E")],
+    }
+    agents = (
+        "  - {id: a}\n  - {id: b, depends_on: [a]}\n  - {id: c, depends_on: [a]}\n"
+        "  - {id: d, depends_on: [b, c], activation_threshold: 0.5}\n"
+        "  - {id: e, depends_on: [d]}\n"
+    )
+    with FakeLLM(scripts=scripts) as fake:
+        result = axo.run(fake_workflow(fake, agents), "x", timeout=60)
+    assert {a.id: a.status for a in result.agents} == {
+        "a": "done",
+        "b": "failed",
+        "c": "done",
+        "d": "done",
+        "e": "done",
+    }
