@@ -27,6 +27,7 @@ agents, runs or the host.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import re
@@ -84,6 +85,16 @@ def _leaf(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     return exc
+
+
+def _unreadable(exc: Exception) -> str:
+    """What was wrong with a line the SDK could not read, with the line's start."""
+    errors = getattr(exc, "errors", None)  # pydantic's ValidationError
+    if callable(errors):
+        with contextlib.suppress(Exception):
+            first = errors()[0]
+            return f"{first['msg']}: {str(first.get('input'))[:120]!r}"
+    return _describe(exc)[:300]
 
 
 def _closed_here(exc: MCPError) -> bool:
@@ -176,6 +187,8 @@ class _Server:
         self.reason: str | None = None
         self.tools: list[mcp_types.Tool] = []
         self.clashes: set[str] = set()  # tools left out: their axo name was another's
+        self._inflight: set[anyio.CancelScope] = set()  # the calls waiting for an answer
+        self._garbled: str | None = None  # the last line that was not JSON-RPC
         self.restarts = self.calls = self.failures = 0
         self.task: asyncio.Task[None] | None = None
         self._client: Client | None = None
@@ -226,7 +239,11 @@ class _Server:
             with anyio.CancelScope(deadline=deadline) as self._scope:
                 async with AsyncExitStack() as stack:
                     transport = await self._transport(stack)
-                    client = Client(_watched(transport, lambda: self._lost(gen, "")), cache=None)
+                    client = Client(
+                        _watched(transport, lambda: self._lost(gen, "")),
+                        cache=None,
+                        message_handler=self._on_message,
+                    )
                     await stack.enter_async_context(client)
                     tools = await _list_all(client)
                     self._scope.deadline = math.inf  # connected: the session lives on
@@ -314,6 +331,17 @@ class _Server:
             self._note("mcp_server_unavailable", reason=reason)
         self._wake.set()
 
+    async def _on_message(self, message: Any) -> None:
+        """What the session hands over besides answers: a line it could not read as JSON-RPC
+        (the SDK only logs it) fails the calls waiting on this server at once — it may have
+        been their answer, and they would otherwise wait out their timeout."""
+        if isinstance(message, Exception):
+            self._garbled = _unreadable(message)
+            self._note("mcp_protocol_error", error=self._garbled, calls=len(self._inflight))
+            for scope in list(self._inflight):
+                scope.cancel()
+        await anyio.lowlevel.checkpoint()
+
     async def settled(self, timeout: float) -> None:
         """Wait (at most ``timeout`` seconds) until the current connection attempt is over."""
         with anyio.move_on_after(timeout):
@@ -339,8 +367,11 @@ class _Server:
         client = await self._ready_client()
         gen, timeout = self._generation, self.config.call_timeout
         start = time.monotonic()
+        scope = anyio.CancelScope()  # cancelled when the server sends what is not JSON-RPC
+        self._inflight.add(scope)
         try:
-            result = await _call_tool(client, tool, args, timeout)
+            with scope:
+                result = await _call_tool(client, tool, args, timeout)
         except MCPError as exc:
             # the SDK says "timed out" and "closed" with codes a server may send as its own
             # errors (-32001, -32000): only the SDK's own are a timeout or a lost server
@@ -360,6 +391,13 @@ class _Server:
             anyio.ClosedResourceError,
         ) as exc:
             raise self._went_away(gen, tool, _describe(exc)) from None
+        finally:
+            self._inflight.discard(scope)
+        if scope.cancelled_caught:
+            raise ToolFailed(
+                f"MCP server '{self.name}' answered '{tool}' with something that is not "
+                f"JSON-RPC ({self._garbled})"
+            )
         if result.is_error:
             raise ToolFailed(
                 f"'{tool}' (MCP server '{self.name}') reported an error: {_answer(result)}"

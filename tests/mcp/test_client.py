@@ -160,6 +160,22 @@ async def test_two_tools_with_one_axo_name_keep_the_first_and_say_so() -> None:
     assert clashes == [{"tool": "peek_count", "name": "mcp__c__peek_count"}]
 
 
+async def test_an_answer_that_is_not_json_rpc_fails_the_call_at_once() -> None:
+    # the SDK only logs a line it cannot read: the call would wait out its timeout (60 s)
+    events = Events()
+    with anyio.fail_after(20):
+        async with await McpHub.open(configs(c=command("counter")), record=events) as hub:
+            registry = ToolRegistry(hub.tools())
+            garbled = await call(registry, "mcp__c__garble")
+            after = await call(registry, "mcp__c__increment", by=2)
+    assert garbled.is_error
+    assert "MCP server 'c' answered 'garble' with something that is not JSON-RPC" in (
+        garbled.content
+    )
+    assert not after.is_error and after.content == "2", "the server itself is still there"
+    assert "mcp_protocol_error" in events.kinds("c")
+
+
 async def test_mcp_tools_are_named_described_and_write_unless_marked_read_only() -> None:
     with anyio.fail_after(20):
         async with await McpHub.open(configs(counter=command("counter"))) as hub:

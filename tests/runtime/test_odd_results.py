@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import axo
@@ -24,6 +25,19 @@ class Opaque:
 
     def __str__(self) -> str:
         return "an opaque value"
+
+
+def run_calling(tool: Callable[[], object], state: Path, runtime: str) -> tuple[axo.RunResult, str]:
+    """A durable run whose agent ``a`` calls ``tool`` once; the result, and what the model
+    read as the tool's result."""
+    scripts = {"a": [ToolCalls([("odd", {})]), Reply("seen")], "b": [Reply("ok")]}
+    with FakeLLM(scripts=scripts) as fake:
+        workflow = fake_workflow(fake, ONE_TOOL)
+        result = axo.run(
+            workflow, "x", runtime=runtime, tools=[tool], state_dir=str(state), timeout=60
+        )
+        (seen,) = [m["content"] for m in fake.requests[1].messages if m["role"] == "tool"]
+    return result, seen
 
 
 def test_half_a_character_from_the_llm_is_replaced_and_stored(tmp_path: Path, runtime: str) -> None:
@@ -48,15 +62,9 @@ def test_a_tool_value_with_no_json_form_reaches_the_model_as_text(
         """Return something odd."""
         return Opaque()
 
-    scripts = {"a": [ToolCalls([("odd", {})]), Reply("saw it")], "b": [Reply("ok")]}
-    with FakeLLM(scripts=scripts) as fake:
-        workflow = fake_workflow(fake, ONE_TOOL)
-        result = axo.run(
-            workflow, "x", runtime=runtime, tools=[odd], state_dir=str(tmp_path), timeout=60
-        )
-        tool_messages = [m for m in fake.requests[1].messages if m["role"] == "tool"]
+    result, seen = run_calling(odd, tmp_path, runtime)
     assert result.ok, result.failure
-    assert tool_messages[0]["content"] == "an opaque value"
+    assert seen == "an opaque value"
 
 
 def test_a_tool_that_calls_sys_exit_fails_as_a_tool_and_the_run_goes_on(
@@ -66,13 +74,7 @@ def test_a_tool_that_calls_sys_exit_fails_as_a_tool_and_the_run_goes_on(
         """Parse arguments like a command line tool."""
         sys.exit(3)
 
-    scripts = {"a": [ToolCalls([("odd", {})]), Reply("it failed")], "b": [Reply("ok")]}
-    with FakeLLM(scripts=scripts) as fake:
-        workflow = fake_workflow(fake, ONE_TOOL)
-        result = axo.run(
-            workflow, "x", runtime=runtime, tools=[odd], state_dir=str(tmp_path), timeout=60
-        )
-        tool_messages = [m for m in fake.requests[1].messages if m["role"] == "tool"]
+    result, seen = run_calling(odd, tmp_path, runtime)
     assert result.ok, result.failure
-    assert tool_messages[0]["content"] == "error: ToolExited: called sys.exit(3)"
+    assert seen == "error: ToolExited: called sys.exit(3)"
     assert [a.status for a in result.agents] == ["done", "done"]

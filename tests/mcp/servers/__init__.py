@@ -2,9 +2,10 @@
 
 - ``counter.py``: stateful (a counter and the process id) over stdio, or over streamable HTTP
   with ``--http`` (then it records every request's ``Authorization`` header, see
-  ``http_recorder``); ``refuse`` answers a JSON-RPC error with the code it is given;
-  with ``CLASH`` in its environment, ``peek.count`` and ``peek_count`` (the same axo name);
-  over stdio, ``BANNER`` in its environment is printed on stdout first;
+  ``http_recorder``); ``refuse`` answers a JSON-RPC error with the code it is given,
+  ``garble`` a line that is not JSON-RPC; with ``CLASH`` in its environment, ``peek.count``
+  and ``peek_count`` (the same axo name); over stdio, ``BANNER`` in its environment is
+  printed on stdout first;
 - ``crasher.py``: ``crash`` ends the process with ``os._exit`` in the middle of the call;
 - ``silent.py``: ``wait`` never answers;
 - ``http_recorder.py``: an in-process streamable HTTP server (its own thread) that records the

@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 import sys
 
+import anyio
 from mcp import MCPError
 from mcp.server.mcpserver import MCPServer
 from mcp.types import ToolAnnotations
 
 server = MCPServer("counter")
+_WIRE = os.dup(1)  # the channel itself: serving over stdio, the SDK diverts fd 1 to stderr
 _count = 0
 
 
@@ -41,6 +43,12 @@ if os.environ.get("CLASH"):  # two tools whose axo names are the same
     @server.tool(name="peek_count", description="The counter's value, under a name like that.")
     def peek_underscore() -> int:
         return _count
+
+
+@server.tool(description="Answer with a line that is not JSON-RPC, then nothing.")
+async def garble() -> None:
+    os.write(_WIRE, b"this is not JSON-RPC\n")
+    await anyio.sleep_forever()  # the answer never comes
 
 
 @server.tool(description="Answer with a JSON-RPC error of the given code (the server lives on).")
