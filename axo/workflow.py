@@ -456,7 +456,7 @@ def load_file(
     if any(a.role == "coordinator" for a in cfg.agents):  # their domain files, checked too
         from axo.runtime.specs import check_plans
 
-        check_plans(workflow)
+        check_plans(workflow, source)
     return workflow
 
 

@@ -7,16 +7,17 @@ per workflow and set of tools, then reused for every run.
 
 from __future__ import annotations
 
+import difflib
 import os
 import weakref
 
 import msgspec
 
-from axo.config import Agent, FunctionProvider
+from axo.config import Agent, FunctionProvider, raise_if
 from axo.messages import AgentSpec, PlanSpec, StartRun
 from axo.tools.registry import ToolRegistry
 from axo.workflow import Workflow
-from axo.yamlsource import load_yaml
+from axo.yamlsource import Source, load_yaml
 
 
 def agent_specs(workflow: Workflow, registry: ToolRegistry) -> tuple[AgentSpec, ...]:
@@ -62,18 +63,40 @@ def agent_specs(workflow: Workflow, registry: ToolRegistry) -> tuple[AgentSpec, 
     return tuple(specs)
 
 
-def check_plans(workflow: Workflow) -> None:
+def check_plans(workflow: Workflow, source: Source | None = None) -> None:
     """Read and check every coordinator's domain and problem files (``axo validate`` and
-    loading a workflow file do, so a broken domain is found before anything runs).
+    loading a workflow file do, so a broken domain is found before anything runs); with the
+    workflow's ``source``, also that each key of ``plan.capabilities`` names an operator of
+    the domain (a misspelt one would require nothing of the workers).
 
     Raises:
-        ConfigError: what is wrong, located in the domain or problem file.
+        ConfigError: what is wrong, located in the domain or problem file, or in the
+            workflow file for a capability.
     """
-    for agent in workflow.agents:
-        _plan_spec(workflow, agent)
+    from axo.coordination.coordinator import load
+
+    problems = []
+    for i, agent in enumerate(workflow.agents):
+        spec = _plan_spec(workflow, agent, check=False)
+        if spec is None:
+            continue
+        domain, _ = load(spec)
+        for key in spec.capabilities if source is not None else ():
+            if key not in domain.operators:
+                near = difflib.get_close_matches(key, list(domain.operators), n=1)
+                problems.append(
+                    source.problem(
+                        ("agents", i, "plan", "capabilities", key),
+                        f"no operator '{key}' in domain '{domain.name}'",
+                        f"did you mean '{near[0]}'?"
+                        if near
+                        else "use one of: " + ", ".join(sorted(domain.operators)),
+                    )
+                )
+    raise_if(problems)
 
 
-def _plan_spec(workflow: Workflow, agent: Agent) -> PlanSpec | None:
+def _plan_spec(workflow: Workflow, agent: Agent, *, check: bool = True) -> PlanSpec | None:
     """Read a coordinator's domain and problem files (relative to the workflow file) and check
     them now, so a broken domain is a ConfigError before anything runs."""
     if agent.role != "coordinator" or agent.plan is None:
@@ -101,9 +124,10 @@ def _plan_spec(workflow: Workflow, agent: Agent) -> PlanSpec | None:
         max_rounds=agent.plan.max_rounds,
         capabilities={k: tuple(v) for k, v in agent.plan.capabilities.items()},
     )
-    from axo.coordination.coordinator import load
+    if check:
+        from axo.coordination.coordinator import load
 
-    load(spec)
+        load(spec)
     return spec
 
 
