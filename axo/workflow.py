@@ -328,6 +328,18 @@ def _resource_problems(source: Source, known_tools: frozenset[str] | None) -> li
                     f"add {needed}: to start or reach the server",
                 )
             )
+        # what the other transport uses would be silently ignored
+        unused = ("url", "headers") if transport == "stdio" else ("command", "args", "env", "cwd")
+        for key in unused if transport in ("stdio", "streamable_http") else ():
+            if cfg.get(key):
+                other = "streamable_http" if transport == "stdio" else "stdio"
+                problems.append(
+                    source.problem(
+                        ("mcp_servers", name, key),
+                        f"'{key}' is for {other} servers, and '{name}' is a {transport} one",
+                        f"remove it, or set transport: {other}",
+                    )
+                )
     agents = data.get("agents") if isinstance(data.get("agents"), list) else []
     for i, a in enumerate(agents):
         if not isinstance(a, dict):
