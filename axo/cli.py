@@ -262,12 +262,12 @@ def _read_input(args: argparse.Namespace) -> str:
         ) from None
 
 
-def _check_folder(option: str, folder: str | None) -> None:
-    """A folder option (``--workspace``) must name a folder, or nothing yet (it is made)."""
+def _check_folder(option: str, folder: str | None, default: str = "") -> None:
+    """A folder option must name a folder, or nothing yet (it is made)."""
     if folder is None:
         return
     if not folder.strip():
-        raise UserError(f"{option} '{folder}': give a folder")
+        raise UserError(f"{option} '{folder}': give a folder{default}")
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise UserError(
             f"{option} {folder}: not a directory — pass a folder (it is created if missing)"
@@ -276,12 +276,7 @@ def _check_folder(option: str, folder: str | None) -> None:
 
 def _check_state_dir(state_dir: str) -> None:
     """The state directory must be a folder axo can write in, or one it can create."""
-    if not state_dir.strip():
-        raise UserError(f"--state-dir '{state_dir}': give a folder (the default is .axo)")
-    if os.path.exists(state_dir) and not os.path.isdir(state_dir):
-        raise UserError(
-            f"--state-dir {state_dir}: not a directory — pass a folder (it is created if missing)"
-        )
+    _check_folder("--state-dir", state_dir, " (the default is .axo)")
     try:
         os.makedirs(os.path.join(state_dir, "runs"), exist_ok=True)
     except OSError as exc:

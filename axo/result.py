@@ -174,11 +174,14 @@ class RunTracker:
             )
         return out
 
-    def _settle_spending(self, a: AgentResult) -> None:
-        """A turn cut short: its agent shows what the turn spent."""
-        usage, calls = self.spending.pop(a.id, (Usage(), 0))
-        if usage.total_tokens > a.usage.total_tokens:
-            a.usage, a.llm_calls = usage, max(a.llm_calls, calls)
+    def _settle_spending(self, a: AgentResult, reported: tuple[Usage, int] | None = None) -> None:
+        """``a``'s turn is over: it shows the most that was counted of it — what the turn
+        reported, what a cut already settled, what the host counted of its answered calls (a
+        killed agent process and a cancelled turn report nothing)."""
+        counts = [(a.usage, a.llm_calls), self.spending.pop(a.id, (Usage(), 0))]
+        if reported is not None:
+            counts.insert(0, reported)  # first: it wins a tie
+        a.usage, a.llm_calls = max(counts, key=lambda count: count[0].total_tokens)
 
     def note(self, kind: str, agent: str, detail: dict[str, Any]) -> None:
         """Record a decision or incident (tool decision, budget, loop guard…)."""
@@ -194,12 +197,8 @@ class RunTracker:
                 a.status, a.started_at = "running", event.at
             case AgentDone():
                 a = self.agents[event.agent]
-                counted = a.usage, a.llm_calls  # a cut turn's, when the host cut it first
                 a.status, a.output, a.reason = event.status, event.output, event.reason
-                a.usage, a.llm_calls = event.usage, event.llm_calls
-                if counted[0].total_tokens > a.usage.total_tokens:
-                    a.usage, a.llm_calls = counted
-                self._settle_spending(a)  # a killed agent process reports no usage
+                self._settle_spending(a, (event.usage, event.llm_calls))
                 a.tool_calls, a.stop_reason = event.tool_calls, event.stop_reason
                 a.started_at = a.started_at or event.started_at
                 a.finished_at = event.finished_at

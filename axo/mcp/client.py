@@ -27,8 +27,6 @@ agents, runs or the host.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import math
 import re
 import tempfile
@@ -48,6 +46,7 @@ from mcp.shared.exceptions import MCPError
 
 from axo.config import McpServer
 from axo.errors import ToolFailed
+from axo.mcp._reading import answer, closed_here, describe, leaf, unreadable
 from axo.tools.registry import Tool, ToolContext
 
 __all__ = ["McpHub", "Record", "ServerState", "ServerStatus", "list_server_tools", "tool_name"]
@@ -78,60 +77,6 @@ def tool_name(server: str, tool: str) -> str:
     """The axo name of an MCP tool: ``mcp__<server>__<tool>``, characters a model API refuses
     replaced by ``_``."""
     return f"mcp__{_UNSAFE.sub('_', server)}__{_UNSAFE.sub('_', tool)}"
-
-
-def _leaf(exc: BaseException) -> BaseException:
-    """The first exception inside task-group exception groups."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return exc
-
-
-def _unreadable(exc: Exception) -> str:
-    """What was wrong with a line the SDK could not read, with the line's start."""
-    errors = getattr(exc, "errors", None)  # pydantic's ValidationError
-    if callable(errors):
-        with contextlib.suppress(Exception):
-            first = errors()[0]
-            return f"{first['msg']}: {str(first.get('input'))[:120]!r}"
-    return _describe(exc)[:300]
-
-
-def _closed_here(exc: MCPError) -> bool:
-    """The SDK's own "Connection closed" (the transport ended), not a server's error that
-    happens to use its code."""
-    return exc.message == "Connection closed" and exc.data is None
-
-
-def _describe(exc: BaseException) -> str:
-    """One line for an exception."""
-    exc = _leaf(exc)
-    if isinstance(exc, MCPError):
-        return exc.message
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
-
-def _answer(result: mcp_types.CallToolResult) -> str:
-    """A tool result as the text a model reads."""
-    parts: list[str] = []
-    for block in result.content:
-        if isinstance(block, mcp_types.TextContent):
-            parts.append(block.text)
-        elif isinstance(block, mcp_types.ImageContent | mcp_types.AudioContent):
-            parts.append(f"[{block.type}: {block.mime_type}]")
-        elif isinstance(block, mcp_types.ResourceLink):
-            parts.append(f"[resource: {block.uri}]")
-        elif isinstance(block, mcp_types.EmbeddedResource):
-            res = block.resource
-            parts.append(
-                res.text
-                if isinstance(res, mcp_types.TextResourceContents)
-                else f"[resource: {res.uri}]"
-            )
-    if not parts and result.structured_content is not None:
-        return json.dumps(result.structured_content, ensure_ascii=False)
-    return "\n".join(parts)
 
 
 class _WatchedStream:
@@ -218,7 +163,7 @@ class _Server:
                     self._note("mcp_server_unavailable", reason=self.reason)
                 break
         except Exception as exc:  # a bug of ours must not leave callers waiting
-            self._set("failed", f"internal error: {_describe(exc)}")
+            self._set("failed", f"internal error: {describe(exc)}")
             self._note("mcp_server_failed", reason=self.reason)
         finally:
             if self.state in ("connecting", "ready", "restarting"):
@@ -264,12 +209,12 @@ class _Server:
                 )
         except Exception as exc:
             if connected:  # tearing down a dead session may raise: the loss is already known
-                self._lost(gen, _describe(exc))
+                self._lost(gen, describe(exc))
                 return None
-            leaf = _leaf(exc)
-            if isinstance(leaf, MCPError) and leaf.code == mcp_types.CONNECTION_CLOSED:
+            cause = leaf(exc)
+            if isinstance(cause, MCPError) and cause.code == mcp_types.CONNECTION_CLOSED:
                 return f"the server exited before it was ready{self._stderr_tail()}"
-            return f"{_describe(exc)}{self._stderr_tail()}"
+            return f"{describe(exc)}{self._stderr_tail()}"
         finally:
             self._client = None
         return None
@@ -336,7 +281,7 @@ class _Server:
         (the SDK only logs it) fails the calls waiting on this server at once — it may have
         been their answer, and they would otherwise wait out their timeout."""
         if isinstance(message, Exception):
-            self._garbled = _unreadable(message)
+            self._garbled = unreadable(message)
             self._note("mcp_protocol_error", error=self._garbled, calls=len(self._inflight))
             for scope in list(self._inflight):
                 scope.cancel()
@@ -380,7 +325,7 @@ class _Server:
                 raise ToolFailed(
                     f"MCP server '{self.name}': '{tool}' did not answer within {timeout:g}s"
                 ) from None
-            if exc.code == mcp_types.CONNECTION_CLOSED and _closed_here(exc):
+            if exc.code == mcp_types.CONNECTION_CLOSED and closed_here(exc):
                 raise self._went_away(gen, tool) from None
             self._note("mcp_call_failed", tool=tool, error=exc.message)
             raise ToolFailed(f"MCP server '{self.name}' refused '{tool}': {exc.message}") from None
@@ -390,7 +335,7 @@ class _Server:
             anyio.BrokenResourceError,
             anyio.ClosedResourceError,
         ) as exc:
-            raise self._went_away(gen, tool, _describe(exc)) from None
+            raise self._went_away(gen, tool, describe(exc)) from None
         finally:
             self._inflight.discard(scope)
         if scope.cancelled_caught:
@@ -400,9 +345,9 @@ class _Server:
             )
         if result.is_error:
             raise ToolFailed(
-                f"'{tool}' (MCP server '{self.name}') reported an error: {_answer(result)}"
+                f"'{tool}' (MCP server '{self.name}') reported an error: {answer(result)}"
             )
-        return _answer(result)
+        return answer(result)
 
     async def _ready_client(self) -> Client:
         if self.state in ("connecting", "restarting"):

@@ -189,15 +189,7 @@ class Host:
             )
         except BaseException as exc:  # the log must not show a run that never ends
             if journal is not None:
-                with contextlib.suppress(EventLogFailed):  # the log may be what failed
-                    if isinstance(exc, asyncio.CancelledError):  # its caller (an MCP client)
-                        reason = "cancelled by its caller; resumable"
-                        journal.note("run_cancelled", "", {"reason": reason})
-                        journal.finish("stopped")
-                    else:
-                        error = workflow.redact(str(exc) or repr(exc))
-                        journal.note("run_failed", "", {"error": error})
-                        journal.finish("failed")
+                journal.abandon(exc, workflow.redact)
             if isinstance(exc, UsageError) and workflow.redact(str(exc)) != str(exc):
                 raise UsageError(workflow.redact(str(exc))) from None  # e.g. a model's name
             raise

@@ -19,6 +19,8 @@ This module knows the event log's API and the messages it stores; not Thespian, 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import os
 from collections.abc import Callable
@@ -28,7 +30,7 @@ from typing import Any
 import msgspec
 
 from axo.errors import UsageError
-from axo.eventlog import EventLog, Record
+from axo.eventlog import EventLog, EventLogFailed, Record
 from axo.llm.base import Usage
 from axo.memory.checkpoint import CheckpointStore, CheckpointWriter
 from axo.messages import (
@@ -295,6 +297,18 @@ class Journal:
         """Write the checkpoints still queued and stop their thread (``finish`` does it too;
         this is for when the log has failed and ``finish`` cannot be recorded)."""
         self._writer.close()
+
+    def abandon(self, exc: BaseException, redact: Callable[[str], str]) -> None:
+        """The run ended by ``exc`` rather than by its actors: cancelled by its caller (an MCP
+        client) it is stopped — resumable —, else failed. A log that fails now stays silent:
+        it may be what failed."""
+        with contextlib.suppress(EventLogFailed):
+            if isinstance(exc, asyncio.CancelledError):
+                self.note("run_cancelled", "", {"reason": "cancelled by its caller; resumable"})
+                self.finish("stopped")
+            else:
+                self.note("run_failed", "", {"error": redact(str(exc) or repr(exc))})
+                self.finish("failed")
 
     def finish(self, status: str) -> None:
         """Write the checkpoints still queued, then record the run's end."""

@@ -47,7 +47,7 @@ async def distill(
         )
         try:
             if spec.function is not None:
-                from axo.runtime.actors import call_function
+                from axo.runtime.agent_actor import call_function
 
                 response = call_function(spec.function, request)
             else:

@@ -12,6 +12,7 @@ import importlib.util
 import pytest
 
 import axo
+from axo.llm.base import Provider
 from axo.llm.openai import OpenAICompatible
 from axo.llm.providers import ProviderSet
 from tests.helpers import descendants, wait_gone
@@ -36,19 +37,28 @@ def test_open_cancelled_keeps_what_was_built_and_stops_what_was_starting() -> No
     asyncio.run(_open_then_cancel())
 
 
+class Watched(ProviderSet):
+    """A provider set that says when it starts building the local model."""
+
+    def __init__(self, workflow: axo.Workflow) -> None:
+        super().__init__(workflow)
+        self.building_local = asyncio.Event()
+
+    async def _build(self, name: str) -> Provider:
+        if name == "local":
+            self.building_local.set()
+        return await super()._build(name)
+
+
 async def _open_then_cancel() -> None:
     workflow = axo.load_workflow("two.yaml", text=TWO_PROVIDERS)
-    providers = ProviderSet(workflow)
+    providers = Watched(workflow)
     before = descendants()
     opening = asyncio.create_task(providers.open())
-    # within a few turns of the loop each build takes its first step: the API client is made
-    # (and done), the local model's server is spawned, then probed until it answers
-    server: set[int] = set()
-    for _ in range(100):
-        await asyncio.sleep(0)  # a turn of the loop, not a wait for time
-        server = descendants() - before
-        if server or opening.done():
-            break
+    # the local build's first step spawns the server and runs on to its first wait (the
+    # probe) before this task hears the event; the API client was made meanwhile
+    await asyncio.wait_for(providers.building_local.wait(), timeout=30)
+    server = descendants() - before
     assert server, "the local model's server was not spawned"
     assert not opening.done()
     opening.cancel()

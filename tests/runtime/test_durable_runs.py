@@ -106,18 +106,31 @@ def test_a_finished_run_leaves_each_agents_newest_checkpoint_readable(tmp_path: 
     assert not [t for t in threading.enumerate() if t.name == "axo-checkpoints"]
 
 
+def unreadable_completion(state: Path, agent: str) -> None:
+    """Make ``agent``'s completion record in the log unreadable."""
+    with closing(sqlite3.connect(state / "events.db")) as db, db:
+        db.execute(
+            "UPDATE events SET payload = x'00ff' WHERE kind = 'agent_done' AND agent = ?",
+            (agent,),
+        )
+
+
+def resume_asking_nothing(state: Path, run_id: str, asked: str) -> axo.RunResult:
+    """Resume the chain's run without any LLM answer to give (``asked``: the failure if one
+    is requested); it must succeed with c's output."""
+    with FakeLLM(script=[]) as fake:
+        again = axo.run(fake_workflow(fake, CHAIN), "", state_dir=str(state), resume=run_id)
+        assert fake.requests == [], asked
+    assert again.ok, again.failure
+    assert again.outputs == {"c": "C-out"}
+    return again
+
+
 def test_completions_the_log_lost_are_recovered_from_the_checkpoints(tmp_path: Path) -> None:
     state = tmp_path / "state"
     first = run_chain(state)
-    with closing(sqlite3.connect(state / "events.db")) as db, db:
-        db.execute(  # a's completion unreadable: it and every record after it are dropped
-            "UPDATE events SET payload = x'00ff' WHERE kind = 'agent_done' AND agent = 'a'"
-        )
-    with FakeLLM(script=[]) as fake:
-        again = axo.run(fake_workflow(fake, CHAIN), "", state_dir=str(state), resume=first.run_id)
-        assert fake.requests == [], "a completed agent was asked again"
-    assert again.ok, again.failure
-    assert again.outputs == {"c": "C-out"}
+    unreadable_completion(state, "a")  # it and every record after it are dropped
+    again = resume_asking_nothing(state, first.run_id, "a completed agent was asked again")
     problems = [n.detail["problem"] for n in again.notes_of("resume_problem")]
     for agent in OUTPUTS:
         assert f"agent '{agent}': completion recovered from its checkpoint" in problems
@@ -128,15 +141,10 @@ def test_a_bad_checkpoint_with_none_older_is_reported_and_the_log_replayed(
 ) -> None:
     state = tmp_path / "state"
     first = run_chain(state)
-    with closing(sqlite3.connect(state / "events.db")) as db, db:
-        db.execute("UPDATE events SET payload = x'00ff' WHERE kind = 'agent_done' AND agent = 'c'")
+    unreadable_completion(state, "c")
     for path in (state / "runs" / first.run_id / "checkpoints" / "c").iterdir():
         path.write_bytes(path.read_bytes()[:10])
-    with FakeLLM(script=[]) as fake:
-        again = axo.run(fake_workflow(fake, CHAIN), "", state_dir=str(state), resume=first.run_id)
-        assert fake.requests == [], "c's recorded answer was asked for again"
-    assert again.ok, again.failure
-    assert again.outputs == {"c": "C-out"}
+    again = resume_asking_nothing(state, first.run_id, "c's recorded answer was asked for again")
     problems = [n.detail["problem"] for n in again.notes_of("resume_problem")]
     assert any("truncated header" in p and p.endswith("no older one to use") for p in problems)
     assert not any("completion recovered" in p for p in problems)
