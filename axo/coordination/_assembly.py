@@ -8,8 +8,10 @@ integer operations on a few hundred bits take tens of nanoseconds — far less t
 — and the search does a few per step. Bit ``2n`` (FALSE) is never set: requiring it marks what
 can never apply.
 
-Masks are built a whole table at a time: ``powers[positions]`` gathers each row's powers of two
-(Python integers in an object array) and one OR-reduction per table combines them.
+Assembly keeps every mask as the positions of its bits (``_Bits``); the search's view is made
+from them on first use: Python integers for the Python search, built a whole table at a time
+(``powers[positions]`` gathers each row's powers of two, one OR-reduction per table combines
+them), or rows of ``uint64`` words for the compiled one (``packed``).
 
 Candidates are ordered here, once: by ground task, then method, then binding (its rank).
 """
@@ -38,6 +40,7 @@ from axo.coordination.domain import Atom, Call, Operator, PlanningProblem
 
 if TYPE_CHECKING:
     from axo.coordination._grounding import Grounder
+    from axo.coordination._search_kernel import Packed
 
 
 # ``Call`` is a frozen dataclass: its ``__init__`` sets each field through ``object.__setattr__``.
@@ -52,19 +55,24 @@ _set_name, _set_args = Call.name.__set__, Call.args.__set__  # type: ignore[attr
 class Grounding:
     """Everything the search needs for one (domain, problem)."""
 
-    init: int  # the state: bit i when slot i holds, bit n + i when it does not
     half: int  # n: how many slots
-    goal: int  # the mask that must hold when no task is left
     roots: list[int]
-    task_op: list[int]  # per ground task: its operator grounding, or -1 when compound
-    task_lo: list[int]  # per ground task: its method groundings are [lo, hi)
-    task_hi: list[int]
-    method_mask: list[int]  # per method grounding: the bits it needs
-    method_sub_ptr: list[int]  # subtasks of grounding m, last first: sub[ptr[m]:ptr[m + 1]]
-    method_sub: list[int]
-    op_req: list[int]  # per operator grounding: the bits it needs, ...
-    op_add: list[int]  # ... the slots it sets (as low-half bits) ...
-    op_del: list[int]  # ... and those it clears
+    # per ground task: its operator grounding, or -1 when compound; its method groundings are
+    # [lo, hi)
+    task_ops: IntArray
+    task_los: IntArray
+    task_his: IntArray
+    sub_ptrs: IntArray  # subtasks of method grounding m, last first: subs[ptr[m]:ptr[m + 1]]
+    subs: IntArray
+    # bit positions (``_Bits``; 0 adds no bit): per method grounding, the bits it needs; per
+    # operator grounding, those it needs, the slots it sets and those it clears; the goal's;
+    # the slots that hold initially
+    method_needs: IntArray
+    op_needs: IntArray
+    op_sets: IntArray
+    op_clears: IntArray
+    goal_bits: IntArray
+    held: IntArray
     op_task: list[int]
     op_schema: IntArray  # which operator each operator grounding is (it names it)
     schema_name: list[str]  # per operator
@@ -76,6 +84,67 @@ class Grounding:
     describe: Describer
     undecomposable: int  # compound ground tasks with no method grounding at all
     calls: dict[int, Call] = field(default_factory=dict)  # operator grounding -> its action
+
+    # The Python search's view: Python integers and lists, made on first use
+
+    @cached_property
+    def _table(self) -> np.ndarray:
+        return _powers(2 * self.half + 1)
+
+    @cached_property
+    def init(self) -> int:
+        """The state: bit i when slot i holds, bit n + i when it does not."""
+        held, n = _masks(self.held.reshape(-1, 1), self._table), self.half
+        held = int(np.bitwise_or.reduce(held)) if len(held) else 0
+        return held | (((1 << n) - 1) ^ held) << n
+
+    @cached_property
+    def goal(self) -> int:
+        """The mask that must hold when no task is left."""
+        return int(_masks(self.goal_bits.reshape(1, -1), self._table)[0])
+
+    @cached_property
+    def method_mask(self) -> list[int]:
+        return _masks(self.method_needs, self._table).tolist()
+
+    @cached_property
+    def op_req(self) -> list[int]:
+        return _masks(self.op_needs, self._table).tolist()
+
+    @cached_property
+    def op_add(self) -> list[int]:
+        return _masks(self.op_sets, self._table).tolist()
+
+    @cached_property
+    def op_del(self) -> list[int]:
+        return _masks(self.op_clears, self._table).tolist()
+
+    @cached_property
+    def task_op(self) -> list[int]:
+        return self.task_ops.tolist()
+
+    @cached_property
+    def task_lo(self) -> list[int]:
+        return self.task_los.tolist()
+
+    @cached_property
+    def task_hi(self) -> list[int]:
+        return self.task_his.tolist()
+
+    @cached_property
+    def method_sub_ptr(self) -> list[int]:
+        return self.sub_ptrs.tolist()
+
+    @cached_property
+    def method_sub(self) -> list[int]:
+        return self.subs.tolist()
+
+    @cached_property
+    def packed(self) -> Packed:
+        """The compiled search's view: the masks packed in words (imports numba)."""
+        from axo.coordination._search_kernel import Packed
+
+        return Packed.of(self)
 
     def actions(self, ops: Sequence[int]) -> list[Call]:
         """The calls of operator groundings (for plans), made once per grounding."""
@@ -99,7 +168,7 @@ class Grounding:
     @property
     def counts(self) -> tuple[int, int, int]:
         """(ground tasks, method groundings, operator groundings)."""
-        return len(self.task_op), len(self.method_mask), len(self.op_req)
+        return len(self.task_ops), len(self.method_needs), len(self.op_needs)
 
     @property
     def facts(self) -> int:
@@ -196,6 +265,28 @@ def _powers(count: int) -> np.ndarray:
 _SMALL_TABLE = 1024  # cells: up to it, ``_Bits.masks`` ORs the padding in too
 
 
+def _masks(rows: IntArray, powers: np.ndarray) -> np.ndarray:
+    """One integer per row of bit positions (``_Bits``): their OR, as an object array.
+
+    ``powers[positions]`` gathers each row's powers of two and one OR-reduction combines them.
+    Padding is left out first: each OR of two integers makes a new one, a third of the cost —
+    except in small tables, where the dozen numpy calls that takes cost more than the ORs it
+    saves."""
+    if rows.shape[1] == 1:
+        return powers.take(rows[:, 0])
+    if rows.shape[1] and rows.size <= _SMALL_TABLE:
+        return np.bitwise_or.reduce(powers.take(rows), axis=1)
+    real = rows != 0
+    counts = real.sum(axis=1)
+    chosen = powers.take(rows.ravel().compress(real.ravel()))
+    out = np.zeros(len(rows), object)
+    some = counts > 0
+    if len(chosen):
+        starts = counts.cumsum() - counts
+        out[some] = np.bitwise_or.reduceat(chosen, starts.compress(some))
+    return out
+
+
 class _Bits:
     """Which bit stands for a fact (``pos``), its absence (``neg``) or its slot (``set``), and
     masks made of bits.
@@ -210,7 +301,6 @@ class _Bits:
         n = self.n = len(slot_ids)
         self.slot_ids = slot_ids
         self.false, self.pad = 2 * n + 1, 0
-        self.powers = _powers(2 * n + 1)
         self.size = dynamic + 1  # table entries: fact ids, then the padding id
         self.tables: dict[str, IntArray] = {}
         if dynamic <= DENSE_LIMIT:
@@ -244,27 +334,6 @@ class _Bits:
         pos = self._rule("pos", slots[:, :positive], real[:, :positive])
         return np.concatenate([pos, self._rule("neg", slots[:, positive:], real[:, positive:])], 1)
 
-    def masks(self, rows: IntArray) -> np.ndarray:
-        """One integer per row of bit positions: their OR (an object array). Padding is left
-        out first: each OR of two integers makes a new one, a third of the cost — except in
-        small tables, where the dozen numpy calls that takes cost more than the ORs it saves."""
-        if rows.shape[1] == 1:
-            return self.powers.take(rows[:, 0])
-        if rows.shape[1] and rows.size <= _SMALL_TABLE:
-            return np.bitwise_or.reduce(self.powers.take(rows), axis=1)
-        real = rows != self.pad
-        counts = real.sum(axis=1)
-        powers = self.powers.take(rows.ravel().compress(real.ravel()))
-        out = np.zeros(len(rows), object)
-        some = counts > 0
-        if len(powers):
-            starts = counts.cumsum() - counts
-            out[some] = np.bitwise_or.reduceat(powers, starts.compress(some))
-        return out
-
-    def mask(self, row: IntArray) -> int:
-        return int(self.masks(row.reshape(1, -1))[0]) if len(row) else 0
-
 
 @dataclass
 class _Ops:
@@ -286,28 +355,26 @@ def assemble(gr: Grounder, roots: list[int]) -> Grounding:
     blocks = _blocks(gr, ops)
     task_keys = np.sort(np.concatenate([*gr.grounded, ops.keys]))
     b = _Bits(np.sort(np.concatenate(gr.possible_ids)), gr.dynamic_total)
-    n = b.n
-    mask, ptr, sub, lo, hi = _methods(gr, ids, sizes, task_keys, b)
-    req, add, delete = _operators(gr, blocks, b)
+    need, ptr, sub, lo, hi = _methods(gr, ids, sizes, task_keys, b)
+    req, sets, clears = _operators(gr, blocks, b)
     gid = task_keys.searchsorted(ops.keys)
-    held = b.mask(b.sets(gr.init_ids))
     goal, impossible, hopeless = _goal(gr, b)
     task_op = np.full(len(task_keys), -1, np.int64)
     task_op[gid] = np.arange(len(gid))
     return Grounding(
-        init=held | (((1 << n) - 1) ^ held) << n,
-        half=n,
-        goal=goal,
+        half=b.n,
         roots=task_keys.searchsorted(roots).tolist(),
-        task_op=task_op.tolist(),
-        task_lo=lo.tolist(),
-        task_hi=hi.tolist(),
-        method_mask=mask,
-        method_sub_ptr=ptr,
-        method_sub=sub,
-        op_req=req,
-        op_add=add,
-        op_del=delete,
+        task_ops=task_op,
+        task_los=lo,
+        task_his=hi,
+        sub_ptrs=ptr,
+        subs=sub,
+        method_needs=need,
+        op_needs=req,
+        op_sets=sets,
+        op_clears=clears,
+        goal_bits=goal,
+        held=b.sets(gr.init_ids),
         op_task=gid.tolist(),
         op_schema=ops.schema,
         schema_name=gr.domain.operator_names,
@@ -359,9 +426,9 @@ def _blocks(gr: Grounder, ops: _Ops) -> IntArray:
 
 def _methods(
     gr: Grounder, ids: IntArray, sizes: list[int], task_keys: IntArray, b: _Bits
-) -> tuple[list[int], list[int], list[int], IntArray, IntArray]:
-    """Method groundings that can apply, ordered by (task, method, binding): their masks, their
-    subtasks (pointers and ground tasks), and each ground task's range of them."""
+) -> tuple[IntArray, IntArray, IntArray, IntArray, IntArray]:
+    """Method groundings that can apply, ordered by (task, method, binding): the bits they
+    need, their subtasks (pointers and ground tasks), and each ground task's range of them."""
     pre, neg, slots = gr.domain.widths.methods
     rows = gr.active
     gid = task_keys.searchsorted(np.concatenate([r.parent for r in rows] + [EMPTY]))
@@ -378,9 +445,9 @@ def _methods(
     lens = np.array([r.plan.subtasks for r in rows], np.int64).repeat(sizes).take(order)
     every, sorted_gid = np.arange(len(task_keys)), gid.take(order)
     return (
-        b.masks(need).tolist(),
-        np.concatenate([[0], lens.cumsum()]).tolist(),
-        task_keys.searchsorted(called.compress(called >= 0)).tolist(),
+        need,
+        np.concatenate([np.zeros(1, np.int64), lens.cumsum()]),
+        task_keys.searchsorted(called.compress(called >= 0)),
         sorted_gid.searchsorted(every, "left"),
         sorted_gid.searchsorted(every, "right"),
     )
@@ -397,9 +464,9 @@ def _order(gid: IntArray, method: IntArray, rank: IntArray, tasks: int) -> IntAr
     return np.lexsort((rank, method, gid))
 
 
-def _operators(gr: Grounder, blocks: IntArray, b: _Bits) -> tuple[list[int], list[int], list[int]]:
+def _operators(gr: Grounder, blocks: IntArray, b: _Bits) -> tuple[IntArray, IntArray, IntArray]:
     """Per operator grounding: the bits it needs, and the slots it sets and clears (a slot both
-    deleted and added stays set)."""
+    deleted and added stays set), as bit positions."""
     pre, neg, add, delete, static, negated = gr.domain.widths.operators
     need = b.need(blocks[:, : pre + neg], pre)
     start = pre + neg + add + delete
@@ -411,7 +478,7 @@ def _operators(gr: Grounder, blocks: IntArray, b: _Bits) -> tuple[list[int], lis
     clears = b.sets(blocks[:, pre + neg + add : start])
     for d, a in gr.domain.widths.clashes:  # deleted, then added: it stays
         clears[:, d][(clears[:, d] == sets[:, a]) & (sets[:, a] > 0)] = b.pad
-    return b.masks(need).tolist(), b.masks(sets).tolist(), b.masks(clears).tolist()
+    return need, sets, clears
 
 
 def _static_checks(gr: Grounder, facts: IntArray, static: int, need: IntArray, b: _Bits) -> None:
@@ -426,12 +493,13 @@ def _static_checks(gr: Grounder, facts: IntArray, static: int, need: IntArray, b
         need[never // held.shape[1]] = b.false
 
 
-def _goal(gr: Grounder, b: _Bits) -> tuple[int, tuple[Atom, ...], int]:
-    """The goal's mask, its facts that can never hold (FALSE is then part of the mask), and
+def _goal(gr: Grounder, b: _Bits) -> tuple[IntArray, tuple[Atom, ...], int]:
+    """The goal's bit positions, its facts that can never hold (FALSE is then one of them), and
     how many of those, listed first, are static: no method added later can make them hold."""
     bits = b.need(gr.goal_ids.reshape(-1, 1), 1).ravel()
     static = gr.domain.static
     false = [a for a in gr.problem.goal if a.predicate in static and a not in gr.problem.init]
     impossible = [*false, *(gr.goal[i] for i in (bits == b.false).nonzero()[0].tolist())]
-    mask = b.mask(bits) | (1 << 2 * b.n if false else 0)
-    return mask, tuple(impossible), len(false)
+    if false:
+        bits = np.append(bits, b.false)
+    return bits, tuple(impossible), len(false)

@@ -612,3 +612,89 @@ def test_id_spaces_too_big_for_tables_take_the_sorted_path_and_plan_the_same(
         patch.setattr(_assembly, "DENSE_LIMIT", 0)
         patch.setattr(_grounding, "DENSE_LIMIT", 0)
         assert Planner(domain).plan(problem) == expected
+
+
+# --- the compiled search: the same search, step for step ----------------------------------
+
+
+def both_searches(
+    domain: Domain, problem: PlanningProblem, **limits: int
+) -> tuple[Plan | PlanFailure, Plan | PlanFailure]:
+    """The Python search's result and the compiled one's, after checking that they took the
+    same steps (expansions, backtracks, actions)."""
+    results, counters = [], []
+    for compiled in (False, True):
+        planner = Planner(domain, compiled=compiled, **limits)
+        results.append(planner.plan(problem))
+        stats = planner.statistics()
+        counters.append((stats.expansions, stats.backtracks, stats.actions, stats.failures))
+    assert counters[0] == counters[1]
+    return results[0], results[1]
+
+
+@PROPERTY
+@given(
+    st.one_of(blocks_problems(), logistics_problems(), travel_problems()),
+    st.sampled_from([{}, {"max_steps": 7}, {"max_steps": 40}, {"max_depth": 3}]),
+)
+def test_the_compiled_search_gives_what_the_python_search_gives(
+    problem: PlanningProblem, limits: dict[str, int]
+) -> None:
+    domain = {d.name: d for d in (BLOCKS, LOGISTICS, TRAVEL)}[problem.domain]
+    python, compiled = both_searches(domain, problem, **limits)
+    assert compiled == python
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_both_searches_report_limits_frontiers_and_the_furthest_failure(compiled: bool) -> None:
+    loop = parse_domain(
+        "domain: loop\ntasks:\n  spin:\n    methods:\n      - {name: again, subtasks: [spin]}\n"
+    )
+    spin = make_problem(loop, objects={}, init=[], tasks=["spin"])
+    steps = failed(Planner(loop, max_steps=500, compiled=compiled), spin)
+    assert steps.message == "step limit of 500 reached after 0 actions"
+    depth = failed(Planner(loop, max_depth=50, compiled=compiled), spin)
+    assert depth.reason is FailureReason.DEPTH_LIMIT
+    chores = parse_domain(
+        """
+        domain: chores
+        predicates: {clean: [], dry: []}
+        operators:
+          wash: {effects: {add: [clean]}}
+          dry_off: {preconditions: [clean, not dry], effects: {add: [dry]}}
+        tasks:
+          chores:
+            methods: [{name: backwards, subtasks: [dry_off, wash]}]
+        """
+    )
+    problem = make_problem(chores, objects={}, init=[], tasks=["chores"])
+    assert failed(Planner(chores, compiled=compiled), problem).message.endswith(
+        "then dry_off was not applicable (clean)"
+    )
+    stuck = travel([("home", "a")], "b", goal=False)
+    frontier = failed(Planner(TRAVEL, compiled=compiled), stuck)
+    assert frontier.message == "no applicable method for go(b)"
+    assert {str(f) for f in frontier.frontiers[0].facts} == {
+        "at(a)",
+        "visited(home)",
+        "door(home, a)",
+    }
+    assert frontier == failed(Planner(TRAVEL, compiled=not compiled), stuck)
+
+
+def test_states_wider_than_one_word_plan_the_same_in_both_searches() -> None:
+    names = [f"b{i}" for i in range(30)]
+    init = ["handempty", "ontable b0", "clear b29"]
+    init += [f"on {x} {y}" for y, x in itertools.pairwise(names)]  # one tower, b29 on top
+    init += [f"goal_ontable {n}" for n in names]  # every block on the table
+    problem = make_problem(
+        BLOCKS,
+        objects={"block": names},
+        init=init,
+        tasks=["solve"],
+        goal=[f"ontable {n}" for n in names],
+    )
+    python, compiled = both_searches(BLOCKS, problem)
+    assert isinstance(compiled, Plan) and compiled == python
+    grounding = Planner(BLOCKS, compiled=True)._ground(problem)
+    assert grounding.packed.masks.shape[1] > 1  # several words per state
