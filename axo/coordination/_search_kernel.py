@@ -11,6 +11,10 @@ from the bit positions ``_assembly`` keeps (``pack``): position ``p`` is bit ``p
 0 is padding. An operator grounding is applied as ``state & ~clear | set`` with ``clear`` the
 bits of the slots it deletes and of the absences of those it adds, and ``set`` the reverse.
 
+The list of tasks still to do is a persistent linked list in arrays whose nodes are never freed
+(24 bytes per task pushed, so at most ``max_steps`` times the longest method's subtasks), where
+the Python search's tuples are collected as it goes.
+
 Compiled code is cached on disk like the auction kernel's (``_auction_kernel``).
 """
 

@@ -391,19 +391,24 @@ def test_an_unreachable_goal_is_reported_without_searching() -> None:
     assert planned(TRAVEL, problem).ok
 
 
-def test_a_failed_search_names_the_step_that_could_not_apply_and_why() -> None:
-    domain = parse_domain(
+def chores_backwards() -> Domain:
+    """A domain whose only method does things in the wrong order: every search fails."""
+    return parse_domain(
         """
-        domain: chores
-        predicates: {clean: [], dry: []}
-        operators:
-          wash: {effects: {add: [clean]}}
-          dry_off: {preconditions: [clean, not dry], effects: {add: [dry]}}
-        tasks:
-          chores:
-            methods: [{name: backwards, subtasks: [dry_off, wash]}]
-        """
+    domain: chores
+    predicates: {clean: [], dry: []}
+    operators:
+      wash: {effects: {add: [clean]}}
+      dry_off: {preconditions: [clean, not dry], effects: {add: [dry]}}
+    tasks:
+      chores:
+        methods: [{name: backwards, subtasks: [dry_off, wash]}]
+    """
     )
+
+
+def test_a_failed_search_names_the_step_that_could_not_apply_and_why() -> None:
+    domain = chores_backwards()
     problem = make_problem(domain, objects={}, init=[], tasks=["chores"])
     failure = failed(Planner(domain), problem)
     assert failure.reason is FailureReason.EXHAUSTED
@@ -655,18 +660,7 @@ def test_both_searches_report_limits_frontiers_and_the_furthest_failure(compiled
     assert steps.message == "step limit of 500 reached after 0 actions"
     depth = failed(Planner(loop, max_depth=50, compiled=compiled), spin)
     assert depth.reason is FailureReason.DEPTH_LIMIT
-    chores = parse_domain(
-        """
-        domain: chores
-        predicates: {clean: [], dry: []}
-        operators:
-          wash: {effects: {add: [clean]}}
-          dry_off: {preconditions: [clean, not dry], effects: {add: [dry]}}
-        tasks:
-          chores:
-            methods: [{name: backwards, subtasks: [dry_off, wash]}]
-        """
-    )
+    chores = chores_backwards()
     problem = make_problem(chores, objects={}, init=[], tasks=["chores"])
     assert failed(Planner(chores, compiled=compiled), problem).message.endswith(
         "then dry_off was not applicable (clean)"
