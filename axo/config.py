@@ -395,6 +395,11 @@ def _problem_from(err: Any, where: _Where, source: Source) -> Problem:
                 f"write it with a dot and a signed exponent ({float(value):.1e}) or in full "
                 f"({float(value):g})",
             )
+        elif isinstance(value, bool) and "a string" in want:
+            fix = (
+                "put it in quotes: without them YAML reads on, off, yes, no, true and false "
+                "as true or false"
+            )
         elif isinstance(value, str) and want == "a list":
             fix = f"write it as a list: {key}: [{value}]"
         elif isinstance(value, dict) and want == "a list":

@@ -286,6 +286,8 @@ def _resource_problems(source: Source, known_tools: frozenset[str] | None) -> li
     for name, cfg in providers.items():
         if not isinstance(cfg, dict):
             continue
+        if cfg.get("type") == "local" and isinstance(cfg.get("model_path"), str):
+            problems += _model_file_problems(source, name, cfg["model_path"])
         if cfg.get("type") == "local" and cfg.get("model_path") is None:
             from axo.llm.models import KNOWN_MODELS
 
@@ -305,15 +307,7 @@ def _resource_problems(source: Source, known_tools: frozenset[str] | None) -> li
             and isinstance(cfg.get("function"), str)
             and _ENTRY.fullmatch(cfg["function"])  # else the schema has said what is wrong
         ):
-            module = cfg["function"].partition(":")[0]
-            if not _importable(module):
-                problems.append(
-                    source.problem(
-                        ("providers", name, "function"),
-                        f"no module '{module}' can be imported",
-                        "check the name, and that the module is on the Python path",
-                    )
-                )
+            problems += _function_problems(source, name, cfg["function"])
     servers = data.get("mcp_servers") if isinstance(data.get("mcp_servers"), dict) else {}
     for name, cfg in servers.items():
         if not isinstance(cfg, dict):
@@ -400,6 +394,62 @@ def _resource_problems(source: Source, known_tools: frozenset[str] | None) -> li
 
 
 _ENTRY = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+
+
+def _model_file_problems(source: Source, provider: str, model_path: str) -> list[Problem]:
+    """A local provider's ``model_path`` that names no readable GGUF file (a run would stop
+    before its first agent)."""
+    from axo.llm.models import check_model_file
+
+    try:
+        check_model_file(model_path)
+    except UsageError as e:
+        return [
+            source.problem(
+                ("providers", provider, "model_path"),
+                str(e),
+                "give the path of a GGUF file (a relative path is read from the current "
+                "folder), or remove model_path to use the model named by model:",
+            )
+        ]
+    return []
+
+
+def _function_problems(source: Source, provider: str, entry: str) -> list[Problem]:
+    """A function provider whose ``module:function`` cannot be imported or named. The module
+    is imported (a run imports it too) only when it can be found."""
+    module, _, attribute = entry.partition(":")
+    where = ("providers", provider, "function")
+    if not _importable(module):
+        return [
+            source.problem(
+                where,
+                f"no module '{module}' can be imported",
+                "check the name, and that the module is on the Python path",
+            )
+        ]
+    import importlib
+
+    try:
+        found = getattr(importlib.import_module(module), attribute, None)
+    except Exception as e:  # the user's module failed while being imported
+        return [
+            source.problem(
+                where,
+                f"importing '{module}' failed: {type(e).__name__}: {e}",
+                "fix the module so that it imports",
+            )
+        ]
+    if not callable(found):
+        what = "has no attribute" if found is None else "has a non-callable attribute"
+        return [
+            source.problem(
+                where,
+                f"module '{module}' {what} '{attribute}'",
+                "name a function that takes a ChatRequest and returns the reply's text",
+            )
+        ]
+    return []
 
 
 def _importable(module: str) -> bool:

@@ -214,6 +214,10 @@ def load_yaml(
     """
     file = os.fspath(path)
     p = Path(file)
+    if not file.strip():  # Path("") is the current folder
+        raise ConfigError(
+            [Problem("''", None, "$", "no file given", f"give the path of a {what} YAML file")]
+        )
     if not p.exists():
         raise ConfigError(
             [

@@ -78,10 +78,20 @@ def resolve_model(
             file, or a file that is not GGUF. The message says how to fix it.
     """
     if model_path is not None:
-        return _check_gguf(Path(model_path).expanduser(), shown=model_path)
+        return check_model_file(model_path)
     if name is None:
         raise UsageError(f"no local model given: name one of {_known_names(known)}")
     return _check_gguf(_packaged_path(name, known), shown=name)
+
+
+def check_model_file(model_path: str) -> Path:
+    """The absolute path of the GGUF file at ``model_path`` (``~`` expanded, a relative path
+    read from the current folder).
+
+    Raises:
+        UsageError: the file is missing, unreadable or not GGUF.
+    """
+    return _check_gguf(Path(model_path).expanduser(), shown=model_path)
 
 
 def _known_names(known: Mapping[str, PackagedModel]) -> str:

@@ -52,6 +52,42 @@ def test_axo_validate_reports_what_a_run_would_trip_on_located(tmp_path: Path) -
     assert "tools[3]" not in out.stderr, "a configured MCP server's tools are fine"
 
 
+def test_a_function_or_model_file_a_run_could_not_use_is_a_located_error(tmp_path: Path) -> None:
+    (tmp_path / "broken_helpers.py").write_text("raise RuntimeError('half-written module')\n")
+    (tmp_path / "not_a_model.gguf").write_text("plain text")
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "providers:\n"
+        "  gone: {type: function, function: 'json:no_such_function'}\n"
+        "  data: {type: function, function: 'json:__doc__'}\n"
+        "  broken: {type: function, function: 'broken_helpers:reply'}\n"
+        "  fine: {type: function, function: 'json:dumps'}\n"
+        "  missing: {type: local, model_path: models/nowhere.gguf}\n"
+        "  text: {type: local, model_path: not_a_model.gguf}\n"
+        "agents:\n  - {id: a, provider: fine}\n"
+    )
+    for command in ("validate", "run"):
+        out = subprocess.run(
+            [sys.executable, "-m", "axo.cli", command, str(path)]
+            + (["--input", "x"] if command == "run" else []),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,  # where the module is found and relative model paths are read
+        )
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        lines = out.stderr.splitlines()
+        for where, what in [
+            (":2: $.providers.gone.function", "module 'json' has no attribute 'no_such_function'"),
+            (":3: $.providers.data.function", "has a non-callable attribute '__doc__'"),
+            (":4: $.providers.broken.function", "RuntimeError: half-written module"),
+            (":6: $.providers.missing.model_path", "'models/nowhere.gguf' does not exist"),
+            (":7: $.providers.text.model_path", "is not a GGUF file"),
+        ]:
+            assert any(where in line and what in line for line in lines), (what, lines)
+        assert "providers.fine" not in out.stderr
+
+
 def test_the_python_api_leaves_tool_names_to_the_run(tmp_path: Path) -> None:
     # run(tools=…) may add any tool, MCP ones included: only the run can tell
     text = "agents:\n  - {id: a, tools: [my_tool, mcp__mine__do]}\n"
@@ -97,3 +133,24 @@ def test_distill_without_long_term_memory_is_a_config_error() -> None:
     with pytest.raises(ConfigError) as info:
         load_file("w.yaml", text=text, env={})
     assert [p.path for p in info.value.problems] == ["$.agents[0].memory.distill"]
+
+
+def test_a_word_yaml_reads_as_a_boolean_gets_a_hint_to_quote_it() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_file("w.yaml", text="agents:\n  - id: on\n  - {id: b, depends_on: [yes]}\n", env={})
+    problems = info.value.problems
+    assert [p.path for p in problems] == ["$.agents[0].id", "$.agents[1].depends_on[0]"]
+    assert all(p.fix.startswith("put it in quotes") for p in problems)
+
+
+def test_an_empty_file_argument_is_no_file_rather_than_the_current_folder() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "axo.cli", "validate", ""],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert (
+        out.stderr.strip() == "error: '': $: no file given — give the path of a workflow YAML file"
+    )

@@ -390,11 +390,17 @@ async def test_a_fact_remembered_in_one_served_call_is_recalled_in_the_next(
 async def test_a_set_up_failure_reaches_the_client_without_secrets(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("AXO_TEST_MODEL_DIR", "customer-acme-7731")
+    # a file that passes the load's check (it starts like a GGUF file) and that llama.cpp
+    # then refuses: the failure comes while the run sets up, naming the file
+    models = tmp_path / "customer-acme-7731"
+    models.mkdir()
+    (models / "m.gguf").write_bytes(b"GGUF" + bytes(60))
+    monkeypatch.setenv("AXO_TEST_MODEL_DIR", models.name)
+    monkeypatch.chdir(tmp_path)
     path = tmp_path / "wf.yaml"
     path.write_text(
         "providers:\n"
-        "  local: {type: local, model_path: '/models/${AXO_TEST_MODEL_DIR}/m.gguf'}\n"
+        "  local: {type: local, model_path: './${AXO_TEST_MODEL_DIR}/m.gguf'}\n"
         "agents:\n  - {id: a}\n"
     )
     server = build_server(path)
@@ -403,4 +409,4 @@ async def test_a_set_up_failure_reaches_the_client_without_secrets(
             result = await client.call_tool("workflow_main", {"input": "x"})
     assert result.is_error
     text = result.content[0].text
-    assert "/models/***/m.gguf" in text and "customer-acme" not in text
+    assert "***/m.gguf" in text and "customer-acme" not in text
