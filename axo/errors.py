@@ -112,6 +112,10 @@ class OutputInvalid(RuntimeFault):
         super().__init__(f"the final answer does not follow output_schema: {problem}")
 
 
+class NoAnswer(RuntimeFault):
+    """A model gave no final answer: it kept calling tools where none were offered."""
+
+
 class ToolDenied(RuntimeFault):
     """A tool call was refused by the allow-list, a policy or a hook."""
 

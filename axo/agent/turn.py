@@ -22,7 +22,7 @@ import msgspec
 from axo.agent.budget import AgentBudget, estimate_request
 from axo.agent.context import estimate_tokens, pack
 from axo.agent.output import checked
-from axo.errors import BudgetExceeded, OutputInvalid
+from axo.errors import BudgetExceeded, NoAnswer, OutputInvalid
 from axo.llm.base import ChatMessage, ChatRequest, ChatResponse, ToolCall, Usage
 from axo.messages import AgentSpec, Upstream
 from axo.tools.registry import ToolOutcome, canonical_args
@@ -73,6 +73,9 @@ ALL_REPEATS = (
 )
 FINAL_NOTE = (
     "You have used all {n} tool rounds allowed. Give your final answer now, without calling tools."
+)
+TEXT_NOTE = (
+    "Tools are not available now, so your tool calls were not run. Give your final answer as text."
 )
 SUMMARY_SYSTEM = (
     "You compress the working notes of an AI agent so they fit its memory. Keep "
@@ -134,6 +137,8 @@ class AgentTurn:
             else:
                 response = yield from self._ask(final=final)
             if not response.tool_calls or final:
+                if response.tool_calls:
+                    response = yield from self._text_instead(response)
                 output = response.content or ""
                 if spec.output_schema is not None and not final:
                     response = yield from self._ask(final=True)
@@ -178,6 +183,26 @@ class AgentTurn:
                     ChatMessage(role="user", content=FINAL_NOTE.format(n=spec.max_iterations))
                 )
                 final = True
+
+    def _text_instead(self, response: ChatResponse) -> Generator[Effect, Any, ChatResponse]:
+        """A final answer that calls tools where none were offered: the calls are not run
+        (noted); with no text beside them the model is told so and asked once more, and a
+        second answer without text fails the turn."""
+        names = [c.name for c in response.tool_calls]
+        yield Emit(kind="tool_calls_ignored", detail={"tools": names, "reason": "no tools now"})
+        if (response.content or "").strip():
+            return response
+        self.messages.append(ChatMessage(role="user", content=TEXT_NOTE))
+        response = yield from self._ask(final=True)
+        if response.tool_calls:
+            names = [c.name for c in response.tool_calls]
+            yield Emit(kind="tool_calls_ignored", detail={"tools": names, "reason": "no tools now"})
+        if not (response.content or "").strip() and response.tool_calls:
+            raise NoAnswer(
+                "the model answered with tool calls and no text twice, where no tools were "
+                "offered (after its tool rounds, or for its final answer)"
+            )
+        return response
 
     def _follow_schema(self, output: str, schema: dict[str, Any]) -> Generator[Effect, Any, str]:
         """The answer, checked against the schema; when it does not follow it, the model is

@@ -154,6 +154,50 @@ def test_max_iterations_ends_the_loop_with_a_final_answer(tmp_path: Path) -> Non
     assert result.notes_of("turn_stopping")[0].detail["reason"] == "max_iterations"
 
 
+ONE_ROUND = "  - {id: a, tools: [list_files], max_iterations: 1}\n"
+
+
+def test_tool_calls_in_a_final_answer_are_not_run_and_the_model_is_asked_for_text(
+    tmp_path: Path,
+) -> None:
+    script = [
+        ToolCalls([("list_files", {"path": "."})]),
+        ToolCalls([("list_files", {"path": "sub"})]),  # offered no tools, calls one anyway
+        Reply("the answer"),
+    ]
+    with FakeLLM(script=script) as fake:
+        result = run(fake, ONE_ROUND, tmp_path)
+    assert result.ok and result.outputs == {"a": "the answer"}
+    assert result.agent("a").tool_calls == 1
+    assert "tools" not in fake.requests[2].body
+    assert "your tool calls were not run" in fake.requests[2].messages[-1]["content"]
+    (note,) = result.notes_of("tool_calls_ignored")
+    assert note.detail["tools"] == ["list_files"]
+
+
+def test_text_beside_tool_calls_in_a_final_answer_is_the_answer(tmp_path: Path) -> None:
+    script = [
+        ToolCalls([("list_files", {"path": "."})]),
+        ToolCalls([("list_files", {"path": "sub"})], content="done: two files"),
+    ]
+    with FakeLLM(script=script) as fake:
+        result = run(fake, ONE_ROUND, tmp_path)
+    assert result.outputs == {"a": "done: two files"} and len(fake.requests) == 2
+    assert len(result.notes_of("tool_calls_ignored")) == 1
+
+
+def test_a_model_that_only_calls_tools_where_none_are_offered_fails_the_agent(
+    tmp_path: Path,
+) -> None:
+    script = [ToolCalls([("list_files", {"path": "."})])] * 3
+    with FakeLLM(script=script) as fake:
+        result = run(fake, ONE_ROUND, tmp_path)
+    a = result.agent("a")
+    assert a.status == "failed" and a.reason is not None
+    assert "tool calls and no text twice" in a.reason
+    assert len(result.notes_of("tool_calls_ignored")) == 2
+
+
 def test_a_tool_error_goes_back_to_the_model_as_a_result(tmp_path: Path) -> None:
     with FakeLLM(script=[ToolCalls([("read_file", {"nope": 1})]), Reply("sorry")]) as fake:
         result = run(fake, "  - {id: a, tools: [read_file]}\n", tmp_path)
