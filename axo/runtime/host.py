@@ -45,7 +45,7 @@ from axo.messages import (
 from axo.result import RunResult, RunTracker
 from axo.runtime.bridges import InlineBridge, ThreadBridge
 from axo.runtime.effects import EffectRunner, failed_reply
-from axo.runtime.journal import Journal, redacted, redactor
+from axo.runtime.journal import Journal, check_run_id, redacted, redactor
 from axo.runtime.lifecycle import apply_retention, distill
 from axo.runtime.pidfile import PID_FILE, write_pid
 from axo.runtime.specs import start_message
@@ -144,15 +144,20 @@ class Host:
         """
         if resume is not None and state_dir is None:
             raise UsageError("resuming a run needs the state directory its log is in")
+        for given in (resume, run_id):
+            if given is not None:
+                check_run_id(given)
         run_id = resume or run_id or uuid.uuid4().hex[:12]
         run_dir = os.path.join(state_dir or ".axo", "runs", run_id)
         log = journal = None
         if state_dir is not None:
-            os.makedirs(run_dir, exist_ok=True)  # where STOP, checkpoints and the workspace go
+            if resume is None:  # a resumed run's folder is made once the run is known
+                os.makedirs(run_dir, exist_ok=True)  # STOP, checkpoints and the workspace
             log = EventLog.open(state_dir, redact=redactor(workflow))
             try:
                 if resume is not None:
                     journal = Journal.reopen(log, run_id, run_dir, workflow)
+                    os.makedirs(run_dir, exist_ok=True)
                     with contextlib.suppress(FileNotFoundError):
                         os.remove(os.path.join(run_dir, "STOP"))  # the stop it obeyed
                     assert journal.resume is not None

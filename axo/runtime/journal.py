@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,11 +49,28 @@ from axo.messages import (
     ToolsCall,
     ToolsReply,
 )
+from axo.runtime.pidfile import live_process
 from axo.workflow import Workflow
 
 Call = LLMCall | ToolsCall | RecallCall
 _FAILURES_NOTED = 5  # checkpoint failures noted one by one at a run's end; then a count
 Reply = LLMReply | ToolsReply | RecallReply
+
+
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # a folder name, never a path
+
+
+def check_run_id(run_id: str) -> None:
+    """Refuse a run id that is no plain folder name (``../x`` would leave the state folder).
+
+    Raises:
+        UsageError: what is wrong and what an id looks like.
+    """
+    if not _RUN_ID.fullmatch(run_id):
+        raise UsageError(
+            f"{run_id!r} is not a run id: an id is letters, digits, '_', '-' and '.' (at most "
+            "128, not starting with '.') — `axo runs` lists the runs"
+        )
 
 
 def effect_index(corr: str) -> int:
@@ -132,11 +150,18 @@ class Journal:
         """Resume ``run_id``: read what it did, drop a corrupt tail, recover from checkpoints.
 
         Raises:
-            UsageError: no such run, or it ran another workflow.
+            UsageError: no such run, it ran another workflow, or another live process is
+                running it (both would run its agents).
         """
         info = next((r for r in log.runs() if r.run_id == run_id), None)
         if info is None:
             raise UsageError(f"no run '{run_id}' in {log.path} — `axo runs` lists the runs")
+        pid = live_process(run_dir)
+        if info.status == "running" and pid is not None:
+            raise UsageError(
+                f"run '{run_id}' is still running (process {pid}): stop it with "
+                f"`axo stop {run_id}` or let it end, then resume it"
+            )
         if info.workflow_id != workflow.workflow_id or info.meta.get("agents") != [
             a.id for a in workflow.agents
         ]:

@@ -29,3 +29,22 @@ def run_process_gone(run_dir: str) -> bool:
     except PermissionError:  # someone else's: alive
         return False
     return False
+
+
+def live_process(run_dir: str) -> int | None:
+    """The pid of the live process (another than this one) whose pid file is in ``run_dir``,
+    or None."""
+    try:
+        with open(os.path.join(run_dir, PID_FILE)) as f:
+            pid = int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+    if pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:  # someone else's: alive
+        return pid
+    return pid

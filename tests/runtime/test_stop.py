@@ -108,3 +108,45 @@ def test_a_stopped_run_finishes_running_agents_records_the_stop_and_resumes(
         result = resume(tmp_path, wf, state, run_id)
         assert [r.key for r in fake.requests] == ["a", "b"], "a is not asked again"
     assert result["status"] == "succeeded" and result["outputs"] == {"b": "B"}
+
+
+def resume_refused(tmp_path: Path, wf: Path, state: Path, run_id: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "axo.cli", "run", str(wf), "--resume", run_id]
+        + ["--state-dir", str(state)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    return out.stderr
+
+
+def test_a_run_still_running_in_another_process_is_not_resumed(tmp_path: Path) -> None:
+    with FakeLLM(scripts={"a": [Reply("A", delay=3.0)], "b": [Reply("B")]}) as fake:
+        proc, wf, state = start(tmp_path, fake)
+        run_id = only_run(state)
+        try:
+            refused = resume_refused(tmp_path, wf, state, run_id)
+            assert f"run '{run_id}' is still running (process {proc.pid})" in refused
+            assert f"axo stop {run_id}" in refused
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=30)
+        assert proc.returncode == 0, err
+        assert json.loads(out)["status"] == "succeeded"
+        assert [r.key for r in fake.requests] == ["a", "b"], "nobody ran an agent twice"
+
+
+def test_resuming_an_unknown_or_path_like_id_creates_no_folder(tmp_path: Path) -> None:
+    with FakeLLM(scripts={}) as fake:
+        wf = write_workflow(tmp_path, fake, AGENTS)
+        state = tmp_path / "state"
+        state.mkdir()
+        assert "no run 'nosuchrun'" in resume_refused(tmp_path, wf, state, "nosuchrun")
+        assert "is not a run id" in resume_refused(tmp_path, wf, state, "../../escaped")
+    assert not (state / "runs" / "nosuchrun").exists()
+    assert not (tmp_path / "escaped").exists() and not (state / "escaped").exists()
