@@ -366,6 +366,17 @@ def _resource_problems(source: Source, known_tools: frozenset[str] | None) -> li
                     )
                 )
         memory = a.get("memory") if isinstance(a.get("memory"), dict) else {}
+        durable = memory.get("long_term") is True or memory.get("vector") is True
+        for j, entry in enumerate(tools):
+            if entry in ("remember", "recall") and not durable:
+                problems.append(
+                    source.problem(
+                        ("agents", i, "tools", j),
+                        f"{entry} works on long-term memory, which is off for this agent (a "
+                        "remembered fact would be gone after the run)",
+                        "add long_term: true under the agent's memory:, or remove the tool",
+                    )
+                )
         if memory.get("distill") is True and memory.get("long_term") is not True:
             problems.append(
                 source.problem(

@@ -139,13 +139,11 @@ def test_repeated_identical_calls_are_not_executed_again(tmp_path: Path) -> None
 def test_max_iterations_ends_the_loop_with_a_final_answer(tmp_path: Path) -> None:
     script = [
         ToolCalls([("list_files", {"path": "."})]),
-        ToolCalls([("recall", {"query": "q"})]),
+        ToolCalls([("list_files", {"path": "sub"})]),
         Reply("final"),
     ]
     with FakeLLM(script=script) as fake:
-        result = run(
-            fake, "  - {id: a, tools: [list_files, recall], max_iterations: 2}\n", tmp_path
-        )
+        result = run(fake, "  - {id: a, tools: [list_files], max_iterations: 2}\n", tmp_path)
     assert result.ok
     assert len(fake.requests) == 3
     assert "tools" not in fake.requests[2].body

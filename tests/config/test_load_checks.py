@@ -154,3 +154,16 @@ def test_an_empty_file_argument_is_no_file_rather_than_the_current_folder() -> N
     assert (
         out.stderr.strip() == "error: '': $: no file given — give the path of a workflow YAML file"
     )
+
+
+def test_remember_or_recall_without_long_term_memory_is_a_config_error() -> None:
+    text = (
+        "agents:\n  - {id: a, tools: [read_file, remember, recall]}\n"
+        "  - {id: b, tools: [remember], memory: {long_term: true}}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_file("w.yaml", text=text, env={})
+    problems = info.value.problems
+    assert [p.path for p in problems] == ["$.agents[0].tools[1]", "$.agents[0].tools[2]"]
+    assert "long-term memory, which is off" in problems[0].message
+    assert problems[0].fix.startswith("add long_term: true")

@@ -111,9 +111,9 @@ def test_a_stopped_run_finishes_running_agents_records_the_stop_and_resumes(
 
 
 def resume_refused(tmp_path: Path, wf: Path, state: Path, run_id: str) -> str:
+    command = [sys.executable, "-m", "axo.cli", "run", str(wf), "--resume", run_id]
     out = subprocess.run(
-        [sys.executable, "-m", "axo.cli", "run", str(wf), "--resume", run_id]
-        + ["--state-dir", str(state)],
+        [*command, "--state-dir", str(state)],
         cwd=tmp_path,
         capture_output=True,
         text=True,
