@@ -156,6 +156,7 @@ class LLMCall(_Msg, frozen=True, kw_only=True):
     provider: str
     request: ChatRequest
     reply_to: Any
+    purpose: str = "turn"  # or "summarize", "plan": what the call is for
 
 
 class ToolsCall(_Msg, frozen=True, kw_only=True):

@@ -139,9 +139,16 @@ class RunTracker:
     def spent(self, agent: str, usage: Usage) -> None:
         """An LLM call of ``agent``'s turn in flight was answered (the host saw it): counted
         even if the turn never finishes (a timeout, a stop, a killed process)."""
-        if agent in self.agents:  # (an agent fires once per run: this is that turn's)
+        if agent not in self.agents:  # a plan step, '<worker>.<step>': its worker's
+            agent = agent.partition(".")[0]
+        if agent in self.agents:  # an agent fires once per run (a worker once per step)
             before, calls = self.spending.get(agent, (Usage(), 0))
             self.spending[agent] = (before + usage, calls + 1)
+
+    def after_turn(self, agent: str, usage: Usage) -> None:
+        """An LLM call made for ``agent`` after its turn (distilling its session)."""
+        a = self.agents[agent]
+        a.usage, a.llm_calls = a.usage + usage, a.llm_calls + 1
 
     def counted(self, event: AgentDone) -> AgentDone:
         """``event`` (applied) with the usage the tracker settled on: a killed agent process
@@ -289,6 +296,9 @@ class RunTracker:
         lattice: dict[str, Any] | None = None,
     ) -> RunResult:
         agents = [self.agents[aid] for aid in self.order]
+        for a in agents:  # a turn no event ended (a worker's steps in a stopped run)
+            if a.id in self.spending:
+                self._settle_spending(a)
         failed = failure is not None or any(a.status == "failed" for a in agents)
         if self.finished is not None and self.finished.status == "failed":
             failed = True

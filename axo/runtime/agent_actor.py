@@ -116,7 +116,7 @@ class AgentActor(Actor):  # type: ignore[misc]
             from axo.coordination.coordinator import coordinate
 
             self.state = None
-            self.turn = coordinate(self.spec, self.spec.plan, msg.input)
+            self.turn = coordinate(self.spec, self.spec.plan, msg.input, msg.upstream)
         else:
             self.state = AgentTurn(self.spec)
             self.turn = self.state.run(msg.input, msg.upstream)
@@ -174,6 +174,7 @@ class AgentActor(Actor):  # type: ignore[misc]
                     provider=spec.provider,
                     request=effect.request,
                     reply_to=me,
+                    purpose=effect.purpose,
                 )
             case CallTools():
                 return ToolsCall(

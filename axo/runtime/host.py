@@ -25,7 +25,7 @@ import msgspec
 
 from axo.errors import ProviderError, UsageError
 from axo.eventlog import EventLog, EventLogFailed
-from axo.llm.base import ChatMessage, Provider
+from axo.llm.base import Provider
 from axo.llm.providers import ProviderSet
 from axo.llm.retry import watch_retries
 from axo.memory.tiers import open_memory
@@ -46,7 +46,7 @@ from axo.result import RunResult, RunTracker
 from axo.runtime.bridges import InlineBridge, ThreadBridge
 from axo.runtime.effects import EffectRunner, failed_reply
 from axo.runtime.journal import Journal, check_run_id, redacted, redactor
-from axo.runtime.lifecycle import apply_retention, distill
+from axo.runtime.lifecycle import Session, apply_retention, distill
 from axo.runtime.pidfile import PID_FILE, write_pid
 from axo.runtime.specs import start_message
 from axo.runtime.system import ActorRuntime, ExitRequest, Mode, hide_in_logs
@@ -285,7 +285,10 @@ class Host:
         stopped = asyncio.Event()  # set by the first: a retry's wait ends at once
         interrupted: set[str] = set()  # agents a stop cut short (their next effect not run)
         setup: asyncio.Future[Any] | None = None  # a start-up step a stop may cancel
-        sessions: dict[str, list[ChatMessage]] = {}
+        sessions: dict[str, Session] = {}  # what each agent's turn saw, for distilling
+        for aid, done in resumed.completed.items() if resumed is not None else ():
+            if done.session:  # from an earlier life: distilled when this one ends
+                sessions[aid] = Session.saved(done.session)
         view_failed: list[Exception] = []  # on_event raised (noted once)
 
         def finish_stopped(reason: str) -> None:
@@ -339,10 +342,8 @@ class Host:
                     return
             if isinstance(call, LLMCall) and isinstance(reply, LLMReply) and reply.response:
                 tracker.spent(call.agent, reply.response.usage)
-                sessions[call.agent] = [
-                    *call.request.messages,
-                    ChatMessage(role="assistant", content=reply.response.content),
-                ]
+                if call.purpose == "turn":  # not a summary of it, not a coordinator's plan
+                    sessions.setdefault(call.agent, Session()).add(call.request, reply.response)
             if not finished.done() and bridge is not None:
                 bridge.send(call.reply_to, reply, failed=lambda exc: unsent(call, exc))
 
@@ -554,9 +555,7 @@ class Host:
                 if broken:
                     failure = broken[0]
                 elif finished.result().status != "stopped":  # a stopped run distils when it ends
-                    await distill(
-                        workflow, start.agents, sessions, provider_set, effects.memory, record
-                    )
+                    await distill(workflow, start.agents, sessions, effects, tracker.after_turn)
         except _StoppedEarly:
             finish_stopped(stops[0])
         except _StartTimedOut:

@@ -88,6 +88,7 @@ class Completed:
     tool_calls: int = 0
     started_at: float = 0.0
     finished_at: float = 0.0
+    session: list[Any] = field(default_factory=list)  # from its checkpoint, for distilling
 
 
 @dataclass
@@ -119,7 +120,10 @@ class Journal:
         self.checkpoints = CheckpointStore(os.path.join(run_dir, "checkpoints"), sync=False)
         self._writer = CheckpointWriter(self.checkpoints)
         self.resume = resume
+        # per agent, its turn's messages (each once, as the host's ``Session`` keeps them)
         self.sessions: dict[str, list[Any]] = {}
+        self._seen: dict[str, set[bytes]] = {}
+        self._latest: dict[str, list[Any]] = {}  # the newest answer, and its tool results
         self.replayed = 0
         self.unchecked: set[str] = set()  # agents with ``memory: {checkpoint: false}``
 
@@ -203,6 +207,11 @@ class Journal:
                     started_at=float(data.get("started_at") or 0.0),
                     finished_at=float(data.get("finished_at") or 0.0),
                 )
+        for a in workflow.distillers:  # its session, to distil when this life ends
+            done = state.completed.get(a.id)
+            loaded = self.checkpoints.load_latest(a.id) if done is not None else None
+            if done is not None and loaded is not None and isinstance(loaded.state, dict):
+                done.session = list(loaded.state.get("session") or [])
         # an agent whose completion the log lost may still have a checkpoint that says so
         for a in workflow.agents:
             if a.id in state.completed:
@@ -221,6 +230,7 @@ class Journal:
                 state.completed[a.id] = Completed(
                     output=str(snap.get("output") or ""),
                     usage=msgspec.convert(snap.get("usage") or {}, Usage),
+                    session=list(snap.get("session") or []),
                 )
                 state.problems.append(f"agent '{a.id}': completion recovered from its checkpoint")
 
@@ -239,33 +249,47 @@ class Journal:
     async def result(self, call: Call, reply: Reply) -> None:
         """Make a successful result durable (before the agent acts on it) and checkpoint."""
         n = effect_index(call.corr)
-        session = self.sessions.setdefault(call.agent, [])
+        agent = call.agent
         if isinstance(call, LLMCall) and isinstance(reply, LLMReply):
             if reply.response is None:
                 self.log.append(
                     self.run_id,
                     "llm_failed",
-                    call.agent,
+                    agent,
                     {"n": n, "error": reply.error, "kind": reply.kind},
                 )
                 return
-            session[:] = [msgspec.to_builtins(m) for m in call.request.messages]
-            session.append(
-                {
-                    "role": "assistant",
-                    "content": reply.response.content,
-                    "tool_calls": msgspec.to_builtins(reply.response.tool_calls),
-                }
-            )
-        elif isinstance(reply, ToolsReply):
-            session.extend(
+            if call.purpose == "turn":  # not a summary of the turn
+                session, seen = (
+                    self.sessions.setdefault(agent, []),
+                    self._seen.setdefault(agent, set()),
+                )
+                for m in call.request.messages:  # each once: a request repeats the head
+                    key = msgspec.msgpack.encode(m)
+                    if key not in seen:
+                        seen.add(key)
+                        session.append(msgspec.to_builtins(m))
+                self._latest[agent] = [
+                    {
+                        "role": "assistant",
+                        "content": reply.response.content,
+                        "tool_calls": msgspec.to_builtins(reply.response.tool_calls),
+                    }
+                ]
+        elif isinstance(reply, ToolsReply):  # until the next request carries them
+            self._latest.setdefault(agent, []).extend(
                 {"role": "tool", "content": o.content, "name": o.name} for o in reply.outcomes
             )
         await self.log.append_durable(
-            self.run_id, "result", call.agent, {"n": n, "reply": msgspec.to_builtins(reply)}
+            self.run_id, "result", agent, {"n": n, "reply": msgspec.to_builtins(reply)}
         )
-        if not isinstance(reply, RecallReply) and call.agent not in self.unchecked:
-            self._save(call.agent, {"status": "running", "step": n, "session": session})
+        if not isinstance(reply, RecallReply) and agent not in self.unchecked:
+            self._save(agent, {"status": "running", "step": n, "session": self.session(agent)})
+
+    def session(self, agent: str) -> list[Any]:
+        """The agent's turn so far: every message its requests carried, then its latest
+        answer and the tool results that answer asked for."""
+        return [*self.sessions.get(agent, ()), *self._latest.get(agent, ())]
 
     async def settle(self) -> None:
         """Return once everything recorded so far is on disk (records committed, checkpoints
@@ -296,7 +320,7 @@ class Journal:
                             "status": "done",
                             "output": event.output,
                             "usage": msgspec.to_builtins(event.usage),
-                            "session": self.sessions.get(event.agent, []),
+                            "session": self.session(event.agent),
                         },
                     )
             case AgentSkipped():

@@ -8,33 +8,69 @@ import shutil
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 from axo.errors import AxoError
 from axo.eventlog import EventLog
-from axo.llm.base import ChatMessage, ChatRequest
-from axo.llm.providers import ProviderSet
-from axo.messages import AgentSpec
+from axo.llm.base import ChatMessage, ChatRequest, ChatResponse, Usage
+from axo.messages import AgentSpec, LLMCall
+from axo.runtime.effects import EffectRunner
 from axo.runtime.journal import stored_path
 from axo.workflow import Workflow
+
+
+class Session:
+    """An agent's turn as distilling reads it: every message its requests carried, once each
+    and in order (a memory-first request carries only the latest round, so one request alone
+    would miss the earlier ones), then its latest answer."""
+
+    def __init__(self) -> None:
+        self.messages: list[Any] = []  # ChatMessage, or mappings (``saved``)
+        self._seen: set[bytes] = set()
+        self.answer: str | None = None
+
+    @classmethod
+    def saved(cls, messages: list[Any]) -> Session:
+        """A session as a checkpoint kept it (mappings, secrets redacted, answer included)."""
+        session = cls()
+        session.messages = list(messages)
+        return session
+
+    def add(self, request: ChatRequest, response: ChatResponse) -> None:
+        for m in request.messages:
+            key = msgspec.msgpack.encode(m)
+            if key not in self._seen:
+                self._seen.add(key)
+                self.messages.append(m)
+        self.answer = response.content
+
+    def transcript(self) -> list[Any]:
+        if not self.answer:
+            return list(self.messages)
+        return [*self.messages, ChatMessage(role="assistant", content=self.answer)]
 
 
 async def distill(
     workflow: Workflow,
     specs: tuple[AgentSpec, ...],
-    sessions: dict[str, list[ChatMessage]],
-    providers: ProviderSet,
-    memory: Any,
-    record: Callable[[str, str, dict[str, Any]], None],
+    sessions: dict[str, Session],
+    effects: EffectRunner,
+    count: Callable[[str, Usage], None],
 ) -> None:
     """At the end of a run, agents with ``memory: {distill: true}`` turn their session into
-    a few durable facts (one LLM call each; duplicates merge in the fact store)."""
-    distillers = [a for a in workflow.distillers if sessions.get(a.id)]
+    a few durable facts (one LLM call each; duplicates merge in the fact store).
+
+    The call is an LLM call of the run like any other: the policy's LLM hooks see it, the
+    run's token budget applies, and ``count`` adds what it used to its agent's usage."""
+    distillers = [a for a in workflow.distillers if a.id in sessions]
     if not distillers:
         return
     from axo.memory.facts import distill_prompt, parse_distilled
 
     by_id = {s.id: s for s in specs}
+    record = effects.record
     for agent in distillers:
-        session = sessions[agent.id]
+        session = sessions[agent.id].transcript()
         spec = by_id[agent.id]
         request = ChatRequest(
             model=spec.model,
@@ -45,19 +81,32 @@ async def distill(
                 ChatMessage(role="user", content=distill_prompt(session)),
             ),
         )
-        try:
-            if spec.function is not None:
-                from axo.runtime.agent_actor import call_function
+        if spec.function is not None:
+            from axo.runtime.agent_actor import call_function
 
+            try:
                 response = call_function(spec.function, request)
-            else:
-                response = await providers.get(spec.provider).complete(request)
-        except AxoError as exc:
-            record("distill_failed", agent.id, {"reason": str(exc)})
-            continue
+            except AxoError as exc:
+                record("distill_failed", agent.id, {"reason": str(exc)})
+                continue
+        else:
+            call = LLMCall(
+                corr=f"{agent.id}:distill",
+                run_id=effects.run_id,
+                agent=agent.id,
+                provider=spec.provider,
+                request=request,
+                reply_to=None,
+            )
+            reply = await effects.llm(call)
+            if reply.response is None:
+                record("distill_failed", agent.id, {"reason": reply.error or reply.kind})
+                continue
+            response = reply.response
+        count(agent.id, response.usage)
         facts = parse_distilled(response.content or "")
         for fact in facts:
-            memory.remember(fact, ("distilled",), agent=agent.id)
+            effects.memory.remember(fact, ("distilled",), agent=agent.id)
         record("distilled", agent.id, {"facts": len(facts), "tokens": response.usage.total_tokens})
 
 

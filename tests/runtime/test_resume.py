@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -266,6 +267,70 @@ def test_distill_turns_a_session_into_facts_for_later_runs(tmp_path: Path) -> No
     assert [f.text for f in store.recall("deploy window", 3)] == [
         "The deploy window is Tuesday at 14:00"
     ]
+
+
+def test_a_distill_call_counts_in_its_agent_and_run_usage_and_under_the_run_budget(
+    tmp_path: Path,
+) -> None:
+    import axo as api
+
+    def text(fake: FakeLLM, budget: str) -> str:
+        return (
+            f"providers:\n  fake: {{type: openai, base_url: '{fake.base_url}'}}\n{budget}"
+            "agents:\n  - id: a\n    sampling: {max_tokens: 20}\n"
+            "    memory: {long_term: true, distill: true}\n"
+        )
+
+    def distiller(body: dict[str, Any]) -> str:
+        return "*" if "transcript of your work session" in json.dumps(body) else "a"
+
+    answer = Reply("Tuesday.", prompt_tokens=100, completion_tokens=10)
+    facts = Reply("- The window is Tuesday", prompt_tokens=700, completion_tokens=50)
+    with FakeLLM(scripts={"a": [answer], "*": [facts]}, key=distiller) as fake:
+        wf = api.load_workflow("d.yaml", text=text(fake, ""))
+        result = api.run(wf, "When?", state_dir=str(tmp_path / "one"))
+    a = result.agent("a")
+    assert (a.usage.total_tokens, a.llm_calls) == (860, 2)
+    assert result.usage.total_tokens == 860 and result.notes_of("distilled")
+    with FakeLLM(scripts={"a": [answer]}, key=distiller) as fake:  # no distill request
+        wf = api.load_workflow("d.yaml", text=text(fake, "run: {token_budget: 400}\n"))
+        result = api.run(wf, "When?", state_dir=str(tmp_path / "two"))
+    (failed,) = result.notes_of("distill_failed")
+    assert "run budget exceeded" in failed.detail["reason"]
+    assert result.usage.total_tokens == 110 and result.ok
+
+
+def test_distill_reads_every_round_of_the_turn_not_only_its_last_request(
+    tmp_path: Path,
+) -> None:
+    import axo as api
+
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "policy.txt").write_text("FACT-ONE: refunds need a manager")
+    (tmp_path / "work" / "other.txt").write_text("nothing here")
+    rounds = [
+        ToolCalls([("read_file", {"path": "policy.txt"})]),
+        ToolCalls([("read_file", {"path": "other.txt"})]),
+        Reply("done"),
+    ]
+    with FakeLLM(
+        scripts={"a": rounds, "*": [Reply("- Refunds need a manager")]},
+        key=lambda body: "*" if "transcript of your work session" in json.dumps(body) else "a",
+    ) as fake:
+        text = (
+            f"providers:\n  fake: {{type: openai, base_url: '{fake.base_url}'}}\n"
+            "agents:\n  - {id: a, tools: [read_file], memory: {long_term: true, distill: true}}\n"
+        )
+        wf = api.load_workflow("d.yaml", text=text)
+        result = api.run(wf, "x", state_dir=str(tmp_path / "s"), workspace=str(tmp_path / "work"))
+        (distilling,) = fake.requests_for("*")
+    assert result.ok
+    assert "FACT-ONE" not in fake.requests_for("a")[-1].text, "memory first: the last round only"
+    transcript = distilling.text
+    assert "FACT-ONE" in transcript and "nothing here" in transcript
+    assert (
+        transcript.index("FACT-ONE") < transcript.index("nothing here") < transcript.index("done")
+    )
 
 
 def test_an_agent_with_checkpoints_off_writes_none(tmp_path: Path) -> None:

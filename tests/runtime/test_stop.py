@@ -150,3 +150,44 @@ def test_resuming_an_unknown_or_path_like_id_creates_no_folder(tmp_path: Path) -
         assert "is not a run id" in resume_refused(tmp_path, wf, state, "../../escaped")
     assert not (state / "runs" / "nosuchrun").exists()
     assert not (tmp_path / "escaped").exists() and not (state / "escaped").exists()
+
+
+def test_an_agent_done_before_a_stop_is_distilled_when_the_resumed_run_ends(
+    tmp_path: Path,
+) -> None:
+    agents = (
+        "  - {id: a, memory: {long_term: true, distill: true}}\n"
+        "  - {id: b, depends_on: [a]}\n"
+        "  - {id: c, depends_on: [b]}\n"
+    )
+    scripts = {
+        "a": [Reply("A-SAID: the vault code is 4417")],
+        "b": [Reply("B-SAID", delay=3.0)],
+        "c": [Reply("C")],
+        "*": [Reply("- The vault code is 4417")],
+    }
+
+    def key(body: dict[str, object]) -> str:
+        text = json.dumps(body)
+        if "transcript of your work session" in text:
+            return "*"
+        return "c" if "B-SAID" in text else "b" if "A-SAID" in text else "a"
+
+    with FakeLLM(scripts=scripts, key=key) as fake:
+        wf = write_workflow(tmp_path, fake, agents)
+        state = tmp_path / "state"
+        proc = axo(
+            "run", str(wf), "--input", "x", "--state-dir", str(state), "--json", cwd=tmp_path
+        )
+        fake.wait_for(1, key="b", timeout=60)  # a is done; b waits for its answer
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 3, err
+        assert not fake.requests_for("*"), "a stopped run distils nothing"
+        result = resume(tmp_path, wf, state, only_run(state))
+        (distilling,) = fake.requests_for("*")
+    assert result["status"] == "succeeded"
+    assert "A-SAID: the vault code is 4417" in distilling.text  # a's session, from its checkpoint
+    notes = result["notes"]
+    assert isinstance(notes, list)
+    assert [n["kind"] for n in notes if n["agent"] == "a"] == ["distilled"]
