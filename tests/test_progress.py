@@ -27,3 +27,16 @@ def test_the_agent_table_shows_retries_in_progress() -> None:
     console = Console(width=100, record=True)
     console.print(agent_table([AgentResult(id="a", name="a", status="running", retries=2)]))
     assert "running (2 retries)" in console.export_text()
+
+
+def test_a_workers_plan_steps_count_in_its_usage_even_when_no_event_ends_them() -> None:
+    from axo.llm.base import Usage
+    from axo.result import RunTracker
+
+    tracker = RunTracker("r", [("boss", "Boss"), ("driver", "Driver")])
+    tracker.spent("driver.1", Usage(prompt_tokens=100, completion_tokens=10))
+    tracker.spent("driver.4", Usage(prompt_tokens=50, completion_tokens=5))  # a stop came next
+    result = tracker.result(workflow=None, file="w.yaml", runtime="local", run_input="", sinks=[])
+    driver = result.agent("driver")
+    assert (driver.usage.total_tokens, driver.llm_calls) == (165, 2)
+    assert result.usage.total_tokens == 165

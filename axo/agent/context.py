@@ -64,7 +64,7 @@ def pack(
     """
     budget = max(64, spec.context_tokens - reserve)
     system = identity(spec)
-    user = _render(run_input, upstream)
+    user = render_input(run_input, upstream)
     if estimate_tokens(system) + estimate_tokens(user) + 2 * MESSAGE_OVERHEAD <= budget:
         return (
             ChatMessage(role="system", content=system),
@@ -120,7 +120,8 @@ def pack(
     return messages, report
 
 
-def _render(run_input: str, upstream: tuple[Upstream, ...]) -> str:
+def render_input(run_input: str, upstream: tuple[Upstream, ...]) -> str:
+    """The run's input and the outputs of the agents depended on, as one prompt text."""
     if not upstream:
         return run_input or "(no input)"
     # _label inlined: this runs for every upstream output of every activation

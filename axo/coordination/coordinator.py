@@ -30,6 +30,8 @@ from typing import Any
 
 import msgspec
 
+from axo.agent.budget import AgentBudget, estimate_request
+from axo.agent.context import render_input
 from axo.agent.turn import CallLLM, Emit, TurnResult
 from axo.coordination.domain import (
     ROOT_TYPE,
@@ -42,9 +44,9 @@ from axo.coordination.domain import (
     parse_problem,
 )
 from axo.coordination.htn import Plan, PlanFailure, Planner
-from axo.errors import ConfigError, RuntimeFault
+from axo.errors import BudgetExceeded, ConfigError, RuntimeFault
 from axo.llm.base import ChatMessage, ChatRequest, ChatResponse, Usage
-from axo.messages import AgentSpec, PlanSpec
+from axo.messages import AgentSpec, PlanSpec, Upstream
 
 
 class Step(msgspec.Struct, frozen=True, kw_only=True):
@@ -130,7 +132,7 @@ def steps_of(domain: Domain, plan: Plan, capabilities: dict[str, tuple[str, ...]
 
 
 def _ask(
-    spec: AgentSpec, system: str, user: str, schema: dict[str, Any]
+    spec: AgentSpec, system: str, user: str, schema: dict[str, Any], spent: list[Usage]
 ) -> Generator[Any, Any, tuple[Any, Usage]]:
     request = ChatRequest(
         model=spec.model,
@@ -143,11 +145,39 @@ def _ask(
             ChatMessage(role="user", content=user),
         ),
     )
+    yield from _within_budget(spec, request, spent)
     response: ChatResponse = yield CallLLM(request=request, purpose="plan")
     try:
         return json.loads(response.content or ""), response.usage
     except ValueError:
         return None, response.usage
+
+
+def _within_budget(
+    spec: AgentSpec, request: ChatRequest, spent: list[Usage]
+) -> Generator[Any, Any, None]:
+    """The coordinator's token_budget, checked before each of its calls as an agent's is:
+    ``warn`` notes and sends; ``abort`` — and ``summarize``, as a coordinator's request is one
+    message with nothing older to summarize — fails it without sending."""
+    if spec.per_call is None and spec.per_execution is None:
+        return
+    budget = AgentBudget(spec.per_call, spec.per_execution)
+    for used in spent:
+        budget.record(used)
+    verdict = budget.check(estimate_request(request))
+    if verdict.ok:
+        return
+    detail = {
+        "budget": verdict.budget,
+        "estimate": verdict.estimate,
+        "limit": verdict.limit,
+        "policy": spec.overflow_policy,
+    }
+    if spec.overflow_policy == "warn":
+        yield Emit(kind="budget_warning", detail=detail)
+        return
+    yield Emit(kind="budget_exceeded", detail=detail)
+    raise BudgetExceeded(verdict.budget, verdict.estimate, verdict.limit)
 
 
 def _call_schema(names: list[str], objects: list[str]) -> dict[str, Any]:
@@ -229,14 +259,16 @@ def _types(domain: Domain) -> list[str]:
 
 
 def coordinate(
-    spec: AgentSpec, plan_spec: PlanSpec, run_input: str
+    spec: AgentSpec, plan_spec: PlanSpec, run_input: str, upstream: tuple[Upstream, ...] = ()
 ) -> Generator[Any, Any, TurnResult]:
     """The coordinator's turn; its output is the plan as JSON (steps with their needs), or
-    the reason there is none (``failure``, ``kind``)."""
+    the reason there is none (``failure``, ``kind``). The goal it asks its model to express
+    as tasks is the run's input with the outputs of the agents it depends on."""
     domain, problem = load(plan_spec)
     spent: list[Usage] = []
+    goal = render_input(run_input, upstream) if upstream else run_input
     try:
-        output = yield from _coordinate(spec, plan_spec, run_input, domain, problem, spent)
+        output = yield from _coordinate(spec, plan_spec, goal, domain, problem, spent)
     except RuntimeFault as exc:  # a failed LLM call too: the calls made so far still count
         kind = getattr(exc, "kind", None) or type(exc).__name__
         output = {"goal": run_input, "failure": str(exc) or kind, "kind": kind}
@@ -265,6 +297,7 @@ def _coordinate(
             f"{', '.join(_signature(domain, t) for t in task_names)}. Objects: "
             f"{', '.join(f'{o} ({t})' for o, t in (*domain.constants, *problem.objects))}.",
             _tasks_schema(domain, problem),
+            spent,
         )
         spent.append(used)
         tasks, wrong = _checked_tasks(answer, domain, problem)
@@ -294,6 +327,7 @@ def _coordinate(
             + (f"a constant of the domain: {constants}." if constants else "nothing else.")
             + " Do not name the problem's objects: declare a parameter of their type.",
             _method_schema(domain),
+            spent,
         )
         spent.append(used)
         try:

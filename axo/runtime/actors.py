@@ -344,15 +344,15 @@ class RunActor(ChildWatch, PlanDispatch, Actor):  # type: ignore[misc]
     def _report_workers(self) -> None:
         assert self.start is not None
         reported = set()
-        for w, text, usage, calls, at in self._workers_report():
+        for w, text, failure, usage, calls, at in self._workers_report():
             reported.add(w)
             self.emit(
                 AgentDone(
                     run_id=self.start.run_id,
                     agent=self.start.agents[w].id,
-                    status="done",
+                    status="done" if failure is None else "failed",
                     output=text,
-                    reason=None,
+                    reason=failure,
                     usage=usage,
                     llm_calls=calls,
                     started_at=at,

@@ -37,7 +37,7 @@ from axo.messages import (
     Upstream,
 )
 
-STEP_TOKENS = 500.0  # the auction's estimate of one step's cost
+STEP_TOKENS = 500.0  # the auction's estimate of one step's cost (one activation of a worker)
 UNLIMITED = 1e12
 
 
@@ -67,8 +67,9 @@ class PlanDispatch:
     def _plan_setup(self) -> None:
         self.plans: dict[int, PlanRun] = {}
         self.step_of: dict[int, tuple[int, int]] = {}
-        self.worker_log: dict[int, list[tuple[int, str, str, Usage, int]]] = {}
-        self.worker_used: dict[int, int] = {}
+        # per worker, its steps that ended: (step, action, output or failure, usage, calls,
+        # whether it failed)
+        self.worker_log: dict[int, list[tuple[int, str, str, Usage, int, bool]]] = {}
 
     @property
     def workers(self) -> list[int]:
@@ -102,15 +103,18 @@ class PlanDispatch:
         for w in workers:
             spec = specs[w]
             caps = frozenset({t.name for t in spec.tool_specs} | set(spec.capabilities))
-            budget = (
-                spec.per_execution - self.worker_used.get(w, 0) if spec.per_execution else UNLIMITED
-            )
+            # per_execution bounds each activation, and every step is one with a budget of
+            # its own: a worker whose budget covers a step's estimate may take them all (the
+            # share of this plan it has left still lowers its score as it wins)
+            budget = UNLIMITED
+            if spec.per_execution:
+                budget = STEP_TOKENS * len(steps) if spec.per_execution >= STEP_TOKENS else 0.0
             bidders.append(
                 Bidder(
                     name=spec.id,
                     capabilities=caps,
-                    budget=float(budget),
-                    initial_budget=float(spec.per_execution or UNLIMITED),
+                    budget=budget,
+                    initial_budget=budget or 1.0,
                     load=float(len(self.worker_log.get(w, []))),
                     capacity=float(len(steps) + len(self.worker_log.get(w, []))),
                 )
@@ -224,13 +228,19 @@ class PlanDispatch:
         plan = self.plans[coord]
         w = plan.winners[k]
         self.host_running -= self.on_host[node]
-        self.worker_used[w] = self.worker_used.get(w, 0) + usage.total_tokens
         plan.finished.add(k)
+        self.worker_log.setdefault(w, []).append(
+            (
+                k,
+                plan.steps[k]["action"],
+                output or reason or "",
+                usage,
+                llm_calls,
+                reason is not None,
+            )
+        )
         if reason is None:
             plan.outputs[k] = output or ""
-            self.worker_log.setdefault(w, []).append(
-                (k, plan.steps[k]["action"], output or "", usage, llm_calls)
-            )
             ready = self.lattice.complete(node)
         else:
             plan.failure = plan.failure or f"step {k + 1} ({plan.steps[k]['action']}): {reason}"
@@ -304,16 +314,21 @@ class PlanDispatch:
             planned=True,
         )
 
-    def _workers_report(self) -> list[tuple[int, str, Usage, int, float]]:
+    def _workers_report(self) -> list[tuple[int, str, str | None, Usage, int, float]]:
+        """Per worker with steps that ended: its output (one line per step), the reason of
+        its first failed step (None when all were done), its usage and LLM calls."""
         out = []
         for w, log in sorted(self.worker_log.items()):
             text = "\n".join(
-                f"step {k + 1} ({action}): {output}" for k, action, output, _, _ in sorted(log)
+                f"step {k + 1} ({action}): {'failed: ' if failed else ''}{said}"
+                for k, action, said, _, _, failed in sorted(log)
             )
+            failures = [f"step {k + 1} ({a}): {said}" for k, a, said, *_, bad in sorted(log) if bad]
             usage = Usage()
-            for *_, used, _calls in log:
+            for *_, used, _calls, _failed in log:
                 usage = usage + used
-            out.append((w, text, usage, sum(c for *_, c in log), msg_time()))
+            calls = sum(c for *_, c, _failed in log)
+            out.append((w, text, failures[0] if failures else None, usage, calls, msg_time()))
         return out
 
 

@@ -524,3 +524,111 @@ def test_a_coordinated_run_from_the_cli_without_a_terminal_prints_its_plan_and_e
     assert out.returncode == 0, out.stderr
     assert "dispatcher: planned" in out.stderr and "step 1 (" in out.stderr
     assert "run succeeded" in out.stderr
+
+
+# --- 6. a failed step counts, and its worker says it failed --------------------------------
+
+
+@pytest.mark.parametrize("runtime", ["local", "multiproc"])
+def test_a_failed_steps_tokens_count_and_its_worker_is_failed_not_skipped(
+    tmp_path: Path, runtime: str
+) -> None:
+    from axo.testing import Fail, ToolCalls
+
+    answer = tasks(("deliver", ["parcel", "south_depot"]))
+    driver = [ToolCalls([("list_files", {})], prompt_tokens=1000, completion_tokens=10)]
+    driver += [Fail(400, "driver is broken")] * 20
+    plan = {
+        "Dispatcher": [Reply(answer, prompt_tokens=70, completion_tokens=7)],
+        "Driver": driver,
+        "Pilot": [Reply("flew", prompt_tokens=5, completion_tokens=1)] * 20,
+    }
+    with FakeLLM(scripts=plan) as fake:
+        result = axo.run(coordinated(fake, tmp_path), GOAL, runtime=runtime)  # type: ignore[arg-type]
+        answered = sum(
+            r.step.prompt_tokens + r.step.completion_tokens
+            for r in fake.requests
+            if isinstance(r.step, Reply | ToolCalls) and r.status == 200
+        )
+    driver_result = result.agent("driver")
+    assert driver_result.status == "failed", driver_result.reason
+    assert "driver is broken" in (driver_result.reason or "")
+    assert driver_result.usage.total_tokens == 1010
+    assert result.usage.total_tokens == answered  # nothing the server answered is lost
+
+
+# --- 7. a worker's per_execution budget bounds each step, not the whole plan ---------------
+
+
+@pytest.mark.parametrize(("per_execution", "ok"), [(1500, True), (100, False)])
+def test_a_workers_per_execution_budget_is_checked_against_each_step(
+    tmp_path: Path, per_execution: int, ok: bool
+) -> None:
+    answer = tasks(("deliver", ["parcel", "south_depot"]))
+    with FakeLLM(scripts=scripts(answer, steps=20 if ok else 0)) as fake:
+        wf = coordinated(fake, tmp_path)
+        budget = f"    token_budget: {{per_execution: {per_execution}}}\n"
+        text = Path(wf.file).read_text()
+        at = text.index("    capabilities: [ground]\n")
+        Path(wf.file).write_text(text[:at] + budget + text[at:])
+        result = axo.run(axo.load_workflow(wf.file), GOAL)
+    assert result.plan is not None
+    driven = [a for a in result.plan["awards"] if a["worker"] == "driver"]
+    if ok:  # every ground step, more than 1500 / 500 of them
+        assert result.ok, result.failure
+        assert len(driven) > 3 and not result.plan["unassigned"]
+    else:  # no step fits 100 tokens: none is given to it
+        assert not driven and result.plan["unassigned"]
+        assert "lack budget" in result.plan["unassigned"][0]["reason"]
+
+
+# --- 8. a coordinator that depends on agents plans with their outputs ----------------------
+
+
+def test_a_coordinator_with_dependencies_plans_from_their_outputs(tmp_path: Path) -> None:
+    answer = tasks(("deliver", ["parcel", "south_depot"]))
+    plan = {**scripts(answer), "Researcher": [Reply("FOUND: the parcel goes to south_depot")]}
+    with FakeLLM(scripts=plan) as fake:
+        wf = coordinated(fake, tmp_path)
+        text = Path(wf.file).read_text()
+        at = text.index("  - id: dispatcher\n")
+        researcher = "  - {id: researcher, name: Researcher}\n"
+        text = text[:at] + researcher + text[at:]
+        text = text.replace(
+            "    role: coordinator\n", "    role: coordinator\n    depends_on: [researcher]\n", 1
+        )
+        Path(wf.file).write_text(text)
+        result = axo.run(axo.load_workflow(wf.file), GOAL)
+        (asked,) = fake.requests_for("Dispatcher")
+    assert result.ok, result.failure
+    assert "FOUND: the parcel goes to south_depot" in asked.text and GOAL in asked.text
+
+
+# --- 9. a coordinator's token_budget applies to its calls ----------------------------------
+
+
+@pytest.mark.parametrize(("policy", "sent"), [("abort", 0), ("warn", 1)])
+def test_a_coordinators_token_budget_is_checked_before_each_call(
+    tmp_path: Path, policy: str, sent: int
+) -> None:
+    answer = tasks(("deliver", ["parcel", "south_depot"]))
+    with FakeLLM(scripts=scripts(answer, steps=20 if sent else 0)) as fake:
+        wf = coordinated(fake, tmp_path)
+        budget = f"    token_budget: {{per_call: 50, overflow_policy: {policy}}}\n"
+        text = (
+            Path(wf.file)
+            .read_text()
+            .replace("    role: coordinator\n", "    role: coordinator\n" + budget, 1)
+        )
+        Path(wf.file).write_text(text)
+        result = axo.run(axo.load_workflow(wf.file), GOAL)
+        asked = len(fake.requests_for("Dispatcher"))
+    dispatcher = result.agent("dispatcher")
+    assert asked == sent
+    kind = "budget_exceeded" if policy == "abort" else "budget_warning"
+    assert result.notes_of(kind)[0].detail["budget"] == "per_call"
+    if policy == "abort":
+        assert dispatcher.status == "failed"
+        assert "per_call budget exceeded" in (dispatcher.reason or "")
+    else:
+        assert result.ok, result.failure
