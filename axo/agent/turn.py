@@ -375,10 +375,12 @@ class AgentTurn:
             self.messages = [*head, ChatMessage(role="user", content=SUMMARY_HEAD + summary), *tail]
             self.round_start = len(head) + 1
             return True
+        # only what the request carries: memory first, the latest round
+        sent = 0 if self.spec.context == "full" else self.round_start
         long = [
             i
             for i, m in enumerate(msgs)
-            if m.role == "tool" and estimate_tokens(m.content) > LONG_RESULT
+            if i >= sent and m.role == "tool" and estimate_tokens(m.content) > LONG_RESULT
         ]
         if not long:
             return False

@@ -100,6 +100,31 @@ def test_summarize_shrinks_the_next_request_and_the_answer_still_arrives(tmp_pat
     assert result.agent("a").llm_calls == 3  # two turns and the summarizing call
 
 
+def test_summarize_leaves_alone_results_of_rounds_the_request_no_longer_carries(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "old.txt").write_text("old data line\n" * 120)  # long, but fits per_call
+    (tmp_path / "new.txt").write_text("new data line\n" * 300)
+    scripts = {
+        "a": [
+            ToolCalls([("read_file", {"path": "old.txt"})]),
+            ToolCalls([("read_file", {"path": "new.txt"})]),
+            Reply("final"),
+        ],
+        "*": [Reply("SUMMARY of new.txt")],  # one summary: of what the next request carries
+    }
+    agents = (
+        "  - {id: a, tools: [read_file], sampling: {max_tokens: 64},"
+        " token_budget: {per_call: 1100, overflow_policy: summarize}}\n"
+    )
+    with FakeLLM(scripts=scripts) as fake:
+        result = run(fake, agents, tmp_path)
+        (summarized,) = fake.requests_for("*")
+    assert result.ok, result.failure
+    assert "new data line" in summarized.text and "old data line" not in summarized.text
+    assert "(summarized) SUMMARY of new.txt" in fake.requests_for("a")[2].text
+
+
 def test_a_disallowed_tool_is_refused_and_the_model_is_told(tmp_path: Path) -> None:
     with FakeLLM(
         script=[ToolCalls([("write_file", {"path": "x", "content": "y"})]), Reply("ok then")]
