@@ -14,6 +14,7 @@ import weakref
 import msgspec
 
 from axo.config import Agent, FunctionProvider, raise_if
+from axo.errors import ConfigError, Problem
 from axo.messages import AgentSpec, PlanSpec, StartRun
 from axo.tools.registry import ToolRegistry
 from axo.workflow import Workflow
@@ -73,14 +74,23 @@ def check_plans(workflow: Workflow, source: Source | None = None) -> None:
         ConfigError: what is wrong, located in the domain or problem file, or in the
             workflow file for a capability.
     """
-    from axo.coordination.coordinator import load
+    from axo.coordination.domain import parse_domain, parse_problem
 
-    problems = []
+    problems: list[Problem] = []  # every coordinator's, the domain's, its problem's: at once
     for i, agent in enumerate(workflow.agents):
         spec = _plan_spec(workflow, agent, check=False)
         if spec is None:
             continue
-        domain, _ = load(spec)
+        try:
+            domain = parse_domain(spec.domain_text, file=spec.domain_file)
+        except ConfigError as exc:  # the problem and the capabilities need the domain
+            problems += exc.problems
+            continue
+        if spec.problem_text:
+            try:
+                parse_problem(spec.problem_text, domain, file=spec.problem_file or "<goal>")
+            except ConfigError as exc:
+                problems += exc.problems
         for key in spec.capabilities if source is not None else ():
             if key not in domain.operators:
                 near = difflib.get_close_matches(key, list(domain.operators), n=1)

@@ -203,3 +203,27 @@ def test_secrets_stay_out_of_axos_log_which_only_its_user_may_read(
     assert SECRET not in text
     assert stat.S_IMODE(log.stat().st_mode) == 0o600
     assert stat.S_IMODE(log.parent.stat().st_mode) == 0o700
+
+
+def test_every_plan_mistake_of_every_coordinator_is_reported_at_once(tmp_path: Path) -> None:
+    (tmp_path / "bad_domain.yaml").write_text(
+        "domain: d\npredicates: {}\ntasks:\n  t:\n    methods: [{name: m, subtasks: [nothing]}]\n"
+    )
+    (tmp_path / "problem.yaml").write_text(
+        "problem: p\ndomain: logistics\nobjects: {package: [parcel]}\n"
+        "tasks: [deliver bob nowhere]\n"
+    )
+    path = tmp_path / "wf.yaml"
+    path.write_text(
+        "agents:\n"
+        f"  - id: a\n    role: coordinator\n    plan: {{domain: {DOMAINS}/logistics.yaml,"
+        " problem: problem.yaml, capabilities: {drvie: [ground]}}\n"
+        "  - {id: b, role: coordinator, plan: {domain: bad_domain.yaml}}\n"
+        "  - {id: hand, role: worker}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_file(path)
+    found = {(Path(p.file).name, p.path) for p in info.value.problems}
+    assert ("wf.yaml", "$.agents[0].plan.capabilities.drvie") in found
+    assert any(f == "problem.yaml" for f, _ in found), found  # bob and nowhere are unknown
+    assert any(f == "bad_domain.yaml" for f, _ in found), found  # 'nothing' is no task
