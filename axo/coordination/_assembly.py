@@ -8,10 +8,10 @@ integer operations on a few hundred bits take tens of nanoseconds — far less t
 — and the search does a few per step. Bit ``2n`` (FALSE) is never set: requiring it marks what
 can never apply.
 
-Assembly keeps every mask as the positions of its bits (``_Bits``); the search's view is made
-from them on first use: Python integers for the Python search, built a whole table at a time
-(``powers[positions]`` gathers each row's powers of two, one OR-reduction per table combines
-them), or rows of ``uint64`` words for the compiled one (``packed``).
+Assembly keeps every mask as the positions of its bits (``_Bits``). The compiled search reads
+them as they are; the Python search's view is made from them on first use: Python integers,
+built a whole table at a time (``powers[positions]`` gathers each row's powers of two, one
+OR-reduction per table combines them).
 
 Candidates are ordered here, once: by ground task, then method, then binding (its rank).
 """
@@ -40,7 +40,6 @@ from axo.coordination.domain import Atom, Call, Operator, PlanningProblem
 
 if TYPE_CHECKING:
     from axo.coordination._grounding import Grounder
-    from axo.coordination._search_kernel import Packed
 
 
 # ``Call`` is a frozen dataclass: its ``__init__`` sets each field through ``object.__setattr__``.
@@ -138,13 +137,6 @@ class Grounding:
     @cached_property
     def method_sub(self) -> list[int]:
         return self.subs.tolist()
-
-    @cached_property
-    def packed(self) -> Packed:
-        """The compiled search's view: the masks packed in words (imports numba)."""
-        from axo.coordination._search_kernel import Packed
-
-        return Packed.of(self)
 
     def actions(self, ops: Sequence[int]) -> list[Call]:
         """The calls of operator groundings (for plans), made once per grounding."""

@@ -6,10 +6,13 @@ importing numba and loading this kernel from its cache take a few hundred millis
 process, a plan then takes a fraction of the Python search's time. Both read the same grounding
 (``_assembly``) and give the same plans, counters, frontiers and failures.
 
-A set of bits is a row of ``uint64`` words, bit ``i`` in word ``i // 64``. Masks are packed here
-from the bit positions ``_assembly`` keeps (``pack``): position ``p`` is bit ``p - 1``, position
-0 is padding. An operator grounding is applied as ``state & ~clear | set`` with ``clear`` the
-bits of the slots it deletes and of the absences of those it adds, and ``set`` the reverse.
+A set of bits is a row of ``uint64`` words, bit ``i`` in word ``i // 64``. The search packs its
+masks itself, from the bit positions ``_assembly`` keeps (``_pack``: position ``p`` is bit
+``p - 1``, position 0 is padding): one call from Python per search rather than one per table
+(each call from Python costs microseconds). Comparing a mask's words with the state's, with an
+early exit, costs less than testing its few bits one by one. An operator grounding is applied as
+``state & ~clear | set`` with ``clear`` the bits of the slots it deletes and of the absences of
+those it adds, and ``set`` the reverse.
 
 The list of tasks still to do is a persistent linked list in arrays whose nodes are never freed
 (24 bytes per task pushed, so at most ``max_steps`` times the longest method's subtasks), where
@@ -20,16 +23,10 @@ Compiled code is cached on disk like the auction kernel's (``_auction_kernel``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 import numpy as np
 from numpy.typing import NDArray
 
 from axo.coordination._auction_kernel import _jit
-
-if TYPE_CHECKING:
-    from axo.coordination._assembly import Grounding
 
 Words = NDArray[np.uint64]
 Ints = NDArray[np.int64]
@@ -38,7 +35,7 @@ PLAN, STEP_LIMIT, EXHAUSTED = 0, 1, 2  # how a search ended
 
 
 @_jit
-def pack(out: Words, positions: Ints, offset: int) -> None:
+def _pack(out: Words, positions: Ints, offset: int) -> Words:
     """OR into row ``r`` of ``out`` the bits ``positions[r] - 1 + offset`` (0: no bit)."""
     one = np.uint64(1)
     for r in range(positions.shape[0]):
@@ -47,6 +44,7 @@ def pack(out: Words, positions: Ints, offset: int) -> None:
             if p > 0:
                 bit = p - 1 + offset
                 out[r, bit >> 6] |= one << np.uint64(bit & 63)
+    return out
 
 
 @_jit
@@ -89,18 +87,19 @@ def _taller(a: Words) -> Words:
 
 @_jit
 def search(
-    init: Words,
-    goal: Words,
+    half: int,
+    held: Ints,
+    goal_bits: Ints,
     roots: Ints,
     task_op: Ints,
     task_lo: Ints,
     task_hi: Ints,
-    masks: Words,
+    method_needs: Ints,
     sub_ptr: Ints,
     sub: Ints,
-    op_req: Words,
-    op_clear: Words,
-    op_set: Words,
+    op_needs: Ints,
+    op_sets: Ints,
+    op_clears: Ints,
     max_steps: int,
     max_depth: int,
     max_frontiers: int,
@@ -112,8 +111,20 @@ def search(
     frontiers: [ground task, depth] per frontier, first met first. The furthest failure:
     [plan length, operator grounding or -1 for the goal], or [-1, -1] when there was none.
     """
-    words = init.shape[0]
-    state = init.copy()
+    words = (2 * half + 1 + 63) // 64  # the slots, their absences, FALSE
+    # the masks as rows of words, packed here rather than by a call each from Python
+    absent = np.ones(half + 1, np.bool_)  # by position: slot i is position i + 1
+    absent[0] = False
+    absent[held] = False
+    state = _pack(np.zeros((1, words), np.uint64), held.reshape(1, -1), 0)
+    state = _pack(state, np.flatnonzero(absent).reshape(1, -1), half)[0]
+    goal = _pack(np.zeros((1, words), np.uint64), goal_bits.reshape(1, -1), 0)[0]
+    masks = _pack(np.zeros((len(method_needs), words), np.uint64), method_needs, 0)
+    op_req = _pack(np.zeros((len(op_needs), words), np.uint64), op_needs, 0)
+    op_clear = _pack(np.zeros((len(op_needs), words), np.uint64), op_clears, 0)
+    op_clear = _pack(op_clear, op_sets, half)
+    op_set = _pack(np.zeros((len(op_needs), words), np.uint64), op_sets, 0)
+    op_set = _pack(op_set, op_clears, half)
     # the list of tasks still to do: a persistent linked list in arrays (nodes are never
     # freed, so a choice point can go back to any tail of it)
     node_task = np.empty(1024, np.int64)
@@ -223,42 +234,6 @@ def search(
         furthest,
         furthest_state,
     )
-
-
-@dataclass(frozen=True, slots=True)
-class Packed:
-    """A grounding's masks as rows of words, for ``search``."""
-
-    init: Words
-    goal: Words
-    masks: Words  # per method grounding
-    op_req: Words  # per operator grounding: what it needs, ...
-    op_clear: Words  # ... the bits it clears ...
-    op_set: Words  # ... and those it sets
-
-    @classmethod
-    def of(cls, g: Grounding) -> Packed:
-        n = g.half
-        words = (2 * n + 1 + 63) // 64  # the slots, their absences, FALSE
-
-        def rows(*parts: tuple[Ints, int]) -> Words:
-            out = np.zeros((len(parts[0][0]), words), np.uint64)
-            for positions, offset in parts:
-                pack(out, np.ascontiguousarray(positions, np.int64), offset)
-            return out
-
-        absent = np.ones(n + 1, bool)  # by position: slot i is position i + 1
-        absent[0] = False
-        absent[g.held] = False
-        held = g.held.reshape(1, -1)
-        return cls(
-            init=rows((held, 0), (np.flatnonzero(absent).reshape(1, -1), n))[0],
-            goal=rows((g.goal_bits.reshape(1, -1), 0))[0],
-            masks=rows((g.method_needs, 0)),
-            op_req=rows((g.op_needs, 0)),
-            op_clear=rows((g.op_clears, 0), (g.op_sets, n)),
-            op_set=rows((g.op_sets, 0), (g.op_clears, n)),
-        )
 
 
 def number(words: Words) -> int:

@@ -339,20 +339,21 @@ class _Search:
         """``run``, by the compiled kernel (``_search_kernel``; imports numba on first use)."""
         from axo.coordination import _search_kernel as kernel
 
-        g, packed = self.g, self.g.packed
+        g = self.g
         ended, plan, counters, frontiers, states, furthest, furthest_state = kernel.search(
-            packed.init,
-            packed.goal,
+            g.half,
+            g.held,
+            g.goal_bits,
             np.asarray(g.roots, np.int64),
             g.task_ops,
             g.task_los,
             g.task_his,
-            packed.masks,
+            g.method_needs,
             g.sub_ptrs,
             g.subs,
-            packed.op_req,
-            packed.op_clear,
-            packed.op_set,
+            g.op_needs,
+            g.op_sets,
+            g.op_clears,
             self.max_steps,
             self.max_depth,
             _MAX_FRONTIERS,
