@@ -22,7 +22,7 @@ import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -336,8 +336,17 @@ class _Ops:
     args: IntArray
 
 
-def assemble(gr: Grounder, roots: list[int]) -> Grounding:
-    """The grounding the search reads, from a grounder that has run to its fixpoint."""
+# What assembly computes from the rows, by numpy (``_tables``) or by the compiled kernel:
+# need, ptr, sub, lo, hi (methods), req, sets, clears (operators), goal bits, held bits,
+# each operator grounding's ground task, each ground task's operator grounding, and how many
+# compound ground tasks have no method grounding
+_Tables = tuple[Any, ...]
+
+
+def assemble(gr: Grounder, roots: list[int], kernel: bool = False) -> Grounding:
+    """The grounding the search reads, from a grounder that has run to its fixpoint; with
+    ``kernel``, the tables are computed by ``_assembly_kernel`` where it applies (numba is
+    loaded then)."""
     widths = gr.domain.widths
     rows = gr.active
     sizes = [len(r.parent) for r in rows]
@@ -346,15 +355,14 @@ def assemble(gr: Grounder, roots: list[int]) -> Grounding:
     ops = _ordered(gr)
     blocks = _blocks(gr, ops)
     task_keys = np.sort(np.concatenate([*gr.grounded, ops.keys]))
-    b = _Bits(np.sort(np.concatenate(gr.possible_ids)), gr.dynamic_total)
-    need, ptr, sub, lo, hi = _methods(gr, ids, sizes, task_keys, b)
-    req, sets, clears = _operators(gr, blocks, b)
-    gid = task_keys.searchsorted(ops.keys)
-    goal, impossible, hopeless = _goal(gr, b)
-    task_op = np.full(len(task_keys), -1, np.int64)
-    task_op[gid] = np.arange(len(gid))
+    slot_ids = np.sort(np.concatenate(gr.possible_ids))
+    found = _compiled_tables(gr, ids, sizes, ops, blocks, task_keys, slot_ids) if kernel else None
+    if found is None:
+        found = _tables(gr, ids, sizes, ops, blocks, task_keys, slot_ids)
+    need, ptr, sub, lo, hi, req, sets, clears, goal, held, gid, task_op, undecomposable = found
+    goal, impossible, hopeless = _goal(gr, goal, 2 * len(slot_ids) + 1)
     return Grounding(
-        half=b.n,
+        half=len(slot_ids),
         roots=task_keys.searchsorted(roots).tolist(),
         task_ops=task_op,
         task_los=lo,
@@ -366,7 +374,7 @@ def assemble(gr: Grounder, roots: list[int]) -> Grounding:
         op_sets=sets,
         op_clears=clears,
         goal_bits=goal,
-        held=b.sets(gr.init_ids),
+        held=held,
         op_task=gid.tolist(),
         op_schema=ops.schema,
         schema_name=gr.domain.operator_names,
@@ -375,17 +383,83 @@ def assemble(gr: Grounder, roots: list[int]) -> Grounding:
         internal_ops=gr.domain.internal,
         impossible_goal=impossible,
         hopeless=hopeless,
-        undecomposable=int(np.count_nonzero((task_op < 0) & (lo == hi))),
+        undecomposable=undecomposable,
         describe=Describer(
             gr.objects,
             gr.facts,
             gr.tasks,
             task_keys,
-            b.slot_ids,
+            slot_ids,
             gr.problem,
             gr.domain.static,
             gr.domain.domain.operators,
         ),
+    )
+
+
+def _tables(
+    gr: Grounder,
+    ids: IntArray,
+    sizes: list[int],
+    ops: _Ops,
+    blocks: IntArray,
+    task_keys: IntArray,
+    slot_ids: IntArray,
+) -> _Tables:
+    """The tables by numpy (see ``_Tables``)."""
+    b = _Bits(slot_ids, gr.dynamic_total)
+    need, ptr, sub, lo, hi = _methods(gr, ids, sizes, task_keys, b)
+    req, sets, clears = _operators(gr, blocks, b)
+    gid = task_keys.searchsorted(ops.keys)
+    goal = b.need(gr.goal_ids.reshape(-1, 1), 1).ravel()
+    task_op = np.full(len(task_keys), -1, np.int64)
+    task_op[gid] = np.arange(len(gid))
+    undecomposable = int(np.count_nonzero((task_op < 0) & (lo == hi)))
+    held = b.sets(gr.init_ids)
+    return need, ptr, sub, lo, hi, req, sets, clears, goal, held, gid, task_op, undecomposable
+
+
+def _compiled_tables(
+    gr: Grounder,
+    ids: IntArray,
+    sizes: list[int],
+    ops: _Ops,
+    blocks: IntArray,
+    task_keys: IntArray,
+    slot_ids: IntArray,
+) -> _Tables | None:
+    """The tables by the compiled kernel, in one call; None where it does not apply (fact ids
+    too many for tables, static facts kept sorted, or a sort key that does not fit)."""
+    static = gr.binder.static.table
+    if gr.dynamic_total > DENSE_LIMIT or static is None:
+        return None
+    rows, widths = gr.active, gr.domain.widths
+    rank = sum(widths.methods)
+    methods = max([r.plan.index for r in rows], default=0) + 1
+    ranks = int(ids[:, rank].max()) + 1 if len(ids) else 1
+    if len(task_keys) * methods * ranks >= KEY_LIMIT:
+        return None
+    from axo.coordination._assembly_kernel import tables
+
+    groups = np.array(
+        [(r.plan.index, r.plan.subtasks, n) for r, n in zip(rows, sizes, strict=True)],
+        np.int64,
+    )
+    return tables(
+        ids,
+        np.concatenate([r.parent for r in rows] + [EMPTY]),
+        groups.reshape(len(rows), 3),
+        ranks,
+        task_keys,
+        slot_ids,
+        gr.dynamic_total,
+        blocks,
+        static,
+        gr.init_ids,
+        gr.goal_ids,
+        ops.keys,
+        gr.scratch,
+        *gr.domain.width_arrays,
     )
 
 
@@ -485,13 +559,13 @@ def _static_checks(gr: Grounder, facts: IntArray, static: int, need: IntArray, b
         need[never // held.shape[1]] = b.false
 
 
-def _goal(gr: Grounder, b: _Bits) -> tuple[IntArray, tuple[Atom, ...], int]:
-    """The goal's bit positions, its facts that can never hold (FALSE is then one of them), and
-    how many of those, listed first, are static: no method added later can make them hold."""
-    bits = b.need(gr.goal_ids.reshape(-1, 1), 1).ravel()
+def _goal(gr: Grounder, bits: IntArray, false: int) -> tuple[IntArray, tuple[Atom, ...], int]:
+    """The goal's bit positions (given those of its dynamic facts), its facts that can never
+    hold (FALSE is then one of them), and how many of those, listed first, are static: no
+    method added later can make them hold."""
     static = gr.domain.static
-    false = [a for a in gr.problem.goal if a.predicate in static and a not in gr.problem.init]
-    impossible = [*false, *(gr.goal[i] for i in (bits == b.false).nonzero()[0].tolist())]
-    if false:
-        bits = np.append(bits, b.false)
-    return bits, tuple(impossible), len(false)
+    never = [a for a in gr.problem.goal if a.predicate in static and a not in gr.problem.init]
+    impossible = [*never, *(gr.goal[i] for i in (bits == false).nonzero()[0].tolist())]
+    if never:
+        bits = np.append(bits, false)
+    return bits, tuple(impossible), len(never)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 
 import numpy as np
 
@@ -150,6 +150,16 @@ class CompiledDomain:
     predicate_arity: IntArray  # per predicate (by index): how many arguments it takes
     predicate_columns: IntArray  # 0, 1, … up to ``predicate_width``: compared with arities
     dynamic_predicates: int  # how many predicates are not static
+
+    @cached_property
+    def width_arrays(self) -> tuple[IntArray, IntArray]:
+        """``widths`` as the assembly kernel reads them: the column groups (methods', then
+        operators'), and the clashes [k, 2]."""
+        w = self.widths
+        return (
+            np.array([*w.methods, *w.operators], np.int64),
+            np.array(w.clashes, np.int64).reshape(-1, 2),
+        )
 
 
 _CACHE: dict[int, tuple[weakref.ref[Domain], CompiledDomain]] = {}

@@ -104,7 +104,9 @@ class Grounder:
         args[domain.predicate_columns < domain.predicate_arity.take(relation)[:, None]] = flat
         return relation, args, self.facts.tuples(relation, args)
 
-    def run(self) -> Grounding:
+    def run(self, kernel: bool = False) -> Grounding:
+        """Ground to the fixpoint and assemble (``kernel``: by the compiled kernel where it
+        applies; only for a planner that has loaded numba)."""
         roots = self._roots()
         while True:
             batches = self._fresh()
@@ -114,7 +116,7 @@ class Grounder:
                 for plan, values in self.binder.rejoin():
                     self._keep(plan, values)
                 if not self.refs:
-                    return assemble(self, roots)
+                    return assemble(self, roots, kernel)
             for name, keys, args in batches:
                 self._ground_task(name, keys, args)
 

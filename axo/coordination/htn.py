@@ -180,7 +180,7 @@ class Planner:
             self._stats["cache_hits"] += 1
             return found[1]
         start = time.perf_counter()
-        grounding = Grounder(compiled(self._domain), problem).run()
+        grounding = Grounder(compiled(self._domain), problem).run(kernel=self._uses_kernel())
         self._stats["grounding_seconds"] += time.perf_counter() - start
         self._stats["groundings"] += 1
         tasks, methods, ops = grounding.counts
@@ -192,6 +192,13 @@ class Planner:
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return grounding
+
+    def _uses_kernel(self) -> bool:
+        """Whether to run the compiled kernels (search and assembly): when asked, or by default
+        once some planner in this process has loaded them."""
+        if self._compiled is None:
+            return _KERNEL in sys.modules
+        return self._compiled
 
     def plan(self, problem: PlanningProblem) -> Plan | PlanFailure:
         """Find a plan for ``problem``, or say why there is none."""
@@ -206,10 +213,7 @@ class Planner:
             )
         else:
             search = _Search(g, self._max_steps, self._max_depth)
-            compiled = self._compiled
-            if compiled is None:  # free once some planner in this process has loaded it
-                compiled = _KERNEL in sys.modules
-            result = search.run_compiled() if compiled else search.run()
+            result = search.run_compiled() if self._uses_kernel() else search.run()
             for key in ("expansions", "backtracks", "actions"):
                 self._stats[key] += getattr(search, key)
         self._stats["search_seconds"] += time.perf_counter() - start

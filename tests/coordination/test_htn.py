@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -692,3 +694,42 @@ def test_states_wider_than_one_word_plan_the_same_in_both_searches() -> None:
     assert isinstance(compiled, Plan) and compiled == python
     grounding = Planner(BLOCKS, compiled=True)._ground(problem)
     assert 2 * grounding.half + 1 > 64  # several words per state
+
+
+# --- the compiled assembly: the same tables as numpy's ------------------------------------
+
+
+def assembled(domain: Domain, problem: PlanningProblem, kernel: bool) -> dict[str, object]:
+    """Every field of the problem's grounding, arrays as lists."""
+    from axo.coordination._compiling import compiled
+
+    g = _grounding.Grounder(compiled(domain), problem).run(kernel=kernel)
+    out = {f.name: getattr(g, f.name) for f in dataclasses.fields(g) if f.name != "describe"}
+    out["task_keys"], out["slot_ids"] = g.describe.task_keys, g.describe.slot_ids
+    return {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in out.items()}
+
+
+@PROPERTY
+@given(st.one_of(blocks_problems(), logistics_problems(), travel_problems()))
+def test_the_assembly_kernel_gives_the_tables_numpy_gives(problem: PlanningProblem) -> None:
+    domain = {d.name: d for d in (BLOCKS, LOGISTICS, TRAVEL)}[problem.domain]
+    by_numpy = assembled(domain, problem, kernel=False)
+    assert assembled(domain, problem, kernel=True) == by_numpy
+    with pytest.MonkeyPatch.context() as patch:  # where it does not apply: numpy's tables
+        patch.setattr(_assembly, "DENSE_LIMIT", 0)
+        assert assembled(domain, problem, kernel=True) == by_numpy
+
+
+def test_the_assembly_kernel_is_what_a_compiled_planner_assembles_with() -> None:
+    names = ["b0", "b1", "b2"]
+    problem = make_problem(
+        BLOCKS,
+        objects={"block": names},
+        init=["handempty", "ontable b0", "on b1 b0", "on b2 b1", "clear b2"]
+        + [f"goal_ontable {n}" for n in names],
+        tasks=["solve"],
+        goal=[f"ontable {n}" for n in names],
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_assembly, "_tables", None)  # the numpy path would fail
+        assert Planner(BLOCKS, compiled=True).plan(problem).ok
