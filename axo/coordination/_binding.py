@@ -61,6 +61,7 @@ class Binder:
         static_args: dict[str, IntArray],
         static: IdSet,
         joined: dict[str, list[IntArray]],
+        kernel: bool = False,
     ) -> None:
         self.objects, self.facts, self.layout = objects, spaces[0], layout
         self.static_args, self.static = static_args, static
@@ -69,7 +70,9 @@ class Binder:
         # numpy multiplies int64 matrices with a plain loop, float64 ones with BLAS, several
         # times faster: so in float64 whenever every id, and every partial sum, is exact in it
         exact = max(space.total for space in spaces) < FLOAT_EXACT
-        dtype = np.float64 if exact else np.int64
+        # with ``kernel``, numba's loops (``_grounding_kernel.evaluate``) in int64: one call
+        self.kernel = kernel
+        dtype = np.float64 if exact and not kernel else np.int64
         self.weights = self.numbered.astype(dtype)
         self.pos = objects.pos.ravel().astype(dtype)  # row t at t * objects, ONE last
         # where each variable's type starts in ``pos``, for every formula of the domain at once
@@ -89,6 +92,10 @@ class Binder:
         w, offsets = found
         if not len(formulas.variables):
             return w.reshape(1, -1).repeat(len(values), axis=0)
+        if self.kernel:
+            from axo.coordination._grounding_kernel import evaluate
+
+            return evaluate(self.pos, values, formulas.variables, offsets, w)
         ids = self.pos.take(values.take(formulas.variables, axis=1) + offsets) @ w
         return ids if ids.dtype == np.int64 else ids.astype(np.int64)
 

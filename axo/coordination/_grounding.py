@@ -49,8 +49,12 @@ class Rows:
 class Grounder:
     """Grounds one problem of a compiled domain; call ``run()`` once."""
 
-    def __init__(self, domain: CompiledDomain, problem: PlanningProblem) -> None:
-        self.domain, self.problem = domain, problem
+    def __init__(
+        self, domain: CompiledDomain, problem: PlanningProblem, kernel: bool = False
+    ) -> None:
+        """``kernel``: run the steps ``_grounding_kernel`` and ``_assembly_kernel`` compile
+        where they apply (only for a planner that has loaded numba)."""
+        self.domain, self.problem, self.kernel = domain, problem, kernel
         self.objects = Objects(
             [*domain.constants, *problem.objects], domain.type_index, domain.subtype
         )
@@ -62,6 +66,7 @@ class Grounder:
         self.seen = IdSet(self.tasks.total)  # ground tasks referred to so far
         small = self.tasks.total <= DENSE_LIMIT  # else deduplicate by sorting
         self.scratch = np.empty(self.tasks.total if small else 0, np.intp)
+        self.task_starts: IntArray | None = None  # ``tasks.starts`` for the kernel
         self.first_subtask = sum(domain.widths.methods[:2])
         self.row_width = sum(domain.widths.methods) + 1
         self.refs: list[tuple[IntArray, IntArray]] = []  # subtasks of this round: keys, args
@@ -88,6 +93,7 @@ class Grounder:
             {p: of(p) for p in domain.static},
             IdSet(self.facts.total, ids.compress(~dynamic)),
             {p: [of(p)] for p in domain.joined},
+            self.kernel,
         )
 
     def atom_arrays(self, atoms: Sequence[Atom]) -> tuple[IntArray, IntArray, IntArray]:
@@ -104,9 +110,7 @@ class Grounder:
         args[domain.predicate_columns < domain.predicate_arity.take(relation)[:, None]] = flat
         return relation, args, self.facts.tuples(relation, args)
 
-    def run(self, kernel: bool = False) -> Grounding:
-        """Ground to the fixpoint and assemble (``kernel``: by the compiled kernel where it
-        applies; only for a planner that has loaded numba)."""
+    def run(self) -> Grounding:
         roots = self._roots()
         while True:
             batches = self._fresh()
@@ -116,7 +120,7 @@ class Grounder:
                 for plan, values in self.binder.rejoin():
                     self._keep(plan, values)
                 if not self.refs:
-                    return assemble(self, roots, kernel)
+                    return assemble(self, roots, self.kernel)
             for name, keys, args in batches:
                 self._ground_task(name, keys, args)
 
@@ -189,12 +193,21 @@ class Grounder:
         keys = np.concatenate([k for k, _ in self.refs])
         args = np.concatenate([a for _, a in self.refs])
         self.refs = []
-        rows = _first_of_each(keys, (~self.seen.contains(keys)).nonzero()[0], self.scratch)
-        keys = keys.take(rows)
-        self.seen.add(keys)
-        order = keys.argsort()
-        keys, args = keys.take(order), args.take(rows.take(order), axis=0)
-        starts = keys.searchsorted(self.tasks.starts).tolist()
+        if self.kernel and self.seen.table is not None and len(self.scratch):
+            from axo.coordination._grounding_kernel import fresh
+
+            if self.task_starts is None:
+                self.task_starts = np.array(self.tasks.starts, np.int64)
+            rows, cuts = fresh(keys, self.seen.table, self.scratch, self.task_starts)
+            keys, args = keys.take(rows), args.take(rows, axis=0)
+            starts = cuts.tolist()
+        else:
+            rows = _first_of_each(keys, (~self.seen.contains(keys)).nonzero()[0], self.scratch)
+            keys = keys.take(rows)
+            self.seen.add(keys)
+            order = keys.argsort()
+            keys, args = keys.take(order), args.take(rows.take(order), axis=0)
+            starts = keys.searchsorted(self.tasks.starts).tolist()
         calls = starts[len(self.domain.operators)]
         if calls:
             self.operators.append((keys[:calls], args[:calls]))

@@ -180,7 +180,7 @@ class Planner:
             self._stats["cache_hits"] += 1
             return found[1]
         start = time.perf_counter()
-        grounding = Grounder(compiled(self._domain), problem).run(kernel=self._uses_kernel())
+        grounding = Grounder(compiled(self._domain), problem, self._uses_kernel()).run()
         self._stats["grounding_seconds"] += time.perf_counter() - start
         self._stats["groundings"] += 1
         tasks, methods, ops = grounding.counts

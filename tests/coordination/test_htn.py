@@ -696,14 +696,14 @@ def test_states_wider_than_one_word_plan_the_same_in_both_searches() -> None:
     assert 2 * grounding.half + 1 > 64  # several words per state
 
 
-# --- the compiled assembly: the same tables as numpy's ------------------------------------
+# --- the compiled grounding steps: the same as numpy's -------------------------------------
 
 
 def assembled(domain: Domain, problem: PlanningProblem, kernel: bool) -> dict[str, object]:
     """Every field of the problem's grounding, arrays as lists."""
     from axo.coordination._compiling import compiled
 
-    g = _grounding.Grounder(compiled(domain), problem).run(kernel=kernel)
+    g = _grounding.Grounder(compiled(domain), problem, kernel).run()
     out = {f.name: getattr(g, f.name) for f in dataclasses.fields(g) if f.name != "describe"}
     out["task_keys"], out["slot_ids"] = g.describe.task_keys, g.describe.slot_ids
     return {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in out.items()}
@@ -711,16 +711,19 @@ def assembled(domain: Domain, problem: PlanningProblem, kernel: bool) -> dict[st
 
 @PROPERTY
 @given(st.one_of(blocks_problems(), logistics_problems(), travel_problems()))
-def test_the_assembly_kernel_gives_the_tables_numpy_gives(problem: PlanningProblem) -> None:
+def test_the_grounding_kernels_give_the_groundings_numpy_gives(problem: PlanningProblem) -> None:
     domain = {d.name: d for d in (BLOCKS, LOGISTICS, TRAVEL)}[problem.domain]
     by_numpy = assembled(domain, problem, kernel=False)
     assert assembled(domain, problem, kernel=True) == by_numpy
-    with pytest.MonkeyPatch.context() as patch:  # where it does not apply: numpy's tables
+    with pytest.MonkeyPatch.context() as patch:  # where they do not apply: numpy's steps
+        patch.setattr(_numbering, "DENSE_LIMIT", 0)
+        patch.setattr(_numbering, "SET_LIMIT", 0)
         patch.setattr(_assembly, "DENSE_LIMIT", 0)
+        patch.setattr(_grounding, "DENSE_LIMIT", 0)
         assert assembled(domain, problem, kernel=True) == by_numpy
 
 
-def test_the_assembly_kernel_is_what_a_compiled_planner_assembles_with() -> None:
+def test_the_grounding_kernels_are_what_a_compiled_planner_grounds_with() -> None:
     names = ["b0", "b1", "b2"]
     problem = make_problem(
         BLOCKS,
@@ -731,5 +734,6 @@ def test_the_assembly_kernel_is_what_a_compiled_planner_assembles_with() -> None
         goal=[f"ontable {n}" for n in names],
     )
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_assembly, "_tables", None)  # the numpy path would fail
+        patch.setattr(_assembly, "_tables", None)  # numpy's paths would fail
+        patch.setattr(_grounding, "_first_of_each", None)
         assert Planner(BLOCKS, compiled=True).plan(problem).ok

@@ -1,0 +1,56 @@
+"""Two steps of grounding compiled by numba, for a planner that has loaded it.
+
+Grounding runs a handful of rounds, each a few dozen numpy calls on arrays of tens or hundreds of
+rows, where each call costs a microsecond or more whatever its size. A planner that runs the
+compiled search has loaded numba anyway, so the steps that cost the most calls are done here,
+one call each, with the same results as numpy's (``tests/coordination/test_htn.py`` checks it):
+
+- ``fresh``: which of a round's referred ground tasks are new, one row each, in key order
+  (``_grounding.Grounder._fresh``);
+- ``evaluate``: formulas' ids for rows of bindings (``_binding.Binder.evaluate``), in integers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from axo.coordination._auction_kernel import _jit
+
+Ints = NDArray[np.int64]
+Bools = NDArray[np.bool_]
+
+
+@_jit
+def fresh(keys: Ints, seen: Bools, scratch: Ints, starts: Ints) -> tuple[Ints, Ints]:
+    """The rows of ``keys`` not ``seen`` yet, one per key (the last), sorted by key, and where
+    each of ``starts`` falls among them; they become seen. ``scratch``: a table over the keys,
+    its contents ignored."""
+    for i in range(len(keys)):
+        if not seen[keys[i]]:
+            scratch[keys[i]] = i
+    rows = np.empty(len(keys), np.int64)
+    count = 0
+    for i in range(len(keys)):
+        if not seen[keys[i]] and scratch[keys[i]] == i:
+            rows[count] = i
+            count += 1
+    rows = rows[:count]
+    picked = keys[rows]
+    seen[picked] = True
+    order = np.argsort(picked)
+    return rows[order], np.searchsorted(picked[order], starts)
+
+
+@_jit
+def evaluate(pos: Ints, values: Ints, variables: Ints, offsets: Ints, w: Ints) -> Ints:
+    """``pos[values[:, variables] + offsets] @ w``: per row, each variable's position in its
+    type times its row of ``w``, summed (the last variable reads 1: ``w``'s last row, the
+    base)."""
+    out = np.zeros((values.shape[0], w.shape[1]), np.int64)
+    for r in range(values.shape[0]):
+        for i in range(len(variables)):
+            p = pos[values[r, variables[i]] + offsets[i]]
+            for j in range(w.shape[1]):
+                out[r, j] += p * w[i, j]
+    return out
