@@ -81,15 +81,20 @@ class Binder:
         self.prepared: dict[tuple[object, ...], _Prepared] = {}
         self.reached: dict[tuple[int, int], _Reached] = {}
 
-    def evaluate(self, formulas: Formulas, values: IntArray) -> IntArray:
-        """The ids of ``formulas`` for each row of bindings: [rows, formulas]."""
+    def numbers_of(self, formulas: Formulas) -> tuple[IntArray, IntArray]:
+        """The W of ``formulas`` (see ``Formulas``) and where its variables' types start in
+        ``pos``: views, made once per problem."""
         found = self.numbers.get(formulas.index)
         if found is None:  # views: no numpy call per formulas and problem
             numbers = self.weights if len(formulas.variables) else self.numbered
             start, stop = self.layout.spans[formulas.index]
             w = self.layout.block(formulas, numbers)
             found = self.numbers[formulas.index] = (w, self.starts[start:stop])
-        w, offsets = found
+        return found
+
+    def evaluate(self, formulas: Formulas, values: IntArray) -> IntArray:
+        """The ids of ``formulas`` for each row of bindings: [rows, formulas]."""
+        w, offsets = self.numbers_of(formulas)
         if not len(formulas.variables):
             return w.reshape(1, -1).repeat(len(values), axis=0)
         if self.kernel:

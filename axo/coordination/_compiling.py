@@ -79,6 +79,13 @@ class Calls:
     columns: IntArray  # the variable behind each argument
     constants: tuple[BoolArray, IntArray] | None  # which arguments are constants, and which
 
+    @cached_property
+    def fixed(self) -> tuple[BoolArray, IntArray]:
+        """``constants``, also when there are none (as the grounding kernel reads them)."""
+        if self.constants is not None:
+            return self.constants
+        return np.zeros(len(self.columns), bool), np.zeros(len(self.columns), np.int64)
+
 
 @dataclass(frozen=True)
 class MethodPlan:

@@ -154,6 +154,9 @@ class Grounder:
         the facts the operators they call add."""
         if not len(values):
             return
+        if self.kernel and len(plan.formulas.variables):
+            self._keep_compiled(plan, values)
+            return
         ids = self.binder.evaluate(plan.formulas, values)
         if plan.subtasks:
             first, calls = self.first_subtask, plan.calls
@@ -166,6 +169,31 @@ class Grounder:
         if ids.shape[1] > width:
             self.added.append(ids[:, width:].ravel())
         self.active.append(Rows(plan, values[:, -1], ids[:, :width]))
+
+    def _keep_compiled(self, plan: MethodPlan, values: IntArray) -> None:
+        """``_keep`` by one call of ``_grounding_kernel.keep``."""
+        from axo.coordination._grounding_kernel import keep
+
+        w, offsets = self.binder.numbers_of(plan.formulas)
+        constant, fixed = plan.calls.fixed
+        ids, keys, args, added = keep(
+            self.binder.pos,
+            values,
+            plan.formulas.variables,
+            offsets,
+            w,
+            self.first_subtask,
+            plan.subtasks,
+            plan.calls.columns,
+            constant,
+            fixed,
+            self.row_width,
+        )
+        if plan.subtasks:
+            self.refs.append((keys, args))
+        if len(added):
+            self.added.append(added)
+        self.active.append(Rows(plan, values[:, -1], ids))
 
     def _grow(self, ids: IntArray) -> None:
         """Note facts that can hold; new ones of joined predicates wait for ``rejoin``."""

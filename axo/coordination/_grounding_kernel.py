@@ -54,3 +54,39 @@ def evaluate(pos: Ints, values: Ints, variables: Ints, offsets: Ints, w: Ints) -
             for j in range(w.shape[1]):
                 out[r, j] += p * w[i, j]
     return out
+
+
+@_jit
+def keep(
+    pos: Ints,
+    values: Ints,
+    variables: Ints,
+    offsets: Ints,
+    w: Ints,
+    first: int,
+    subtasks: int,
+    columns: Ints,
+    constant: Bools,
+    fixed: Ints,
+    width: int,
+) -> tuple[Ints, Ints, Ints, Ints]:
+    """What ``Grounder._keep`` makes of a method's bound rows: their formulas' ids (the first
+    ``width`` columns), their subtasks' keys and arguments (from ``columns`` of the rows, or
+    ``fixed`` where ``constant``), and the ids past ``width`` (facts their operators add)."""
+    ids = evaluate(pos, values, variables, offsets, w)
+    rows = values.shape[0]
+    arity = len(columns) // subtasks if subtasks else 0
+    keys = np.empty(rows * subtasks, np.int64)
+    args = np.empty((rows * subtasks, arity), np.int64)
+    for r in range(rows):
+        for s in range(subtasks):
+            keys[r * subtasks + s] = ids[r, first + s]
+        for c in range(len(columns)):
+            value = fixed[c] if constant[c] else values[r, columns[c]]
+            args[r * subtasks + c // arity, c % arity] = value
+    extra = ids.shape[1] - width if ids.shape[1] > width else 0
+    added = np.empty(rows * extra, np.int64)
+    for r in range(rows):
+        for c in range(extra):
+            added[r * extra + c] = ids[r, width + c]
+    return ids[:, :width].copy(), keys, args, added
