@@ -352,8 +352,11 @@ def assemble(gr: Grounder, roots: list[int], kernel: bool = False) -> Grounding:
     sizes = [len(r.parent) for r in rows]
     width = sum(widths.methods) + 1
     ids = np.concatenate([r.ids for r in rows] + [np.zeros((0, width), np.int64)])
-    ops = _ordered(gr)
-    blocks = _blocks(gr, ops)
+    if kernel:
+        ops, blocks = _compiled_operators(gr)
+    else:
+        ops = _ordered(gr)
+        blocks = _blocks(gr, ops)
     task_keys = np.sort(np.concatenate([*gr.grounded, ops.keys]))
     slot_ids = np.sort(np.concatenate(gr.possible_ids))
     found = _compiled_tables(gr, ids, sizes, ops, blocks, task_keys, slot_ids) if kernel else None
@@ -461,6 +464,32 @@ def _compiled_tables(
         gr.scratch,
         *gr.domain.width_arrays,
     )
+
+
+def _compiled_operators(gr: Grounder) -> tuple[_Ops, IntArray]:
+    """``_ordered`` and ``_blocks`` by one call of ``_assembly_kernel.operators``."""
+    from axo.coordination._assembly_kernel import operators
+
+    arity, domain = gr.domain.widths.arity, gr.domain
+    keys = np.concatenate([k for k, _ in gr.operators] + [EMPTY])
+    args = np.concatenate([a for _, a in gr.operators] + [np.zeros((0, arity), np.int64)])
+    starts = gr.task_starts
+    if starts is None:
+        starts = np.array(gr.tasks.starts, np.int64)
+    table, variables = domain.operator_table
+    binder = gr.binder
+    keys, schema, args, blocks = operators(
+        keys,
+        args,
+        starts,
+        binder.numbered,
+        binder.pos,
+        binder.starts,
+        table,
+        variables,
+        sum(domain.widths.operators),
+    )
+    return _Ops(keys, schema, args), blocks
 
 
 def _ordered(gr: Grounder) -> _Ops:

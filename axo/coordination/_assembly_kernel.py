@@ -209,3 +209,47 @@ def tables(
         task_op,
         undecomposable,
     )
+
+
+@_jit
+def operators(
+    keys: Ints,
+    args: Ints,
+    task_starts: Ints,
+    numbers: Ints,
+    pos: Ints,
+    type_starts: Ints,
+    table: Ints,
+    variables: Ints,
+    width: int,
+) -> tuple[Ints, Ints, Ints, Ints]:
+    """``_assembly._ordered`` and ``_blocks`` in one: the operator groundings in key order,
+    which operator each is, their arguments (-1 past its arity) and their blocks.
+
+    Per operator, ``table`` has its arity, where its W starts in ``numbers``, W's columns,
+    where its variables' types are in ``type_starts``, and how many variables it has (listed
+    in ``variables``); see ``Layout`` and ``Binder.evaluate``: every cell here is theirs."""
+    order = np.argsort(keys)
+    keys = keys[order]
+    schema = np.searchsorted(task_starts, keys, side="right") - 1  # operators come first
+    out = np.empty(args.shape, np.int64)
+    blocks = np.zeros((len(keys), width), np.int64)
+    for i in range(len(order)):
+        s = schema[i]
+        arity, start, cols, types, count = (
+            table[s, 0],
+            table[s, 1],
+            table[s, 2],
+            table[s, 3],
+            table[s, 4],
+        )
+        for c in range(args.shape[1]):
+            out[i, c] = args[order[i], c] if c < arity else -1
+        if count == 0:  # no variables: W is its base row
+            for j in range(cols):
+                blocks[i, j] = numbers[start + j]
+        for v in range(count):
+            p = pos[out[i, variables[s, v]] + type_starts[types + v]]
+            for j in range(cols):
+                blocks[i, j] += p * numbers[start + v * cols + j]
+    return keys, schema, out, blocks

@@ -159,6 +159,21 @@ class CompiledDomain:
     dynamic_predicates: int  # how many predicates are not static
 
     @cached_property
+    def operator_table(self) -> tuple[IntArray, IntArray]:
+        """Per operator, where its formulas are in the layout, as the assembly kernel reads
+        them (``_assembly_kernel.operators``): [arity, W's start, W's columns, its variables'
+        start among the layout's types, how many variables], and the variables, padded."""
+        plans = [self.operators[name].formulas for name in self.operator_names]
+        table = np.zeros((len(plans), 5), np.int64)
+        variables = np.zeros((len(plans), max([len(f.variables) for f in plans] + [1])), np.int64)
+        for s, f in enumerate(plans):
+            start, _, cols = self.layout.blocks[f.index]
+            table[s] = (self.operator_arity[s], start, cols, self.layout.spans[f.index][0], 0)
+            table[s, 4] = len(f.variables)
+            variables[s, : len(f.variables)] = f.variables
+        return table, variables
+
+    @cached_property
     def width_arrays(self) -> tuple[IntArray, IntArray]:
         """``widths`` as the assembly kernel reads them: the column groups (methods', then
         operators'), and the clashes [k, 2]."""
