@@ -19,7 +19,15 @@ from axo.agent.budget import estimate_request
 from axo.errors import AxoError
 from axo.llm.base import ChatRequest, ChatResponse, Usage
 from axo.llm.providers import ProviderSet
-from axo.messages import LLMCall, LLMReply, RecallCall, RecallReply, ToolsCall, ToolsReply
+from axo.messages import (
+    AgentDone,
+    LLMCall,
+    LLMReply,
+    RecallCall,
+    RecallReply,
+    ToolsCall,
+    ToolsReply,
+)
 from axo.tools.policy import CallInfo, Policy, as_decision, call_hook, check_tool
 from axo.tools.registry import ToolContext, ToolOutcome, ToolRegistry
 
@@ -129,7 +137,10 @@ class EffectRunner:
                 )
             if isinstance(value, ChatResponse):
                 response = value
-        return LLMReply(corr=call.corr, response=response)
+        # a ${VAR} secret the model repeats reaches neither the agent nor, through its
+        # output, a result or another agent's prompt (the log redacts it too: a resumed run
+        # replays what a live one saw)
+        return LLMReply(corr=call.corr, response=redacted_response(response, self.redact))
 
     # ------------------------------------------------------------------ memory
 
@@ -232,3 +243,26 @@ def failed_reply(
             ),
         )
     return RecallReply(corr=call.corr, facts=())
+
+
+def redacted_response(response: ChatResponse, redact: Callable[[str], str]) -> ChatResponse:
+    """``response`` with every secret in its text and its tool calls' arguments shown as ***."""
+    content = redact(response.content) if response.content else response.content
+    calls = tuple(
+        c
+        if (args := redact(c.arguments)) == c.arguments
+        else msgspec.structs.replace(c, arguments=args)
+        for c in response.tool_calls
+    )
+    if content == response.content and calls == response.tool_calls:
+        return response
+    return msgspec.structs.replace(response, content=content, tool_calls=calls)
+
+
+def redacted_done(event: AgentDone, redact: Callable[[str], str]) -> AgentDone:
+    """An agent's end with every secret in its output and its reason shown as ***."""
+    output = redact(event.output) if event.output else event.output
+    reason = redact(event.reason) if event.reason else event.reason
+    if output == event.output and reason == event.reason:
+        return event
+    return msgspec.structs.replace(event, output=output, reason=reason)

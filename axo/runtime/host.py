@@ -44,7 +44,7 @@ from axo.messages import (
 )
 from axo.result import RunResult, RunTracker
 from axo.runtime.bridges import InlineBridge, ThreadBridge
-from axo.runtime.effects import EffectRunner, failed_reply
+from axo.runtime.effects import EffectRunner, failed_reply, redacted_done
 from axo.runtime.journal import Journal, check_run_id, redacted, redactor
 from axo.runtime.lifecycle import Session, apply_retention, distill
 from axo.runtime.pidfile import PID_FILE, write_pid
@@ -401,6 +401,8 @@ class Host:
                     for event in message.events:
                         if event.run_id != run_id or finished.done():
                             continue
+                        if isinstance(event, AgentDone) and workflow.secrets:  # the result too
+                            event = redacted_done(event, workflow.redact)
                         tracker.apply(event)
                         if isinstance(event, AgentDone):  # what the host saw it spend
                             event = tracker.counted(event)

@@ -105,6 +105,25 @@ def test_secrets_stay_out_of_checkpoints(tmp_path: Path, monkeypatch: pytest.Mon
         assert SECRET.encode() not in path.read_bytes(), path
 
 
+@pytest.mark.parametrize("runtime", ["local", "multiproc"])
+def test_a_secret_a_model_repeats_reaches_no_result_and_no_other_agents_prompt(
+    tmp_path: Path, runtime: str
+) -> None:
+    path = tmp_path / "wf.yaml"
+    with FakeLLM(scripts={"a": [Reply(f"the key is {SECRET}")], "b": [Reply("noted")]}) as fake:
+        path.write_text(
+            f"providers:\n  fake: {{type: openai, base_url: '{fake.base_url}',"
+            " api_key: '${K}'}\n"
+            "agents:\n  - {id: a}\n  - {id: b, depends_on: [a]}\n"
+        )
+        result = axo.run(load_file(str(path), env={"K": SECRET}), "x", runtime=runtime)  # type: ignore[arg-type]
+        (b_asked,) = fake.requests_for("b")
+    assert result.ok, result.failure
+    assert result.outputs == {"b": "noted"} and result.agent("a").output == "the key is ***"
+    assert SECRET not in b_asked.text and "the key is ***" in b_asked.text
+    assert SECRET.encode() not in result.to_json()
+
+
 def test_an_openai_provider_scrubs_its_key_from_an_echoed_error() -> None:
     key = "sk-literal-key-987654"
     with FakeLLM(scripts={"*": [Fail(401, message=f"bad token Bearer {key}")]}) as fake:
