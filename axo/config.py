@@ -29,11 +29,14 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
+_URL_PATTERN = r"^https?://[^\s/?#]+([/?#]\S*)?$"  # a scheme httpx speaks, then a host
+
+
 class OpenAIProvider(_Model):
     """Any OpenAI-compatible chat-completions endpoint."""
 
     type: Literal["openai"]
-    base_url: str = "https://api.openai.com/v1"
+    base_url: str = Field("https://api.openai.com/v1", pattern=_URL_PATTERN)
     api_key: str | None = None
     model: str | None = None
     timeout: float = Field(60.0, gt=0)
@@ -47,7 +50,7 @@ class AnthropicProvider(_Model):
     """Anthropic's Messages API."""
 
     type: Literal["anthropic"]
-    base_url: str = "https://api.anthropic.com"
+    base_url: str = Field("https://api.anthropic.com", pattern=_URL_PATTERN)
     api_key: str | None = None
     model: str | None = None
     timeout: float = Field(60.0, gt=0)
@@ -421,6 +424,12 @@ def _problem_from(err: Any, where: _Where, source: Source) -> Problem:
             loc, f"{_show(value)} is not a valid {name}", f"use one of: {ctx.get('expected', '')}"
         )
     if kind == "string_pattern_mismatch":
+        if name == "base_url":
+            return source.problem(
+                loc,
+                f"{_show(value)} is not an http:// or https:// URL",
+                "write the scheme and the host, e.g. http://127.0.0.1:8080/v1",
+            )
         if name == "function":
             return source.problem(
                 loc,

@@ -280,10 +280,11 @@ class OpenAICompatible:
                 None,
                 None,
             )
-        except httpx.TransportError as exc:
+        except httpx.TransportError as exc:  # a URL httpx cannot speak stays so: no retry
             return (
                 ProviderError(
-                    f"{self.name}: connection failed ({type(exc).__name__}: {exc})", retryable=True
+                    f"{self.name}: connection failed ({type(exc).__name__}: {exc})",
+                    retryable=not isinstance(exc, httpx.UnsupportedProtocol),
                 ),
                 None,
                 None,

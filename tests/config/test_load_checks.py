@@ -167,3 +167,19 @@ def test_remember_or_recall_without_long_term_memory_is_a_config_error() -> None
     assert [p.path for p in problems] == ["$.agents[0].tools[1]", "$.agents[0].tools[2]"]
     assert "long-term memory, which is off" in problems[0].message
     assert problems[0].fix.startswith("add long_term: true")
+
+
+@pytest.mark.parametrize("url", ["localhost:8080/v1", "", "htp://x", "http:// spaced"])
+def test_a_base_url_that_is_no_http_url_is_a_located_error(url: str) -> None:
+    text = f"providers:\n  p: {{type: openai, base_url: '{url}'}}\nagents:\n  - {{id: a}}\n"
+    with pytest.raises(ConfigError) as info:
+        load_file("w.yaml", text=text, env={})
+    (problem,) = info.value.problems
+    assert (problem.line, problem.path) == (2, "$.providers.p.base_url")
+    assert "is not an http:// or https:// URL" in problem.message
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8080/v1", "https://h", "http://[::1]:9/v1"])
+def test_http_urls_load(url: str) -> None:
+    text = f"providers:\n  p: {{type: anthropic, base_url: '{url}'}}\nagents:\n  - {{id: a}}\n"
+    assert load_file("w.yaml", text=text, env={}).config.providers["p"].base_url == url
