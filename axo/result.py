@@ -302,7 +302,10 @@ class RunTracker:
         failed = failure is not None or any(a.status == "failed" for a in agents)
         if self.finished is not None and self.finished.status == "failed":
             failed = True
-        stopped = self.finished is not None and self.finished.status == "stopped" and not failed
+        # stopped with agents left to run: resumable, whatever failed before the stop (it runs
+        # again on resume); a failure of the run itself (its timeout, its log) is no stop
+        stopped = self.finished is not None and self.finished.status == "stopped"
+        stopped = stopped and failure is None
         if failure is None and failed:
             bad = next((a for a in agents if a.status == "failed"), None)
             if bad is not None:

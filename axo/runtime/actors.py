@@ -378,7 +378,8 @@ class RunActor(ChildWatch, PlanDispatch, Actor):  # type: ignore[misc]
         assert self.start is not None and self.lattice is not None
         self.over = True
         agents = self.lattice.state[: len(self.start.agents)]
-        if self.stopping and not self.failed and (agents == int(State.WAITING)).any():
+        # agents the stop held back wait for a resume, also after an earlier failure
+        if self.stopping and (agents == int(State.WAITING)).any():
             self.emit(
                 RunFinished(
                     run_id=self.start.run_id, status="stopped", lattice=self.lattice.statistics()

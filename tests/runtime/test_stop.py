@@ -191,3 +191,31 @@ def test_an_agent_done_before_a_stop_is_distilled_when_the_resumed_run_ends(
     notes = result["notes"]
     assert isinstance(notes, list)
     assert [n["kind"] for n in notes if n["agent"] == "a"] == ["distilled"]
+
+
+@pytest.mark.parametrize("runtime", ["local", "multiproc"])
+def test_a_stop_after_a_failure_leaves_the_held_back_agent_waiting_for_a_resume(
+    tmp_path: Path, runtime: str
+) -> None:
+    import axo as api
+    from axo.messages import AgentDone
+    from axo.testing import Fail
+
+    state = tmp_path / "state"
+
+    def stop_when_x_fails(event: object, tracker: object) -> None:
+        if isinstance(event, AgentDone) and event.agent == "x":
+            (state / "runs" / event.run_id / "STOP").write_text("")
+
+    scripts = {"x": [Fail(400), Reply("X")], "a": [Reply("A", delay=2.0)], "c": [Reply("C")]}
+    with FakeLLM(scripts=scripts) as fake:
+        wf = api.load_workflow(
+            write_workflow(
+                tmp_path, fake, "  - {id: x}\n  - {id: a}\n  - {id: c, depends_on: [a]}\n"
+            )
+        )
+        first = api.run(wf, "in", runtime=runtime, state_dir=str(state), on_event=stop_when_x_fails)  # type: ignore[arg-type]
+        states = {a.id: a.status for a in first.agents}
+        assert (first.status, states) == ("stopped", {"x": "failed", "a": "done", "c": "waiting"})
+        resumed = api.run(wf, resume=first.run_id, state_dir=str(state), runtime=runtime)  # type: ignore[arg-type]
+    assert resumed.status == "succeeded" and resumed.outputs == {"c": "C", "x": "X"}
