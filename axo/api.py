@@ -32,6 +32,8 @@ async def run_async(
     """Run a workflow inside an already running event loop. See ``run``."""
     if not isinstance(workflow, Workflow):
         workflow = load_workflow(workflow, workflow_id)
+    elif workflow_id is not None and workflow_id != workflow.workflow_id:
+        workflow = workflow.select(workflow_id)  # another workflow of the same file
     if runtime not in MODES:
         raise UsageError(f"unknown runtime '{runtime}'; use one of: {', '.join(MODES)}")
     timeout = timeout if timeout is not None else workflow.config.run.timeout

@@ -138,7 +138,7 @@ class Workflow:
                 raise UsageError(
                     self.redact(
                         f"{self.file} defines several workflows ({names}) "
-                        f"— choose one with --workflow ID"
+                        f"— choose one with --workflow ID (workflow_id= in Python)"
                     )
                 )
             if not cfg.workflows:

@@ -462,8 +462,24 @@ def test_select_without_a_name_refuses_to_guess_between_several_workflows() -> N
     with pytest.raises(UsageError) as info:
         load_workflow("w.yaml", text=WORKFLOWS, env={})
     assert str(info.value) == (
-        "w.yaml defines several workflows (draft, full) — choose one with --workflow ID"
+        "w.yaml defines several workflows (draft, full) — choose one with --workflow ID "
+        "(workflow_id= in Python)"
     )
+
+
+def test_run_with_a_workflow_id_selects_it_from_a_loaded_workflows_file() -> None:
+    import axo
+    from axo.testing import FakeLLM, Reply
+
+    with FakeLLM(scripts={"researcher": [Reply("R")], "writer": [Reply("W")]}) as fake:
+        text = WORKFLOWS.replace(
+            "agents:\n",
+            f"providers:\n  f: {{type: openai, base_url: '{fake.base_url}'}}\nagents:\n",
+            1,
+        )
+        full = load_workflow("w.yaml", "full", text=text, env={})
+        result = axo.run(full, "x", workflow_id="draft")  # not silently the loaded one
+    assert result.workflow == "draft" and [a.id for a in result.agents] == ["researcher", "writer"]
 
 
 def test_select_suggests_the_nearest_workflow_name() -> None:
