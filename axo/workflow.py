@@ -247,11 +247,32 @@ def _threshold_problems(source: Source) -> list[Problem]:
             continue
         threshold = a.get("activation_threshold")
         needs = a.get("depends_on")
-        if isinstance(threshold, bool) or not isinstance(threshold, int | float):
-            continue  # absent, or the schema's to report
         if not isinstance(needs, list | None):
             continue
         n = len({d for d in needs or [] if isinstance(d, str)})
+        decay = a.get("activation_decay")
+        number = isinstance(threshold, int | float) and not isinstance(threshold, bool)
+        all_of = 0.5 * n if threshold is None else threshold if number else None
+        if (
+            isinstance(decay, int | float)
+            and not isinstance(decay, bool)
+            and decay > 0
+            and n >= 2
+            and all_of is not None
+            and all_of >= 0.5 * n - 1e-9
+        ):
+            problems.append(
+                source.problem(
+                    ("agents", i, "activation_decay"),
+                    f"with activation_decay, '{a.get('id')}' waiting for all {n} dependencies "
+                    f"({0.5 * n:g}) fires only if they complete at the same instant: the earlier "
+                    "signals have decayed when the last arrives",
+                    f"set activation_threshold below {0.5 * n:g} (a quorum that decay keeps "
+                    "fresh), or remove activation_decay",
+                )
+            )
+        if not number:
+            continue  # absent, or the schema's to report
         where = ("agents", i, "activation_threshold")
         if n == 0:
             problems.append(

@@ -183,3 +183,18 @@ def test_a_base_url_that_is_no_http_url_is_a_located_error(url: str) -> None:
 def test_http_urls_load(url: str) -> None:
     text = f"providers:\n  p: {{type: anthropic, base_url: '{url}'}}\nagents:\n  - {{id: a}}\n"
     assert load_file("w.yaml", text=text, env={}).config.providers["p"].base_url == url
+
+
+def test_decay_on_an_agent_waiting_for_all_its_dependencies_is_a_located_error() -> None:
+    text = (
+        "agents:\n  - {id: a}\n  - {id: b}\n"
+        "  - {id: all, depends_on: [a, b], activation_decay: 0.001}\n"
+        "  - {id: quorum, depends_on: [a, b], activation_decay: 0.1, activation_threshold: 0.9}\n"
+        "  - {id: one, depends_on: [a], activation_decay: 0.1}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_file("w.yaml", text=text, env={})
+    (problem,) = info.value.problems  # a quorum below all, and one dependency, can fire
+    assert (problem.line, problem.path) == (4, "$.agents[2].activation_decay")
+    assert "fires only if they complete at the same instant" in problem.message
+    assert problem.fix.startswith("set activation_threshold below 1")
