@@ -82,7 +82,8 @@ class Configure(_Msg, frozen=True, kw_only=True):
 
 
 class ActorProcess(_Msg, frozen=True, kw_only=True):
-    """An agent actor, once configured, tells the run actor which process it lives in."""
+    """Which process an actor lives in: an agent actor, once configured, tells its run actor;
+    a run actor (multiproc), starting a run, tells the host."""
 
     pid: int
 
@@ -284,4 +285,4 @@ class Events(_Msg, frozen=True, kw_only=True):
 
 ToRunActor = StartRun | TaskCompleted | AgentFailed | CancelRun | StopRun | ActorProcess
 ToAgentActor = Configure | Activate | LLMReply | ToolsReply | RecallReply
-ToHost = LLMCall | ToolsCall | RecallCall | TurnEvent | Events
+ToHost = LLMCall | ToolsCall | RecallCall | TurnEvent | Events | ActorProcess

@@ -8,6 +8,7 @@ Handlers match on the closed unions of ``axo.messages`` and end in ``assert_neve
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import timedelta
 from typing import Any, assert_never
@@ -153,7 +154,8 @@ class RunActor(ChildWatch, PlanDispatch, Actor):  # type: ignore[misc]
                 self.send(addr, Configure(spec=spec, run=self.myAddress, host=host))
             self.configured = (msg.agents, host)
         self.starts += 1  # a wake-up from an earlier start (same run resumed) is not ours
-        if msg.watch_children:
+        if msg.watch_children:  # multiproc: the host watches this process as it does its
+            self.send(host, ActorProcess(pid=os.getpid()))
             self.wakeupAfter(timedelta(seconds=msg.watch_children), payload=self.starts)
         ready = self.lattice.start()
         # workers are not activated by the lattice: they wait for a coordinator's plan

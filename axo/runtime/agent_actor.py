@@ -35,7 +35,7 @@ from axo.messages import (
     ToolsReply,
     TurnEvent,
 )
-from axo.runtime.system import Actor
+from axo.runtime.system import Actor, follow_parent
 
 _functions: dict[str, Any] = {}
 
@@ -91,6 +91,7 @@ class AgentActor(Actor):  # type: ignore[misc]
             case Configure():
                 self.spec, self.run, self.host = msg.spec, msg.run, msg.host
                 self.send(msg.run, ActorProcess(pid=os.getpid()))
+                follow_parent()  # multiproc: gone with the run actor's process
             case LLMReply():
                 if msg.response is None:
                     self._resume(

@@ -8,8 +8,11 @@ their pid when configured, and while a run is on the run actor looks now and the
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -92,3 +95,29 @@ class ChildWatch:
         self.pids.pop(i, None)
         self.actors[i] = self.createActor(self.agent_class)
         self.send(self.actors[i], Configure(spec=spec, run=self.myAddress, host=self.host))
+
+
+def watch_exit(
+    loop: asyncio.AbstractEventLoop, pid: int, gone: Callable[[], None]
+) -> Callable[[], None]:
+    """Call ``gone`` on ``loop`` once process ``pid`` exits (its pidfd becomes readable: no
+    polling); returns what stops the watch. Where there are no pidfds, nothing is watched."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (OSError, AttributeError):
+        return lambda: None
+    open_ = [True]
+
+    def stop() -> None:
+        if open_:
+            open_.clear()
+            with contextlib.suppress(Exception):
+                loop.remove_reader(fd)
+            os.close(fd)
+
+    def fire() -> None:
+        stop()
+        gone()
+
+    loop.add_reader(fd, fire)
+    return stop

@@ -30,6 +30,7 @@ from axo.llm.providers import ProviderSet
 from axo.llm.retry import watch_retries
 from axo.memory.tiers import open_memory
 from axo.messages import (
+    ActorProcess,
     AgentDone,
     CancelRun,
     Events,
@@ -44,6 +45,7 @@ from axo.messages import (
 )
 from axo.result import RunResult, RunTracker
 from axo.runtime.bridges import InlineBridge, ThreadBridge
+from axo.runtime.children import watch_exit
 from axo.runtime.effects import EffectRunner, failed_reply, redacted_done
 from axo.runtime.journal import Journal, check_run_id, redacted, redactor
 from axo.runtime.lifecycle import Session, apply_retention, distill
@@ -228,41 +230,32 @@ class Host:
         tracker = RunTracker(run_id, workflow.labels)
         resumed = journal.resume if journal is not None else None
         if resumed is not None:
-            for aid, done in resumed.completed.items():
-                if aid in tracker.agents:
-                    tracker.restore(
-                        aid,
-                        output=done.output,
-                        usage=done.usage,
-                        llm_calls=done.llm_calls,
-                        tool_calls=done.tool_calls,
-                        started_at=done.started_at,
-                        finished_at=done.finished_at,
-                    )
-            for problem in resumed.problems:
-                tracker.note("resume_problem", "", {"problem": problem})
-            tracker.note(
-                "resumed",
-                "",
-                {"completed": sorted(resumed.completed), "recorded_results": len(resumed.replies)},
-            )
+            resumed.restore(tracker)
         finished: asyncio.Future[RunFinished] = loop.create_future()
         registry = ToolRegistry(builtin_tools())
         for t in tools:
             registry.add(t)
 
-        broken: list[str] = []  # the event log failed: why (the run ends failed, at once)
+        broken: list[str] = []  # why the run ended failed at once (``fail_run``)
+        unwatch: list[Callable[[], None]] = []  # the watches on the run actor's process
 
-        def log_failed(exc: EventLogFailed) -> None:
-            """The log cannot record any more: end the run now, failed, rather than let an
-            agent wait for a reply its effect could not make durable."""
+        def fail_run(reason: str, *, logged: bool = False) -> None:
+            """End the run now, failed, rather than let an agent wait for what cannot come:
+            the log cannot record any more, or (``logged``: the log can) the run actor's
+            process died."""
             if broken or finished.done():
                 return
-            broken.append(f"the event log failed: {exc}")
-            tracker.cancel_running(broken[0])
+            cut, skipped = tracker.cancel_running(reason)
+            if logged:
+                record("run_failed", "", {"reason": reason, "failed": cut, "skipped": skipped})
+                record_ends(cut, skipped, reason)
+            broken.append(reason)
             if bridge is not None and run_actor is not None:
-                bridge.send(run_actor, CancelRun(run_id=run_id, reason=broken[0]))
+                bridge.send(run_actor, CancelRun(run_id=run_id, reason=reason))
             finished.set_result(RunFinished(run_id=run_id, status="failed", lattice={}))
+
+        def log_failed(exc: EventLogFailed) -> None:
+            fail_run(f"the event log failed: {exc}")
 
         hide = redactor(workflow)
         hide_in_logs(workflow.secrets)
@@ -394,6 +387,11 @@ class Host:
                     task = loop.create_task(perform(message))
                     tasks.add(task)
                     task.add_done_callback(effect_done)
+                case ActorProcess():  # multiproc: the run actor's, whose death ends the run
+                    died = "the run actor's process died"
+                    unwatch.append(
+                        watch_exit(loop, message.pid, lambda: fail_run(died, logged=True))
+                    )
                 case TurnEvent():
                     if message.run_id == run_id:
                         record(message.kind, message.agent, message.detail)
@@ -567,6 +565,8 @@ class Host:
             record_ends([], skipped, failure)
         finally:
             self._stoppers.remove(stop)
+            for stop_watching in unwatch:
+                stop_watching()
             if watcher is not None:
                 watcher.cancel()
             for t in list(tasks):

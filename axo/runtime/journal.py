@@ -49,6 +49,7 @@ from axo.messages import (
     ToolsCall,
     ToolsReply,
 )
+from axo.result import RunTracker
 from axo.runtime.pidfile import live_process
 from axo.workflow import Workflow
 
@@ -99,6 +100,25 @@ class ResumeState:
     completed: dict[str, Completed] = field(default_factory=dict)
     replies: dict[tuple[str, int], Reply] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+
+    def restore(self, tracker: RunTracker) -> None:
+        """Show in ``tracker`` the agents completed in an earlier life, and what resuming
+        found."""
+        for aid, done in self.completed.items():
+            if aid in tracker.agents:
+                tracker.restore(
+                    aid,
+                    output=done.output,
+                    usage=done.usage,
+                    llm_calls=done.llm_calls,
+                    tool_calls=done.tool_calls,
+                    started_at=done.started_at,
+                    finished_at=done.finished_at,
+                )
+        for problem in self.problems:
+            tracker.note("resume_problem", "", {"problem": problem})
+        detail = {"completed": sorted(self.completed), "recorded_results": len(self.replies)}
+        tracker.note("resumed", "", detail)
 
 
 class Journal:

@@ -187,6 +187,28 @@ def _follow_host_in_child() -> None:
     threading.Thread(target=watch, name="axo-host-watch", daemon=True).start()
 
 
+_parent_followed: list[int] = []
+
+
+def follow_parent() -> None:
+    """In an actor process forked by another actor (multiproc): exit once that parent is gone,
+    as ``_follow_host_in_child`` does for the host — the agents of a run actor whose process
+    died are not left behind. Nothing happens in the host's own process (local mode)."""
+    if _host_pid is None or os.getpid() == _host_pid or _parent_followed:
+        return
+    _parent_followed.append(os.getppid())
+    try:
+        fd = os.pidfd_open(_parent_followed[0])
+    except (OSError, AttributeError):
+        return
+
+    def watch() -> None:
+        select.select([fd], [], [])
+        os._exit(0)
+
+    threading.Thread(target=watch, name="axo-parent-watch", daemon=True).start()
+
+
 def _watch_host_from_children() -> None:
     global _host_pid
     if _host_pid is None:

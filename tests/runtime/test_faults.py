@@ -432,3 +432,43 @@ def test_a_run_timing_out_while_its_run_actor_is_made_leaves_no_actor_behind(
         assert result.failure == "run timed out after 0.5s, while starting"
         left = wait_gone(forked_copies() - before, timeout=30)
     assert not left, f"{len(left)} actor process(es) of the timed-out run are still alive"
+
+
+def parent_of(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return None
+
+
+def test_a_killed_run_actor_fails_the_run_at_once_and_takes_its_agents_along() -> None:
+    import threading
+
+    import axo as api
+    from tests.helpers import fake_workflow, forked_copies, wait_gone
+
+    before = forked_copies()
+    results: list[object] = []
+    scripts = {"a": [Reply("A")], "b": [Reply("B", delay=30.0)], "c": []}
+    with FakeLLM(scripts=scripts) as fake:
+        wf = fake_workflow(
+            fake, "  - {id: a}\n  - {id: b, depends_on: [a]}\n  - {id: c, depends_on: [b]}\n"
+        )
+        run = threading.Thread(target=lambda: results.append(api.run(wf, "x", runtime="multiproc")))
+        run.start()
+        fake.wait_for(1, key="b", timeout=60)  # b's turn is in flight
+        copies = forked_copies() - before
+        # the admin forks the run actor, which forks the agents: their parent is the run actor
+        agents = {p for p in copies if parent_of(parent_of(p) or 0) in copies}
+        (run_actor,) = {parent_of(p) for p in agents}
+        os.kill(run_actor, signal.SIGKILL)  # type: ignore[arg-type]
+        run.join(timeout=30)  # not b's 30 s: the host sees the process end
+        assert not run.is_alive(), "the run did not end when its run actor died"
+    (result,) = results
+    assert isinstance(result, api.RunResult)
+    states = {a.id: (a.status, a.reason) for a in result.agents}
+    assert states["a"][0] == "done" and states["c"][0] == "skipped"
+    assert states["b"] == ("failed", "the run actor's process died")
+    assert result.notes_of("run_failed")[0].detail["failed"] == ["b"]
+    assert wait_gone(agents, timeout=15) == set(), "the agents' processes outlived the run"
