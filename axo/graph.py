@@ -223,6 +223,19 @@ def _workflows(source: Source, agents: Sequence[_Node], index: dict[str, int]) -
                         "name an agent with no depends_on",
                     )
                 )
+        # the run's input starts every agent without dependencies: entry names all of them
+        named = {e for e in entries if isinstance(e, str)}
+        valid = all(e in by_id and e in members and not by_id[e].depends_on for e in named)
+        for aid in sorted(members) if named and valid else ():
+            if aid in by_id and not by_id[aid].depends_on and aid not in named:
+                problems.append(
+                    source.problem(
+                        ("workflows", w_i, "entry"),
+                        f"agent '{aid}' has no dependencies, so the run's input starts it too, "
+                        "but entry does not name it",
+                        f"add '{aid}' to entry, or give it depends_on",
+                    )
+                )
     return problems
 
 
