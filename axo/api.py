@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import signal
 from typing import Any
@@ -36,6 +37,8 @@ async def run_async(
         workflow = workflow.select(workflow_id)  # another workflow of the same file
     if runtime not in MODES:
         raise UsageError(f"unknown runtime '{runtime}'; use one of: {', '.join(MODES)}")
+    if timeout is not None and not (timeout > 0 and math.isfinite(timeout)):
+        raise UsageError(f"timeout must be a positive number of seconds, not {timeout!r}")
     timeout = timeout if timeout is not None else workflow.config.run.timeout
     handle_signals = bool(options.pop("handle_signals", False))
     signals = ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")) if handle_signals else ()

@@ -295,14 +295,18 @@ class RunActor(ChildWatch, PlanDispatch, Actor):  # type: ignore[misc]
                 finished_at=msg.finished_at,
             )
         )
-        for i in skipped:
-            self.emit(
-                AgentSkipped(
-                    run_id=msg.run_id,
-                    agent=self.start.agents[i].id,
-                    reason=f"depends on '{agent.id}', which failed",
-                )
+        gone = {msg.agent, *skipped}
+        for i in skipped:  # named by the dependency that let it down, directly or not
+            deps = self.start.dependencies[i]
+            via = (
+                msg.agent if msg.agent in deps else next((d for d in deps if d in gone), msg.agent)
             )
+            reason = f"depends on '{agent.id}', which failed"
+            if via != msg.agent:
+                reason = (
+                    f"depends on '{self.start.agents[via].id}', skipped because '{agent.id}' failed"
+                )
+            self.emit(AgentSkipped(run_id=msg.run_id, agent=self.start.agents[i].id, reason=reason))
         self._maybe_finish()
 
     def _cancel(self, msg: CancelRun) -> None:

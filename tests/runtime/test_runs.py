@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import axo
 from axo.testing import Fail, FakeLLM, Hang, Reply
 from tests.helpers import fake_workflow, forked_copies, wait_gone
@@ -84,17 +86,25 @@ def test_a_failing_agent_skips_its_dependents_and_the_rest_still_finishes(runtim
     }
     agents = (
         "  - {id: a}\n  - {id: b, depends_on: [a]}\n  - {id: c, depends_on: [b]}\n"
-        "  - {id: x}\n  - {id: y, depends_on: [x]}\n"
+        "  - {id: d, depends_on: [c]}\n  - {id: x}\n  - {id: y, depends_on: [x]}\n"
     )
-    with FakeLLM(scripts=scripts) as fake:
+    with FakeLLM(scripts={**scripts, "d": []}) as fake:
         result = axo.run(fake_workflow(fake, agents), "x", runtime=runtime)
     status = {a.id: a.status for a in result.agents}
-    assert status == {"a": "done", "b": "failed", "c": "skipped", "x": "done", "y": "done"}
+    assert status == {
+        "a": "done",
+        "b": "failed",
+        "c": "skipped",
+        "d": "skipped",
+        "x": "done",
+        "y": "done",
+    }
+    assert result.agent("d").reason == "depends on 'c', skipped because 'b' failed"
     assert result.status == "failed"
     assert result.failure is not None
     assert "'b'" in result.failure and "HTTP 400" in result.failure
     assert "bad request from the test" in result.failure
-    assert "depends on 'b'" in (result.agent("c").reason or "")
+    assert result.agent("c").reason == "depends on 'b', which failed"
     assert fake.requests_for("c") == []
     assert result.outputs == {"y": "Y"}
 
@@ -165,3 +175,11 @@ def test_usage_is_recorded_per_agent_and_per_run() -> None:
     assert result.agent("a").usage.total_tokens == 13
     assert result.agent("b").usage.total_tokens == 24
     assert result.usage.prompt_tokens == 30 and result.usage.completion_tokens == 7
+
+
+@pytest.mark.parametrize("timeout", [0, -1.0, float("nan"), float("inf")])
+def test_a_timeout_that_is_no_positive_number_is_refused(timeout: float) -> None:
+    from axo.errors import UsageError
+
+    with FakeLLM(scripts={"a": []}) as fake, pytest.raises(UsageError, match="positive number"):
+        axo.run(fake_workflow(fake, "  - {id: a}\n"), "x", timeout=timeout)
