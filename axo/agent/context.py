@@ -46,9 +46,18 @@ def identity(spec: AgentSpec) -> str:
     return f"You are {spec.name}.\n{prompt}" if prompt else f"You are {spec.name}."
 
 
+_CUT_MARK = " […truncated]"
+_JOIN = "\n\n"  # between the parts of the user message
+
+
 def _cut(text: str, tokens: int) -> str:
-    keep = max(0, int(tokens * CHARS_PER_TOKEN))
-    return text if len(text) <= keep else text[:keep].rstrip() + " […truncated]"
+    """``text`` cut to fit ``tokens``, the mark that says so included ("" when not even a
+    word and the mark fit)."""
+    room = int(tokens * CHARS_PER_TOKEN)
+    if len(text) <= room:
+        return text
+    keep = room - len(_CUT_MARK)
+    return text[:keep].rstrip() + _CUT_MARK if keep > 0 else ""
 
 
 def pack(
@@ -70,7 +79,9 @@ def pack(
             ChatMessage(role="system", content=system),
             ChatMessage(role="user", content=user),
         ), None
-    used = estimate_tokens(system) + 2 * MESSAGE_OVERHEAD
+    # the joins between the user message's parts (input, heading, one per upstream output)
+    joins = estimate_tokens(_JOIN * (len(upstream) + 1)) if upstream else 0
+    used = estimate_tokens(system) + 2 * MESSAGE_OVERHEAD + joins
     included: list[str] = ["identity"]
     truncated: list[tuple[str, int, int]] = []
     dropped: list[str] = []
@@ -103,12 +114,16 @@ def pack(
                 dropped.append(label)
                 continue
             if grant < size:
+                kept = _cut(u.output, grant)
+                if not kept:  # its share cannot hold even the mark
+                    dropped.append(label)
+                    continue
                 truncated.append((label, grant, size))
-                parts.append(h + _cut(u.output, grant))
+                parts.append(h + kept)
             else:
                 included.append(label)
                 parts.append(h + u.output)
-    user = "\n\n".join(parts) if parts else "(no input)"
+    user = _JOIN.join(parts) if parts else "(no input)"
     messages = (ChatMessage(role="system", content=system), ChatMessage(role="user", content=user))
     report = PackReport(
         budget=budget,
