@@ -148,7 +148,7 @@ class Host:
             raise UsageError("resuming a run needs the state directory its log is in")
         for given in (resume, run_id):
             if given is not None:
-                check_run_id(given)
+                check_run_id(given, state_dir if given is resume else None)
         run_id = resume or run_id or uuid.uuid4().hex[:12]
         run_dir = os.path.join(state_dir or ".axo", "runs", run_id)
         log = journal = None

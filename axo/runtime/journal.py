@@ -61,8 +61,10 @@ Reply = LLMReply | ToolsReply | RecallReply
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # a folder name, never a path
 
 
-def check_run_id(run_id: str) -> None:
-    """Refuse a run id that is no plain folder name (``../x`` would leave the state folder).
+def check_run_id(run_id: str, resumed_from: str | None = None) -> None:
+    """Refuse a run id that is no plain folder name (``../x`` would leave the state folder),
+    and, for a run to resume from ``resumed_from``, a state directory with no log (opening
+    one would create it).
 
     Raises:
         UsageError: what is wrong and what an id looks like.
@@ -71,6 +73,11 @@ def check_run_id(run_id: str) -> None:
         raise UsageError(
             f"{run_id!r} is not a run id: an id is letters, digits, '_', '-' and '.' (at most "
             "128, not starting with '.') — `axo runs` lists the runs"
+        )
+    if resumed_from is not None and not os.path.isfile(os.path.join(resumed_from, "events.db")):
+        raise UsageError(
+            f"no run '{run_id}': {resumed_from} holds no event log — resume from the "
+            "--state-dir the run used (`axo runs --state-dir DIR` lists its runs)"
         )
 
 

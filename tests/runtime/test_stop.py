@@ -219,3 +219,14 @@ def test_a_stop_after_a_failure_leaves_the_held_back_agent_waiting_for_a_resume(
         assert (first.status, states) == ("stopped", {"x": "failed", "a": "done", "c": "waiting"})
         resumed = api.run(wf, resume=first.run_id, state_dir=str(state), runtime=runtime)  # type: ignore[arg-type]
     assert resumed.status == "succeeded" and resumed.outputs == {"c": "C", "x": "X"}
+
+
+def test_resuming_from_a_state_directory_without_a_log_creates_nothing(tmp_path: Path) -> None:
+    import axo as api
+    from axo.errors import UsageError
+
+    with FakeLLM(scripts={}) as fake:
+        wf = api.load_workflow(write_workflow(tmp_path, fake, AGENTS))
+        with pytest.raises(UsageError, match="holds no event log"):
+            api.run(wf, resume="abc123", state_dir=str(tmp_path / "nowhere"))
+    assert not (tmp_path / "nowhere").exists()
