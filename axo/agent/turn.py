@@ -15,11 +15,11 @@ on, ``summarize`` compacts the conversation with LLM calls (which count too) unt
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import Any
+from typing import Any, NoReturn
 
 import msgspec
 
-from axo.agent.budget import AgentBudget, estimate_request
+from axo.agent.budget import AgentBudget, Verdict, estimate_request
 from axo.agent.context import estimate_tokens, pack
 from axo.agent.output import checked
 from axo.errors import BudgetExceeded, NoAnswer, OutputInvalid
@@ -332,12 +332,7 @@ class AgentTurn:
         if verdict.ok:
             return request
         policy = self.spec.overflow_policy
-        detail = {
-            "budget": verdict.budget,
-            "estimate": verdict.estimate,
-            "limit": verdict.limit,
-            "policy": policy,
-        }
+        detail = overflow_detail(verdict, policy)
         if policy == "warn":
             yield Emit(kind="budget_warning", detail=detail)
             return request
@@ -354,11 +349,7 @@ class AgentTurn:
                         detail={**detail, "phase": phase, "new_estimate": verdict.estimate},
                     )
                     return request
-        yield Emit(
-            kind="budget_exceeded",
-            detail={**detail, "estimate": verdict.estimate, "limit": verdict.limit},
-        )
-        raise BudgetExceeded(verdict.budget, verdict.estimate, verdict.limit)
+        yield from refuse(verdict, detail)
 
     def _compact(self, phase: str) -> Generator[Effect, Any, bool]:
         """Summarize part of the conversation with an LLM call; True when it shrank."""
@@ -419,6 +410,26 @@ class AgentTurn:
         self.llm_calls += 1
         self.budget.record(response.usage)
         return (response.content or "").strip() or None
+
+
+def overflow_detail(verdict: Verdict, policy: str) -> dict[str, Any]:
+    """What a note about a request over an agent's budget says."""
+    return {
+        "budget": verdict.budget,
+        "estimate": verdict.estimate,
+        "limit": verdict.limit,
+        "policy": policy,
+    }
+
+
+def refuse(verdict: Verdict, detail: dict[str, Any]) -> Generator[Effect, Any, NoReturn]:
+    """Note a request over budget (with the estimate that last failed), then fail the turn
+    without sending it."""
+    yield Emit(
+        kind="budget_exceeded",
+        detail={**detail, "estimate": verdict.estimate, "limit": verdict.limit},
+    )
+    raise BudgetExceeded(verdict.budget, verdict.estimate, verdict.limit)
 
 
 def _render(m: ChatMessage) -> str:

@@ -32,7 +32,7 @@ import msgspec
 
 from axo.agent.budget import AgentBudget, estimate_request
 from axo.agent.context import render_input
-from axo.agent.turn import CallLLM, Emit, TurnResult
+from axo.agent.turn import CallLLM, Emit, TurnResult, overflow_detail, refuse
 from axo.coordination.domain import (
     ROOT_TYPE,
     Atom,
@@ -44,7 +44,7 @@ from axo.coordination.domain import (
     parse_problem,
 )
 from axo.coordination.htn import Plan, PlanFailure, Planner
-from axo.errors import BudgetExceeded, ConfigError, RuntimeFault
+from axo.errors import ConfigError, RuntimeFault
 from axo.llm.base import ChatMessage, ChatRequest, ChatResponse, Usage
 from axo.messages import AgentSpec, PlanSpec, Upstream
 
@@ -167,17 +167,11 @@ def _within_budget(
     verdict = budget.check(estimate_request(request))
     if verdict.ok:
         return
-    detail = {
-        "budget": verdict.budget,
-        "estimate": verdict.estimate,
-        "limit": verdict.limit,
-        "policy": spec.overflow_policy,
-    }
+    detail = overflow_detail(verdict, spec.overflow_policy)
     if spec.overflow_policy == "warn":
         yield Emit(kind="budget_warning", detail=detail)
         return
-    yield Emit(kind="budget_exceeded", detail=detail)
-    raise BudgetExceeded(verdict.budget, verdict.estimate, verdict.limit)
+    yield from refuse(verdict, detail)
 
 
 def _call_schema(names: list[str], objects: list[str]) -> dict[str, Any]:

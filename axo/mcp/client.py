@@ -45,7 +45,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from axo.config import McpServer
-from axo.errors import ToolFailed
+from axo.errors import ToolFailed, UsageError
 from axo.mcp._reading import answer, closed_here, describe, leaf, unreadable
 from axo.tools.registry import Tool, ToolContext
 
@@ -499,6 +499,14 @@ class McpHub:
     def specs(self) -> dict[str, list[mcp_types.Tool]]:
         """The SDK's tool descriptions, by server (empty for a server that is not ready)."""
         return {n: list(s.tools) if s.state == "ready" else [] for n, s in self._servers.items()}
+
+    def explained(self, exc: UsageError) -> UsageError:
+        """An allow-list error, with why the servers it may name did not start."""
+        down = [s for s in self.status().values() if s.state in ("failed", "unavailable")]
+        if not down:
+            return exc
+        why = "; ".join(f"MCP server '{s.name}' did not start: {s.reason}" for s in down)
+        return UsageError(f"{exc} ({why})")
 
     def status(self) -> dict[str, ServerStatus]:
         """Each server's state, tool count, restarts, calls and failures."""

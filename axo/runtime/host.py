@@ -19,6 +19,7 @@ import contextlib
 import os
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
+from functools import partial
 from typing import Any, TypeVar
 
 import msgspec
@@ -41,6 +42,7 @@ from axo.messages import (
     RunFinished,
     StopRun,
     ToolsCall,
+    ToolsReply,
     TurnEvent,
 )
 from axo.result import RunResult, RunTracker
@@ -48,8 +50,9 @@ from axo.runtime.bridges import InlineBridge, ThreadBridge
 from axo.runtime.children import watch_exit
 from axo.runtime.effects import EffectRunner, failed_reply, redacted_done
 from axo.runtime.journal import Journal, check_run_id, redacted, redactor
-from axo.runtime.lifecycle import Session, apply_retention, distill
+from axo.runtime.lifecycle import apply_retention, distill
 from axo.runtime.pidfile import PID_FILE, write_pid
+from axo.runtime.session import Session
 from axo.runtime.specs import start_message
 from axo.runtime.system import ActorRuntime, ExitRequest, Mode, hide_in_logs
 from axo.tools.builtins import builtin_tools
@@ -75,17 +78,6 @@ def _cancelling() -> bool:
     """Whether the current task itself is being cancelled (not just a step it awaited)."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
-
-
-def _with_server_failures(exc: UsageError, hub: Any) -> UsageError:
-    """An allow-list error, with why the MCP servers it may name did not start."""
-    if hub is None:
-        return exc
-    down = [s for s in hub.status().values() if s.state in ("failed", "unavailable")]
-    if not down:
-        return exc
-    why = "; ".join(f"MCP server '{s.name}' did not start: {s.reason}" for s in down)
-    return UsageError(f"{exc} ({why})")
 
 
 class Host:
@@ -278,10 +270,12 @@ class Host:
         stopped = asyncio.Event()  # set by the first: a retry's wait ends at once
         interrupted: set[str] = set()  # agents a stop cut short (their next effect not run)
         setup: asyncio.Future[Any] | None = None  # a start-up step a stop may cancel
-        sessions: dict[str, Session] = {}  # what each agent's turn saw, for distilling
+        sessions: dict[str, Session] = {}  # each turn, for distilling and its checkpoints
         for aid, done in resumed.completed.items() if resumed is not None else ():
             if done.session:  # from an earlier life: distilled when this one ends
-                sessions[aid] = Session.saved(done.session)
+                sessions[aid] = Session.restored(done.session)
+        if journal is not None:
+            journal.sessions = sessions
         view_failed: list[Exception] = []  # on_event raised (noted once)
 
         def finish_stopped(reason: str) -> None:
@@ -317,6 +311,8 @@ class Host:
             reply = journal.replay(call) if journal is not None else None
             if isinstance(reply, LLMReply) and reply.response is not None:
                 effects.used = effects.used + reply.response.usage  # spent before the stop
+            if reply is not None:
+                observe(call, reply)
             if reply is None:
                 try:
                     reply = await effect(call)
@@ -335,8 +331,6 @@ class Host:
                     return
             if isinstance(call, LLMCall) and isinstance(reply, LLMReply) and reply.response:
                 tracker.spent(call.agent, reply.response.usage)
-                if call.purpose == "turn":  # not a summary of it, not a coordinator's plan
-                    sessions.setdefault(call.agent, Session()).add(call.request, reply.response)
             if not finished.done() and bridge is not None:
                 bridge.send(call.reply_to, reply, failed=lambda exc: unsent(call, exc))
 
@@ -362,6 +356,14 @@ class Host:
             if not finished.done() and bridge is not None:
                 bridge.send(call.reply_to, effect_failed(call, exc))
 
+        def observe(call: LLMCall | ToolsCall | RecallCall, reply: Any) -> None:
+            """Keep what a turn saw (not a summary of it, nor a coordinator's plan)."""
+            if isinstance(call, LLMCall) and isinstance(reply, LLMReply) and reply.response:
+                if call.purpose == "turn":
+                    sessions.setdefault(call.agent, Session()).add(call.request, reply.response)
+            elif isinstance(reply, ToolsReply) and call.agent in sessions:
+                sessions[call.agent].tool_results(reply.outcomes)
+
         async def effect(call: LLMCall | ToolsCall | RecallCall) -> Any:
             """Perform it, and (durable runs) commit the result before the agent sees it."""
             if journal is not None:
@@ -372,6 +374,7 @@ class Host:
                 reply = await effects.tools(call)
             else:
                 reply = effects.recall(call)
+            observe(call, reply)  # before the checkpoint that keeps it
             if journal is not None and not (stops and getattr(reply, "error", None)):
                 await journal.result(call, reply)  # durable before the agent acts on it
             return reply
@@ -388,10 +391,8 @@ class Host:
                     tasks.add(task)
                     task.add_done_callback(effect_done)
                 case ActorProcess():  # multiproc: the run actor's, whose death ends the run
-                    died = "the run actor's process died"
-                    unwatch.append(
-                        watch_exit(loop, message.pid, lambda: fail_run(died, logged=True))
-                    )
+                    died = partial(fail_run, "the run actor's process died", logged=True)
+                    unwatch.append(watch_exit(loop, message.pid, died))
                 case TurnEvent():
                     if message.run_id == run_id:
                         record(message.kind, message.agent, message.detail)
@@ -491,7 +492,7 @@ class Host:
             try:
                 start, crew_key = start_message(workflow, registry, run_id, run_input)
             except UsageError as exc:
-                raise _with_server_failures(exc, hub) from None
+                raise (exc if hub is None else hub.explained(exc)) from None
             unknown = unknown_approvals(
                 (policy or Policy()).require_approval,
                 set(registry.names()),

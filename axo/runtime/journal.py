@@ -51,6 +51,7 @@ from axo.messages import (
 )
 from axo.result import RunTracker
 from axo.runtime.pidfile import live_process
+from axo.runtime.session import Session
 from axo.workflow import Workflow
 
 Call = LLMCall | ToolsCall | RecallCall
@@ -147,10 +148,7 @@ class Journal:
         self.checkpoints = CheckpointStore(os.path.join(run_dir, "checkpoints"), sync=False)
         self._writer = CheckpointWriter(self.checkpoints)
         self.resume = resume
-        # per agent, its turn's messages (each once, as the host's ``Session`` keeps them)
-        self.sessions: dict[str, list[Any]] = {}
-        self._seen: dict[str, set[bytes]] = {}
-        self._latest: dict[str, list[Any]] = {}  # the newest answer, and its tool results
+        self.sessions: dict[str, Session] = {}  # the host's, read for checkpoints
         self.replayed = 0
         self.unchecked: set[str] = set()  # agents with ``memory: {checkpoint: false}``
 
@@ -277,36 +275,10 @@ class Journal:
         """Make a successful result durable (before the agent acts on it) and checkpoint."""
         n = effect_index(call.corr)
         agent = call.agent
-        if isinstance(call, LLMCall) and isinstance(reply, LLMReply):
-            if reply.response is None:
-                self.log.append(
-                    self.run_id,
-                    "llm_failed",
-                    agent,
-                    {"n": n, "error": reply.error, "kind": reply.kind},
-                )
-                return
-            if call.purpose == "turn":  # not a summary of the turn
-                session, seen = (
-                    self.sessions.setdefault(agent, []),
-                    self._seen.setdefault(agent, set()),
-                )
-                for m in call.request.messages:  # each once: a request repeats the head
-                    key = msgspec.msgpack.encode(m)
-                    if key not in seen:
-                        seen.add(key)
-                        session.append(msgspec.to_builtins(m))
-                self._latest[agent] = [
-                    {
-                        "role": "assistant",
-                        "content": reply.response.content,
-                        "tool_calls": msgspec.to_builtins(reply.response.tool_calls),
-                    }
-                ]
-        elif isinstance(reply, ToolsReply):  # until the next request carries them
-            self._latest.setdefault(agent, []).extend(
-                {"role": "tool", "content": o.content, "name": o.name} for o in reply.outcomes
-            )
+        if isinstance(reply, LLMReply) and reply.response is None:
+            detail = {"n": n, "error": reply.error, "kind": reply.kind}
+            self.log.append(self.run_id, "llm_failed", agent, detail)
+            return
         await self.log.append_durable(
             self.run_id, "result", agent, {"n": n, "reply": msgspec.to_builtins(reply)}
         )
@@ -314,9 +286,9 @@ class Journal:
             self._save(agent, {"status": "running", "step": n, "session": self.session(agent)})
 
     def session(self, agent: str) -> list[Any]:
-        """The agent's turn so far: every message its requests carried, then its latest
-        answer and the tool results that answer asked for."""
-        return [*self.sessions.get(agent, ()), *self._latest.get(agent, ())]
+        """The agent's turn so far, as its checkpoints keep it (``Session.saved``)."""
+        session = self.sessions.get(agent)
+        return session.saved() if session is not None else []
 
     async def settle(self) -> None:
         """Return once everything recorded so far is on disk (records committed, checkpoints

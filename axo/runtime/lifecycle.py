@@ -6,48 +6,15 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
-from typing import Any
-
-import msgspec
 
 from axo.errors import AxoError
 from axo.eventlog import EventLog
-from axo.llm.base import ChatMessage, ChatRequest, ChatResponse, Usage
+from axo.llm.base import ChatMessage, ChatRequest, Usage
 from axo.messages import AgentSpec, LLMCall
 from axo.runtime.effects import EffectRunner
 from axo.runtime.journal import stored_path
+from axo.runtime.session import Session
 from axo.workflow import Workflow
-
-
-class Session:
-    """An agent's turn as distilling reads it: every message its requests carried, once each
-    and in order (a memory-first request carries only the latest round, so one request alone
-    would miss the earlier ones), then its latest answer."""
-
-    def __init__(self) -> None:
-        self.messages: list[Any] = []  # ChatMessage, or mappings (``saved``)
-        self._seen: set[bytes] = set()
-        self.answer: str | None = None
-
-    @classmethod
-    def saved(cls, messages: list[Any]) -> Session:
-        """A session as a checkpoint kept it (mappings, secrets redacted, answer included)."""
-        session = cls()
-        session.messages = list(messages)
-        return session
-
-    def add(self, request: ChatRequest, response: ChatResponse) -> None:
-        for m in request.messages:
-            key = msgspec.msgpack.encode(m)
-            if key not in self._seen:
-                self._seen.add(key)
-                self.messages.append(m)
-        self.answer = response.content
-
-    def transcript(self) -> list[Any]:
-        if not self.answer:
-            return list(self.messages)
-        return [*self.messages, ChatMessage(role="assistant", content=self.answer)]
 
 
 async def distill(
