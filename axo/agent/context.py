@@ -100,29 +100,34 @@ def pack(
     used += estimate_tokens(parts[0]) if parts else 0
 
     if upstream:
-        parts.append("## Outputs from the agents you depend on")
-        used += estimate_tokens(parts[-1])
+        heading = "## Outputs from the agents you depend on"  # shown with an output only
+        outputs: list[str] = []
+        used += estimate_tokens(heading)
         room = budget - used
         heads = [f"### {_label(u)}\n" for u in upstream]
         sizes = [estimate_tokens(u.output) for u in upstream]
         head_cost = sum(estimate_tokens(h) for h in heads)
         avail = max(0, room - head_cost)
         grants = _fair_shares(sizes, avail)
+        left = room - sum(grants)  # for the headings: all of them, unless room is that short
         for u, h, size, grant in zip(upstream, heads, sizes, grants, strict=True):
             label = f"upstream:{u.agent}"
-            if grant <= 0 and size > 0:
+            if (grant <= 0 and size > 0) or estimate_tokens(h) > left:
                 dropped.append(label)
                 continue
+            left -= estimate_tokens(h)
             if grant < size:
                 kept = _cut(u.output, grant)
                 if not kept:  # its share cannot hold even the mark
                     dropped.append(label)
                     continue
                 truncated.append((label, grant, size))
-                parts.append(h + kept)
+                outputs.append(h + kept)
             else:
                 included.append(label)
-                parts.append(h + u.output)
+                outputs.append(h + u.output)
+        if outputs:
+            parts += [heading, *outputs]
     user = _JOIN.join(parts) if parts else "(no input)"
     messages = (ChatMessage(role="system", content=system), ChatMessage(role="user", content=user))
     report = PackReport(
