@@ -216,11 +216,15 @@ class Grounder:
         keys, arguments). The operator groundings it referred to that no round had go to
         ``operators``: operators are numbered first, so one sort orders both and one cut
         parts them."""
-        if not self.refs:
+        refs = self.refs
+        if not refs:
             return []
-        keys = np.concatenate([k for k, _ in self.refs])
-        args = np.concatenate([a for _, a in self.refs])
         self.refs = []
+        if len(refs) == 1:
+            keys, args = refs[0]
+        else:
+            keys = np.concatenate([k for k, _ in refs])
+            args = np.concatenate([a for _, a in refs])
         if self.kernel and self.seen.table is not None and len(self.scratch):
             from axo.coordination._grounding_kernel import fresh
 

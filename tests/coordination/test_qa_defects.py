@@ -298,3 +298,39 @@ tasks:
             for tasks in ("[any]", "[both a, not_bad b]", "[only_good b]"):
                 text = f"objects: {{thing: [a, b]}}\ninit: {list(init)}\ntasks: {tasks}"
                 agrees(domain, parse_problem(text, domain))
+
+
+# --- a variable twice in one fact: its stride is added twice to one cell of the layout --------
+
+SELF_LOOPS = """
+domain: loops
+types: {node: object}
+predicates: {link: [node, node], seen: [node], paired: [node, node]}
+operators:
+  visit:
+    parameters: {n: node}
+    preconditions: [link ?n ?n, not seen ?n]
+    effects: {add: [seen ?n, paired ?n ?n]}
+tasks:
+  tour:
+    methods:
+      - name: next
+        parameters: {n: node}
+        preconditions: [link ?n ?n, not seen ?n]
+        subtasks: [visit ?n, tour]
+      - name: done
+"""
+
+
+def test_a_variable_repeated_in_a_fact_numbers_the_fact_of_that_object_twice() -> None:
+    domain = parse_domain(SELF_LOOPS)
+    problem = parse_problem(
+        "objects: {node: [a, b, c, d]}\n"
+        "init: [link a b, link b b, link c c, link d a]\n"
+        "tasks: [tour]\n"
+        "goal: [seen b, seen c, paired c c]",
+        domain,
+    )
+    result = agrees(domain, problem)
+    assert isinstance(result, Plan)
+    assert [str(c) for c in result.actions] == ["visit(b)", "visit(c)"]
