@@ -737,3 +737,66 @@ def test_the_grounding_kernels_are_what_a_compiled_planner_grounds_with() -> Non
         patch.setattr(_assembly, "_tables", None)  # numpy's paths would fail
         patch.setattr(_grounding, "_first_of_each", None)
         assert Planner(BLOCKS, compiled=True).plan(problem).ok
+
+
+JOINS = parse_domain("""
+domain: joins
+types: {place: object, room: place, hall: place}
+constants: {hall: [home]}
+predicates:
+  door: [place, place]     # static
+  link: [place, place]     # static
+  at: [place]
+  near: [place, place]     # dynamic: added below
+operators:
+  step:
+    parameters: {a: place, b: place}
+    preconditions: [at ?a]
+    effects: {add: [at ?b, near ?a ?b]}
+tasks:
+  roam:
+    methods:
+      - name: from_home    # a constant in a static join, a new variable of a narrower type
+        parameters: {r: room}
+        preconditions: [door home ?r]
+        subtasks: [step home ?r, onward ?r]
+      - name: self_link    # the same new variable twice
+        parameters: {q: place}
+        preconditions: [link ?q ?q]
+        subtasks: [step home ?q, onward ?q]
+  onward:
+    parameters: {p: place}
+    methods:
+      - name: loop         # keyed by ?p
+        parameters: {q: place}
+        preconditions: [link ?p ?q, link ?q ?q]
+        subtasks: [step ?p ?q, back ?q]
+      - name: stay
+  back:
+    parameters: {q: place}
+    methods:
+      - name: near_room    # a dynamic join keyed by ?q binding a room
+        parameters: {r: room}
+        preconditions: [near ?r ?q]
+        subtasks: [step ?q ?r]
+      - name: stop
+""")
+
+
+@PROPERTY
+@given(st.data())
+def test_joins_with_constants_repeats_and_subtypes_ground_alike_with_and_without_kernels(
+    data: st.DataObject,
+) -> None:
+    rooms, halls = ["r0", "r1", "r2"], ["h0", "h1"]
+    places = ["home", *rooms, *halls]
+    pairs = [f"{a} {b}" for a in places for b in places]
+    init = ["at home"]
+    init += [f"door {p}" for p in data.draw(st.lists(st.sampled_from(pairs), max_size=8))]
+    init += [f"link {p}" for p in data.draw(st.lists(st.sampled_from(pairs), max_size=10))]
+    problem = make_problem(JOINS, objects={"room": rooms, "hall": halls}, init=init, tasks=["roam"])
+    by_numpy = assembled(JOINS, problem, kernel=False)
+    assert assembled(JOINS, problem, kernel=True) == by_numpy
+    assert Planner(JOINS, compiled=True).plan(problem) == Planner(JOINS, compiled=False).plan(
+        problem
+    )
