@@ -18,10 +18,11 @@ Candidates are ordered here, once: by ground task, then method, then binding (it
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -138,24 +139,42 @@ class Grounding:
     def method_sub(self) -> list[int]:
         return self.subs.tolist()
 
-    def actions(self, ops: Sequence[int]) -> list[Call]:
-        """The calls of operator groundings (for plans), made once per grounding."""
-        calls = self.calls
-        missing = np.array(sorted({o for o in ops if o not in calls}), np.int64)
-        if len(missing):  # names by one gather (padding -1 reads the last, None: cut off below)
-            named = self.describe.objects.named.take(self.op_args.take(missing, axis=0))
-            schema = self.op_schema.take(missing)
-            # groundings of one operator are consecutive: a slice of names per operator
-            cuts = [0, *(np.flatnonzero(schema[1:] != schema[:-1]) + 1).tolist(), len(missing)]
-            for lo, hi in itertools.pairwise(cuts):
-                s = int(schema[lo])
-                name = self.schema_name[s]
-                args = map(tuple, named[lo:hi, : self.schema_arity[s]].tolist())
-                for o, a in zip(missing[lo:hi].tolist(), args, strict=True):
-                    call = calls[o] = _new(Call)
-                    _set_name(call, name)
-                    _set_args(call, a)
-        return list(map(calls.__getitem__, ops))
+    def actions(self, ops: IntArray) -> list[Call]:
+        """The calls of operator groundings (for plans), made once per grounding.
+
+        Made in the order of ``ops`` by C-level maps (allocate, name, then give arguments),
+        without a Python loop per call: a plan has hundreds of steps, and a loop's bytecode
+        cost as much as the objects. Arguments are tuples zipped from columns of names, one
+        group of calls per arity (padding -1 reads the last name, None: never zipped).
+        """
+        calls, keys = self.calls, ops.tolist()
+        fresh = not calls
+        if not fresh:
+            ops = ops.compress([o not in calls for o in keys])
+        made = list(map(_new, repeat(Call, len(ops))))
+        if made:
+            schema = self.op_schema.take(ops)
+            names = np.array(self.schema_name, object).take(schema)
+            deque(map(_set_name, made, names.tolist()), 0)
+            named = self.describe.objects.named.take(self.op_args.take(ops, axis=0))
+            arity = np.array(self.schema_arity).take(schema)
+            for a in sorted(set(self.schema_arity)):
+                pick = np.flatnonzero(arity == a)
+                if len(pick) == len(made):  # one arity: every call, no gather
+                    group, columns = made, named
+                elif len(pick):
+                    group = [made[i] for i in pick.tolist()]
+                    columns = named.take(pick, axis=0)
+                else:
+                    continue
+                args = (
+                    zip(*(columns[:, c].tolist() for c in range(a)), strict=True)
+                    if a
+                    else repeat(())
+                )
+                deque(map(_set_args, group, args), 0)
+            calls.update(zip(ops.tolist(), made, strict=True))
+        return made if fresh else list(map(calls.__getitem__, keys))
 
     @property
     def counts(self) -> tuple[int, int, int]:

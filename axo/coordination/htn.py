@@ -277,7 +277,7 @@ class _Search:
             while True:
                 if todo is None:
                     if state & goal == goal:
-                        return self._plan(plan)
+                        return self._plan(np.array(plan, np.int64))
                     self._fail_at(len(plan), -1, state)
                 else:
                     gid, depth, rest = todo
@@ -369,7 +369,7 @@ class _Search:
         if furthest[0] >= 0:
             self.furthest = (int(furthest[0]), int(furthest[1]), kernel.number(furthest_state))
         if ended == kernel.PLAN:
-            return self._plan(plan.tolist())
+            return self._plan(plan)
         reason = FailureReason.STEP_LIMIT if ended == kernel.STEP_LIMIT else None
         return self._failure(reason, plan_len)
 
@@ -377,7 +377,7 @@ class _Search:
         if gid not in self.frontiers and len(self.frontiers) < _MAX_FRONTIERS:
             self.frontiers[gid] = (state, depth)
 
-    def _plan(self, plan: list[int]) -> Plan:
+    def _plan(self, plan: np.ndarray) -> Plan:
         calls = self.g.actions(plan)
         internal = self.g.internal_ops
         return Plan(tuple(calls), tuple([c for c in calls if c.name not in internal]))
