@@ -366,22 +366,15 @@ def assemble(gr: Grounder, roots: list[int], kernel: bool = False) -> Grounding:
     """The grounding the search reads, from a grounder that has run to its fixpoint; with
     ``kernel``, the tables are computed by ``_assembly_kernel`` where it applies (numba is
     loaded then)."""
-    widths = gr.domain.widths
-    rows = gr.active
-    sizes = [len(r.parent) for r in rows]
-    width = sum(widths.methods) + 1
-    ids = np.concatenate([r.ids for r in rows] + [np.zeros((0, width), np.int64)])
-    if kernel:
-        ops, blocks = _compiled_operators(gr)
-    else:
-        ops = _ordered(gr)
-        blocks = _blocks(gr, ops)
-    task_keys = np.sort(np.concatenate([*gr.grounded, ops.keys]))
-    slot_ids = np.sort(np.concatenate(gr.possible_ids))
-    found = _compiled_tables(gr, ids, sizes, ops, blocks, task_keys, slot_ids) if kernel else None
+    found = _compiled_tables(gr) if kernel else None
     if found is None:
-        found = _tables(gr, ids, sizes, ops, blocks, task_keys, slot_ids)
-    need, ptr, sub, lo, hi, req, sets, clears, goal, held, gid, task_op, undecomposable = found
+        ops, blocks = _compiled_operators(gr) if kernel else _numpy_operators(gr)
+        task_keys = np.sort(np.concatenate([*gr.grounded, ops.keys]))
+        slot_ids = np.sort(np.concatenate(gr.possible_ids))
+        tables = _tables(gr, ops, blocks, task_keys, slot_ids)
+        found = (*tables, task_keys, slot_ids, ops.schema, ops.args)
+    need, ptr, sub, lo, hi, req, sets, clears, goal, held, gid, task_op, undecomposable = found[:13]
+    task_keys, slot_ids, op_schema, op_args = found[13:]
     goal, impossible, hopeless = _goal(gr, goal, 2 * len(slot_ids) + 1)
     return Grounding(
         half=len(slot_ids),
@@ -398,10 +391,10 @@ def assemble(gr: Grounder, roots: list[int], kernel: bool = False) -> Grounding:
         goal_bits=goal,
         held=held,
         op_task=gid.tolist(),
-        op_schema=ops.schema,
+        op_schema=op_schema,
         schema_name=gr.domain.operator_names,
         schema_arity=gr.domain.operator_arity.tolist(),
-        op_args=ops.args,
+        op_args=op_args,
         internal_ops=gr.domain.internal,
         impossible_goal=impossible,
         hopeless=hopeless,
@@ -420,17 +413,11 @@ def assemble(gr: Grounder, roots: list[int], kernel: bool = False) -> Grounding:
 
 
 def _tables(
-    gr: Grounder,
-    ids: IntArray,
-    sizes: list[int],
-    ops: _Ops,
-    blocks: IntArray,
-    task_keys: IntArray,
-    slot_ids: IntArray,
+    gr: Grounder, ops: _Ops, blocks: IntArray, task_keys: IntArray, slot_ids: IntArray
 ) -> _Tables:
     """The tables by numpy (see ``_Tables``)."""
     b = _Bits(slot_ids, gr.dynamic_total)
-    need, ptr, sub, lo, hi = _methods(gr, ids, sizes, task_keys, b)
+    need, ptr, sub, lo, hi = _methods(gr, task_keys, b)
     req, sets, clears = _operators(gr, blocks, b)
     gid = task_keys.searchsorted(ops.keys)
     goal = b.need(gr.goal_ids.reshape(-1, 1), 1).ravel()
@@ -441,66 +428,62 @@ def _tables(
     return need, ptr, sub, lo, hi, req, sets, clears, goal, held, gid, task_op, undecomposable
 
 
-def _compiled_tables(
-    gr: Grounder,
-    ids: IntArray,
-    sizes: list[int],
-    ops: _Ops,
-    blocks: IntArray,
-    task_keys: IntArray,
-    slot_ids: IntArray,
-) -> _Tables | None:
-    """The tables by the compiled kernel, in one call; None where it does not apply (fact ids
-    too many for tables, static facts kept sorted, or a sort key that does not fit)."""
+def _compiled_tables(gr: Grounder) -> tuple[Any, ...] | None:
+    """The tables (see ``_Tables``), then the ground tasks' keys, the slots' fact ids, and the
+    operator groundings' operators and arguments, by the compiled kernel in one call; None
+    where it does not apply (fact ids too many for tables, or static facts kept sorted)."""
     static = gr.binder.static.table
     if gr.dynamic_total > DENSE_LIMIT or static is None:
         return None
-    rows, widths = gr.active, gr.domain.widths
-    rank = sum(widths.methods)
-    methods = max([r.plan.index for r in rows], default=0) + 1
-    ranks = int(ids[:, rank].max()) + 1 if len(ids) else 1
-    if len(task_keys) * methods * ranks >= KEY_LIMIT:
-        return None
     from axo.coordination._assembly_kernel import tables
 
-    groups = np.array(
-        [(r.plan.index, r.plan.subtasks, n) for r, n in zip(rows, sizes, strict=True)],
-        np.int64,
-    )
+    rows, domain, binder = gr.active, gr.domain, gr.binder
+    groups = np.array([(r.plan.index, r.plan.subtasks, len(r.parent)) for r in rows], np.int64)
+    width = sum(domain.widths.methods) + 1
     return tables(
-        ids,
+        np.concatenate([r.ids for r in rows] + [np.zeros((0, width), np.int64)]),
         np.concatenate([r.parent for r in rows] + [EMPTY]),
         groups.reshape(len(rows), 3),
-        ranks,
-        task_keys,
-        slot_ids,
+        np.concatenate([*gr.grounded, EMPTY]),
+        np.concatenate(gr.possible_ids),
         gr.dynamic_total,
-        blocks,
         static,
         gr.init_ids,
         gr.goal_ids,
-        ops.keys,
         gr.scratch,
-        *gr.domain.width_arrays,
+        *domain.width_arrays,
+        *_operator_rows(gr),
+        _task_starts(gr),
+        binder.numbered,
+        binder.pos,
+        binder.starts,
+        *domain.operator_table,
     )
+
+
+def _operator_rows(gr: Grounder) -> tuple[IntArray, IntArray]:
+    """The operator groundings' keys and arguments, as the grounder kept them (in batches)."""
+    arity = gr.domain.widths.arity
+    keys = np.concatenate([k for k, _ in gr.operators] + [EMPTY])
+    args = np.concatenate([a for _, a in gr.operators] + [np.zeros((0, arity), np.int64)])
+    return keys, args
+
+
+def _task_starts(gr: Grounder) -> IntArray:
+    if gr.task_starts is None:
+        return np.array(gr.tasks.starts, np.int64)
+    return gr.task_starts
 
 
 def _compiled_operators(gr: Grounder) -> tuple[_Ops, IntArray]:
     """``_ordered`` and ``_blocks`` by one call of ``_assembly_kernel.operators``."""
     from axo.coordination._assembly_kernel import operators
 
-    arity, domain = gr.domain.widths.arity, gr.domain
-    keys = np.concatenate([k for k, _ in gr.operators] + [EMPTY])
-    args = np.concatenate([a for _, a in gr.operators] + [np.zeros((0, arity), np.int64)])
-    starts = gr.task_starts
-    if starts is None:
-        starts = np.array(gr.tasks.starts, np.int64)
+    domain, binder = gr.domain, gr.binder
     table, variables = domain.operator_table
-    binder = gr.binder
     keys, schema, args, blocks = operators(
-        keys,
-        args,
-        starts,
+        *_operator_rows(gr),
+        _task_starts(gr),
         binder.numbered,
         binder.pos,
         binder.starts,
@@ -511,13 +494,17 @@ def _compiled_operators(gr: Grounder) -> tuple[_Ops, IntArray]:
     return _Ops(keys, schema, args), blocks
 
 
+def _numpy_operators(gr: Grounder) -> tuple[_Ops, IntArray]:
+    ops = _ordered(gr)
+    return ops, _blocks(gr, ops)
+
+
 def _ordered(gr: Grounder) -> _Ops:
     """The operator groundings the rows call, in key order (so one operator's are
     consecutive): each was kept once (``Grounder._fresh``). Arguments past the operator's
     arity become -1."""
     arity = gr.domain.widths.arity
-    keys = np.concatenate([k for k, _ in gr.operators] + [EMPTY])
-    args = np.concatenate([a for _, a in gr.operators] + [np.zeros((0, arity), np.int64)])
+    keys, args = _operator_rows(gr)
     order = keys.argsort()
     keys, args = keys.take(order), args.take(order, axis=0)
     schema = np.asarray(gr.tasks.starts).searchsorted(keys, "right") - 1  # operators come first
@@ -539,12 +526,15 @@ def _blocks(gr: Grounder, ops: _Ops) -> IntArray:
 
 
 def _methods(
-    gr: Grounder, ids: IntArray, sizes: list[int], task_keys: IntArray, b: _Bits
+    gr: Grounder, task_keys: IntArray, b: _Bits
 ) -> tuple[IntArray, IntArray, IntArray, IntArray, IntArray]:
     """Method groundings that can apply, ordered by (task, method, binding): the bits they
     need, their subtasks (pointers and ground tasks), and each ground task's range of them."""
     pre, neg, slots = gr.domain.widths.methods
     rows = gr.active
+    sizes = [len(r.parent) for r in rows]
+    width = sum(gr.domain.widths.methods) + 1
+    ids = np.concatenate([r.ids for r in rows] + [np.zeros((0, width), np.int64)])
     gid = task_keys.searchsorted(np.concatenate([r.parent for r in rows] + [EMPTY]))
     method = np.array([r.plan.index for r in rows], np.int64).repeat(sizes)
     order = _order(gid, method, ids[:, pre + neg + slots], len(task_keys))

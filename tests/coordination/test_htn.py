@@ -800,3 +800,24 @@ def test_joins_with_constants_repeats_and_subtypes_ground_alike_with_and_without
     assert Planner(JOINS, compiled=True).plan(problem) == Planner(JOINS, compiled=False).plan(
         problem
     )
+
+
+@PROPERTY
+@given(
+    st.lists(st.tuples(*[st.integers(0, 5)] * 3), max_size=300),
+    st.sampled_from([1, 3]),
+    st.booleans(),
+)
+def test_the_assembly_kernel_sorts_as_numpy_sorts_stably(
+    rows: list[tuple[int, int, int]], columns: int, batches: bool
+) -> None:
+    from axo.coordination._assembly_kernel import _order, _sorted
+
+    keys = np.array(rows, np.int64).reshape(-1, 3)[:, :columns].copy()
+    if batches:  # a few runs in order, as the grounder's batches come: merged, not argsorted
+        keys = np.concatenate([np.sort(part, axis=0) for part in np.array_split(keys, 3)])
+    expected = np.lexsort(keys.T[::-1]) if len(keys) else np.zeros(0, np.int64)
+    assert _order(keys).tolist() == expected.tolist()
+    values = keys[:, 0].copy()
+    for space in (6, 10_000):  # by counting, and by ``_order``
+        assert _sorted(values, space).tolist() == sorted(values.tolist())
