@@ -19,25 +19,23 @@ Candidates are ordered here, once: by ground task, then method, then binding (it
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from itertools import repeat
+from itertools import accumulate, repeat
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from axo.coordination._describing import Describer
 from axo.coordination._numbering import (
     DENSE_LIMIT,
     EMPTY,
     KEY_LIMIT,
     BoolArray,
     IntArray,
-    Objects,
-    Space,
     lookup,
 )
-from axo.coordination.domain import Atom, Call, Operator, PlanningProblem
+from axo.coordination.domain import Atom, Call
 
 if TYPE_CHECKING:
     from axo.coordination._grounding import Grounder
@@ -73,7 +71,7 @@ class Grounding:
     op_clears: IntArray
     goal_bits: IntArray
     held: IntArray
-    op_task: list[int]
+    op_task: IntArray  # per operator grounding: its ground task
     op_schema: IntArray  # which operator each operator grounding is (it names it)
     schema_name: list[str]  # per operator
     schema_arity: list[int]
@@ -185,76 +183,6 @@ class Grounding:
     def facts(self) -> int:
         """How many facts can ever hold (the state's fact slots)."""
         return len(self.describe.slot_ids)
-
-
-@dataclass
-class Describer:
-    """Turns ids back into names, for plans, frontiers and failure messages."""
-
-    objects: Objects
-    facts: Space
-    tasks: Space
-    task_keys: IntArray  # the key of each ground task
-    slot_ids: IntArray  # the fact id of each slot
-    problem: PlanningProblem
-    static_predicates: frozenset[str]
-    operators: Mapping[str, Operator]
-
-    @cached_property
-    def _static(self) -> frozenset[Atom]:
-        return frozenset(a for a in self.problem.init if a.predicate in self.static_predicates)
-
-    def task(self, gid: int) -> Call:
-        name, args = self.tasks.decode(int(self.task_keys[gid]))
-        return Call(name, tuple(self.objects.names[a] for a in args))
-
-    def fact(self, slot: int) -> Atom:
-        name, args = self.facts.decode(int(self.slot_ids[slot]))
-        return Atom(name, tuple(self.objects.names[a] for a in args))
-
-    def state(self, state: int) -> frozenset[Atom]:
-        n = len(self.slot_ids)
-        return self._static | {self.fact(s) for s in bits(state & ((1 << n) - 1))}
-
-    def never(self, call: Call) -> list[str]:
-        """Why the operator grounding ``call`` can never apply (its mask needs FALSE): the
-        static facts it needs or forbids that say no, and the facts it needs that can never
-        hold. Worked out again from the domain: only a failure message pays for it."""
-        op = self.operators[call.name]
-        binding = {p.name: a for p, a in zip(op.parameters, call.args, strict=True)}
-
-        def ground(atom: Atom) -> Atom:
-            return Atom(atom.predicate, tuple(binding.get(a, a) for a in atom.args))
-
-        static, init, out = self.static_predicates, self.problem.init, []
-        for fact in map(ground, op.preconditions):
-            if fact.predicate in static:
-                if fact not in init:
-                    out.append(f"{fact}, a static fact that never holds")
-            elif not self._has_slot(fact):
-                out.append(f"{fact}, a fact that can never hold")
-        for fact in map(ground, op.negative_preconditions):
-            if fact.predicate in static and fact in init:
-                out.append(f"not {fact}, a static fact that always holds")
-        return out
-
-    def _has_slot(self, fact: Atom) -> bool:
-        dense = self.facts.id_of(fact.predicate, self.objects.ids(fact.args))
-        at = int(np.searchsorted(self.slot_ids, dense))
-        return at < len(self.slot_ids) and int(self.slot_ids[at]) == dense
-
-    def condition(self, bit: int) -> str:
-        """A bit of a mask as text."""
-        n = len(self.slot_ids)
-        if bit >= 2 * n:
-            return "a fact that can never hold"
-        return f"not {self.fact(bit - n)}" if bit >= n else str(self.fact(bit))
-
-
-def bits(mask: int) -> list[int]:
-    """The set bits of ``mask``, lowest first."""
-    raw = np.frombuffer(mask.to_bytes((mask.bit_length() + 7) // 8, "little"), np.uint8)
-    return np.flatnonzero(np.unpackbits(raw, bitorder="little")).tolist()
 
 
 _POWERS: list[np.ndarray] = [np.array([0, 1], object)]  # 0, then 2**0, 2**1, …
@@ -390,7 +318,7 @@ def assemble(gr: Grounder, roots: list[int], kernel: bool = False) -> Grounding:
         op_clears=clears,
         goal_bits=goal,
         held=held,
-        op_task=gid.tolist(),
+        op_task=gid,
         op_schema=op_schema,
         schema_name=gr.domain.operator_names,
         schema_arity=gr.domain.operator_arity.tolist(),
@@ -438,12 +366,12 @@ def _compiled_tables(gr: Grounder) -> tuple[Any, ...] | None:
     from axo.coordination._assembly_kernel import tables
 
     rows, domain, binder = gr.active, gr.domain, gr.binder
-    groups = np.array([(r.plan.index, r.plan.subtasks, len(r.parent)) for r in rows], np.int64)
+    groups = [x for r in rows for x in (r.plan.index, r.plan.subtasks, len(r.parent))]
     width = sum(domain.widths.methods) + 1
-    return tables(
+    found = tables(
         np.concatenate([r.ids for r in rows] + [np.zeros((0, width), np.int64)]),
         np.concatenate([r.parent for r in rows] + [EMPTY]),
-        groups.reshape(len(rows), 3),
+        np.array(groups, np.int64).reshape(len(rows), 3),
         np.concatenate([*gr.grounded, EMPTY]),
         np.concatenate(gr.possible_ids),
         gr.dynamic_total,
@@ -458,6 +386,32 @@ def _compiled_tables(gr: Grounder) -> tuple[Any, ...] | None:
         binder.pos,
         binder.starts,
         *domain.operator_table,
+    )
+    flat, need, req, sets, clears, args, undecomposable, kept, subs, tasks, n = found
+    ops, goal, held = len(args), len(gr.goal_ids), len(gr.init_ids)
+    sizes = (kept + 1, subs, tasks, tasks, goal, held, ops, tasks, tasks, n, ops)
+    cuts = list(accumulate(sizes, initial=0))
+    ptr, sub, lo, hi, goal, held, gid, task_op, task_keys, slot_ids, schema = map(
+        flat.__getitem__, map(slice, cuts, cuts[1:])
+    )
+    return (
+        need,
+        ptr,
+        sub,
+        lo,
+        hi,
+        req,
+        sets,
+        clears,
+        goal,
+        held,
+        gid,
+        task_op,
+        undecomposable,
+        task_keys,
+        slot_ids,
+        schema,
+        args,
     )
 
 
@@ -601,8 +555,10 @@ def _goal(gr: Grounder, bits: IntArray, false: int) -> tuple[IntArray, tuple[Ato
     """The goal's bit positions (given those of its dynamic facts), its facts that can never
     hold (FALSE is then one of them), and how many of those, listed first, are static: no
     method added later can make them hold."""
-    static = gr.domain.static
-    never = [a for a in gr.problem.goal if a.predicate in static and a not in gr.problem.init]
+    static, goal = gr.domain.static, gr.problem.goal
+    never: list[Atom] = []
+    if len(gr.goal) < len(goal):  # some goal facts are static (``Grounder.goal``: the others)
+        never = [a for a in goal if a.predicate in static and a not in gr.problem.init]
     impossible = [*never, *(gr.goal[i] for i in (bits == false).nonzero()[0].tolist())]
     if never:
         bits = np.append(bits, false)

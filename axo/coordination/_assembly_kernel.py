@@ -6,9 +6,10 @@ rows) those calls are most of assembly's time. A planner that runs the compiled 
 loaded numba already, so it assembles with this kernel instead (``_assembly.assemble``): one
 call, the same results (``tests/coordination/test_htn.py`` checks that both agree).
 
-It covers the common case only — fact ids few enough for lookup tables, static facts in a table,
-and a sort key of method groundings that fits one integer; ``_assembly`` keeps the numpy path
-for the rest. Bit positions follow ``_assembly._Bits``: ``slot + 1`` for a fact that holds,
+It covers the common case only — fact ids few enough for lookup tables, and static facts in a
+table; ``_assembly`` keeps the numpy path for the rest. It avoids what numba runs slowly at these
+sizes: copies of 2D slices, fancy indexing and ``argsort`` (several times numpy's cost), and
+boxing many arrays on return (about a microsecond each). Bit positions follow ``_assembly._Bits``: ``slot + 1`` for a fact that holds,
 ``n + slot + 1`` for its absence, ``2n + 1`` (FALSE) for a fact that never holds, 0 for none.
 """
 
@@ -168,15 +169,16 @@ def tables(
     type_starts: Ints,
     table: Ints,
     variables: Ints,
-) -> tuple[
-    Ints, Ints, Ints, Ints, Ints, Ints, Ints, Ints, Ints, Ints, Ints, Ints, int, Ints, Ints, Ints
-]:
-    """``_assembly``'s tables: method groundings' needs, subtask pointers and subtasks, each
-    ground task's [lo, hi), operator groundings' needs, sets and clears, the goal's bits, the
-    initial slots' bits, each operator grounding's ground task, each ground task's operator
-    grounding, how many compound ground tasks have no method grounding; then the ground
-    tasks' keys and the slots' fact ids (sorted), and the operator groundings' operators and
-    arguments (``operators``, called here: one call from Python rather than two).
+) -> tuple[Ints, Ints, Ints, Ints, Ints, Ints, int, int, int, int, int]:
+    """``_assembly``'s tables, with ``operators`` called here (one call from Python, not two).
+
+    Returns one array holding, one after the other, the method groundings' subtask pointers
+    (``kept + 1``) and subtasks (``subs``), each ground task's lo and hi (``tasks`` each), the
+    goal's bits, the initial slots' bits, each operator grounding's ground task, each ground
+    task's operator grounding, the ground tasks' keys, the slots' fact ids (``n``) and each
+    operator grounding's operator; then the method groundings' needs, the operator
+    groundings' needs, sets, clears and arguments, how many compound ground tasks have no
+    method grounding, and kept, subs, tasks, n.
 
     ``ids``: the rows' formulas, ``parents``: the ground task each decomposes (its key),
     ``groups``: per batch of rows of one method, [method index, subtasks, rows];
@@ -273,25 +275,24 @@ def tables(
     for t in range(tasks):
         if task_op[t] < 0 and lo[t] == hi[t]:
             undecomposable += 1
-    return (
-        need[:kept],
-        ptr[: kept + 1],
-        sub[:subs],
-        lo,
-        hi,
-        op_need,
-        sets,
-        clears,
-        goal,
-        held_bits,
-        op_gid,
-        task_op,
-        undecomposable,
-        task_keys,
-        slot_ids,
-        schema,
-        op_args,
-    )
+    # the one-dimensional tables in one array, for the caller to cut apart: each array
+    # returned to Python takes about a microsecond to box, several times a slice's cost
+    parts = (ptr[: kept + 1], sub[:subs], lo, hi, goal, held_bits, op_gid, task_op)
+    parts2 = (task_keys, slot_ids, schema)
+    size = 0
+    for part in parts:
+        size += len(part)
+    for part in parts2:
+        size += len(part)
+    flat = np.empty(size, np.int64)
+    at = 0
+    for part in parts:
+        flat[at : at + len(part)] = part
+        at += len(part)
+    for part in parts2:
+        flat[at : at + len(part)] = part
+        at += len(part)
+    return flat, need[:kept], op_need, sets, clears, op_args, undecomposable, kept, subs, tasks, n
 
 
 @_jit

@@ -40,8 +40,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from axo.coordination._assembly import Grounding, bits
+from axo.coordination._assembly import Grounding
 from axo.coordination._compiling import compiled
+from axo.coordination._describing import bits
 from axo.coordination._grounding import Grounder
 from axo.coordination.domain import Atom, Call, Domain, Method, PlanningProblem, parse_method
 from axo.errors import UsageError
