@@ -22,6 +22,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import accumulate, repeat
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -156,21 +157,15 @@ class Grounding:
             deque(map(_set_name, made, names.tolist()), 0)
             named = self.describe.objects.named.take(self.op_args.take(ops, axis=0))
             arity = np.array(self.schema_arity).take(schema)
-            for a in sorted(set(self.schema_arity)):
-                pick = np.flatnonzero(arity == a)
-                if len(pick) == len(made):  # one arity: every call, no gather
-                    group, columns = made, named
-                elif len(pick):
-                    group = [made[i] for i in pick.tolist()]
-                    columns = named.take(pick, axis=0)
-                else:
-                    continue
-                args = (
-                    zip(*(columns[:, c].tolist() for c in range(a)), strict=True)
-                    if a
-                    else repeat(())
-                )
-                deque(map(_set_args, group, args), 0)
+            # the calls grouped by arity (stably): a group's arguments are zipped columns
+            by_arity = arity.argsort(kind="stable")
+            grouped = itemgetter(*by_arity.tolist())(made) if len(made) > 1 else made
+            columns, lo = named.take(by_arity, axis=0), 0
+            for a, count in enumerate(np.bincount(arity).tolist()):
+                hi = lo + count
+                args = zip(*(columns[lo:hi, c].tolist() for c in range(a)), strict=True)
+                deque(map(_set_args, grouped[lo:hi], args if a else repeat(())), 0)
+                lo = hi
             calls.update(zip(ops.tolist(), made, strict=True))
         return made if fresh else list(map(calls.__getitem__, keys))
 

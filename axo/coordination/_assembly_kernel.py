@@ -9,8 +9,9 @@ call, the same results (``tests/coordination/test_htn.py`` checks that both agre
 It covers the common case only — fact ids few enough for lookup tables, and static facts in a
 table; ``_assembly`` keeps the numpy path for the rest. It avoids what numba runs slowly at these
 sizes: copies of 2D slices, fancy indexing and ``argsort`` (several times numpy's cost), and
-boxing many arrays on return (about a microsecond each). Bit positions follow ``_assembly._Bits``: ``slot + 1`` for a fact that holds,
-``n + slot + 1`` for its absence, ``2n + 1`` (FALSE) for a fact that never holds, 0 for none.
+boxing many arrays on return (about a microsecond each). Bit positions follow ``_assembly._Bits``:
+``slot + 1`` for a fact that holds, ``n + slot + 1`` for its absence, ``2n + 1`` (FALSE) for a
+fact that never holds, 0 for none.
 """
 
 from __future__ import annotations

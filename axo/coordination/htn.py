@@ -36,6 +36,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from itertools import compress
 from typing import Any, ClassVar
 
 import numpy as np
@@ -379,9 +380,13 @@ class _Search:
             self.frontiers[gid] = (state, depth)
 
     def _plan(self, plan: np.ndarray) -> Plan:
-        calls = self.g.actions(plan)
-        internal = self.g.internal_ops
-        return Plan(tuple(calls), tuple([c for c in calls if c.name not in internal]))
+        g = self.g
+        calls = tuple(g.actions(plan))
+        if not g.internal_ops:
+            return Plan(calls, calls)
+        # which steps are actions, by their operators: one gather, not an attribute per step
+        action = np.array([name not in g.internal_ops for name in g.schema_name])
+        return Plan(calls, tuple(compress(calls, action.take(g.op_schema.take(plan)).tolist())))
 
     def _failure(self, reason: FailureReason | None, plan_len: int) -> PlanFailure:
         describe = self.g.describe
