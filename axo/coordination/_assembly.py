@@ -139,11 +139,12 @@ class Grounding:
         return self.subs.tolist()
 
     def actions(self, ops: IntArray) -> list[Call]:
-        """The calls of operator groundings (for plans), made once per grounding.
+        """The calls of operator groundings (for plans), made once per grounding (a step that
+        one plan repeats may get two equal calls).
 
         Made in the order of ``ops`` by C-level maps (allocate, name, then give arguments),
         without a Python loop per call: a plan has hundreds of steps, and a loop's bytecode
-        cost as much as the objects. Arguments are tuples zipped from columns of names, one
+        costs as much as the objects. Arguments are tuples zipped from columns of names, one
         group of calls per arity (padding -1 reads the last name, None: never zipped).
         """
         calls, keys = self.calls, ops.tolist()
