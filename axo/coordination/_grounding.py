@@ -25,13 +25,21 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from operator import attrgetter
+from types import ModuleType
 
 import numpy as np
 
 from axo.coordination._assembly import Grounding, assemble
 from axo.coordination._binding import Binder
 from axo.coordination._compiling import CompiledDomain, MethodPlan, OperatorPlan
-from axo.coordination._numbering import DENSE_LIMIT, IdSet, IntArray, Objects, Space, unique
+from axo.coordination._numbering import (
+    DENSE_LIMIT,
+    IdSet,
+    IntArray,
+    Objects,
+    Space,
+    unique,
+)
 from axo.coordination.domain import Atom, PlanningProblem
 
 _PREDICATE, _ARGS = attrgetter("predicate"), attrgetter("args")
@@ -55,8 +63,9 @@ class Grounder:
         """``kernel``: run the steps ``_grounding_kernel`` and ``_assembly_kernel`` compile
         where they apply (only for a planner that has loaded numba)."""
         self.domain, self.problem, self.kernel = domain, problem, kernel
+        self.compiled = _kernels() if kernel else None
         self.objects = Objects(
-            [*domain.constants, *problem.objects], domain.type_index, domain.subtype
+            [*domain.constants, *problem.objects], domain.type_index, domain.subtype, self.compiled
         )
         self.facts = Space(domain.predicates, self.objects, "facts")
         self.tasks = Space(domain.schemas, self.objects, "ground tasks")
@@ -78,6 +87,8 @@ class Grounder:
     def _read_facts(self) -> Binder:
         """Number the initial facts and the goal's; the binder reads the static ones."""
         domain, init = self.domain, list(self.problem.init)
+        if self.compiled is not None and IdSet.tabled(self.facts.total):
+            return self._read_compiled([*init, *self.goal], len(init))
         relation, args, ids = self.atom_arrays([*init, *self.goal])
         self.goal_ids = ids[len(init) :]
         relation, args, ids = relation[: len(init)], args[: len(init)], ids[: len(init)]
@@ -92,6 +103,48 @@ class Grounder:
             domain.layout,
             {p: of(p) for p in domain.static},
             IdSet(self.facts.total, ids.compress(~dynamic)),
+            {p: [of(p)] for p in domain.joined},
+            self.kernel,
+        )
+
+    def _read_compiled(self, atoms: list[Atom], init: int) -> Binder:
+        """``_read_facts`` by one call of ``_grounding_kernel.read``."""
+        domain = self.domain
+        relation = np.fromiter(
+            map(domain.predicate_index.__getitem__, map(_PREDICATE, atoms)), np.int64, len(atoms)
+        )
+        index = self.objects.index.__getitem__
+        flat = np.fromiter(map(index, chain.from_iterable(map(_ARGS, atoms))), np.int64)
+        types, strides, offsets = self.facts.padded
+        args, ids, held, possible, static, order, bounds = self.compiled.read(
+            relation,
+            flat,
+            domain.predicate_arity,
+            types,
+            strides,
+            offsets,
+            self.objects.pos,
+            init,
+            domain.dynamic_predicates,
+            self.facts.total,
+        )
+        self.goal_ids, self.init_ids = ids[init:], held
+        self.possible = IdSet.of_table(possible)
+        self.possible_ids = [held]
+        cuts = bounds.tolist()
+        arity = dict(zip(domain.predicates, domain.predicate_arity.tolist(), strict=True))
+        index_of = domain.predicate_index
+
+        def of(p: str) -> IntArray:
+            i = index_of[p]
+            return args.take(order[cuts[i] : cuts[i + 1]], axis=0)[:, : arity[p]]
+
+        return Binder(
+            self.objects,
+            (self.facts, self.tasks, Space(domain.ranks, self.objects, "bindings")),
+            domain.layout,
+            {p: of(p) for p in domain.static},
+            IdSet.of_table(static),
             {p: [of(p)] for p in domain.joined},
             self.kernel,
         )
@@ -172,11 +225,9 @@ class Grounder:
 
     def _keep_compiled(self, plan: MethodPlan, values: IntArray) -> None:
         """``_keep`` by one call of ``_grounding_kernel.keep``."""
-        from axo.coordination._grounding_kernel import keep
-
         w, offsets = self.binder.numbers_of(plan.formulas)
         constant, fixed = plan.calls.fixed
-        ids, keys, args, added = keep(
+        ids, keys, args, added = self.compiled.keep(
             self.binder.pos,
             values,
             plan.formulas.variables,
@@ -225,12 +276,10 @@ class Grounder:
         else:
             keys = np.concatenate([k for k, _ in refs])
             args = np.concatenate([a for _, a in refs])
-        if self.kernel and self.seen.table is not None and len(self.scratch):
-            from axo.coordination._grounding_kernel import fresh
-
+        if self.compiled is not None and self.seen.table is not None and len(self.scratch):
             if self.task_starts is None:
                 self.task_starts = np.array(self.tasks.starts, np.int64)
-            rows, cuts = fresh(keys, self.seen.table, self.scratch, self.task_starts)
+            rows, cuts = self.compiled.fresh(keys, self.seen.table, self.scratch, self.task_starts)
             keys, args = keys.take(rows), args.take(rows, axis=0)
             starts = cuts.tolist()
         else:
@@ -248,6 +297,13 @@ class Grounder:
             for (name, arity), lo, hi in zip(self.tasks.arities, starts, starts[1:], strict=False)
             if lo < hi and lo >= calls
         ]
+
+
+def _kernels() -> ModuleType:
+    """``_grounding_kernel`` (importing it loads numba)."""
+    from axo.coordination import _grounding_kernel
+
+    return _grounding_kernel
 
 
 def _first_of_each(keys: IntArray, rows: IntArray, scratch: IntArray) -> IntArray:

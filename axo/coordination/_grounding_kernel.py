@@ -1,4 +1,4 @@
-"""Two steps of grounding compiled by numba, for a planner that has loaded it.
+"""Steps of grounding compiled by numba, for a planner that has loaded it.
 
 Grounding runs a handful of rounds, each a few dozen numpy calls on arrays of tens or hundreds of
 rows, where each call costs a microsecond or more whatever its size. A planner that runs the
@@ -7,7 +7,10 @@ one call each, with the same results as numpy's (``tests/coordination/test_htn.p
 
 - ``fresh``: which of a round's referred ground tasks are new, one row each, in key order
   (``_grounding.Grounder._fresh``);
-- ``evaluate``: formulas' ids for rows of bindings (``_binding.Binder.evaluate``), in integers.
+- ``evaluate``: formulas' ids for rows of bindings (``_binding.Binder.evaluate``), in integers,
+  and ``keep``, what the grounder keeps of a method's rows (``_grounding.Grounder._keep``);
+- ``objects`` and ``read``: the problem's objects and atoms numbered
+  (``_numbering.Objects``, ``_grounding.Grounder._read_facts``).
 """
 
 from __future__ import annotations
@@ -90,3 +93,76 @@ def keep(
         for c in range(extra):
             added[r * extra + c] = ids[r, width + c]
     return ids[:, :width].copy(), keys, args, added
+
+
+@_jit
+def objects(kinds: Ints, subtype: Bools) -> tuple[Bools, Ints]:
+    """``_numbering.Objects``' tables: which objects are of which type (given their kinds,
+    and which kinds are of which type), and each object's rank among its type's (-1 when it is
+    not one; the last row all ones)."""
+    types = subtype.shape[1]
+    member = np.empty((types, len(kinds)), np.bool_)
+    pos = np.ones((types + 1, len(kinds)), np.int64)
+    for t in range(types):
+        rank = 0
+        for o in range(len(kinds)):
+            member[t, o] = subtype[kinds[o], t]
+            if member[t, o]:
+                pos[t, o] = rank
+                rank += 1
+            else:
+                pos[t, o] = -1
+    return member, pos
+
+
+@_jit
+def read(
+    relation: Ints,
+    flat: Ints,
+    arity: Ints,
+    rows: Ints,
+    strides: Ints,
+    offsets: Ints,
+    pos: Ints,
+    init: int,
+    dynamic: int,
+    total: int,
+) -> tuple[Ints, Ints, Ints, Bools, Bools, Ints, Ints]:
+    """What ``_grounding.Grounder._read_facts`` reads from a problem's atoms (the first
+    ``init`` of them its initial facts, the rest its goal): their arguments [atoms, widest
+    arity] padded with 0; their fact ids (``_numbering.Space.tuples``); the initial facts of
+    the first ``dynamic`` predicates, in order, and tables over ``total`` fact ids (and -1) of
+    those and of the others; the initial facts in order of predicate (stably), and where each
+    predicate's start."""
+    n = len(relation)
+    args = np.zeros((n, rows.shape[1]), np.int64)
+    ids = np.empty(n, np.int64)
+    at = 0
+    for i in range(n):
+        r = relation[i]
+        ids[i] = offsets[r]
+        for j in range(arity[r]):
+            args[i, j] = flat[at]
+            ids[i] += pos[rows[r, j], flat[at]] * strides[r, j]
+            at += 1
+    possible = np.zeros(total + 1, np.bool_)
+    static = np.zeros(total + 1, np.bool_)
+    held = np.empty(init, np.int64)
+    count = 0
+    bounds = np.zeros(len(offsets) + 1, np.int64)
+    for i in range(init):
+        bounds[relation[i] + 1] += 1
+        if relation[i] < dynamic:
+            possible[ids[i]] = True
+            held[count] = ids[i]
+            count += 1
+        else:
+            static[ids[i]] = True
+    for r in range(len(offsets)):
+        bounds[r + 1] += bounds[r]
+    order = np.empty(init, np.int64)
+    filled = bounds[:-1].copy()
+    for i in range(init):
+        order[filled[relation[i]]] = i
+        filled[relation[i]] += 1
+    return args, ids, held[:count].copy(), possible, static, order, bounds

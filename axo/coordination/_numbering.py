@@ -12,6 +12,8 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
+from operator import itemgetter
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -25,6 +27,7 @@ EMPTY: IntArray = np.zeros(0, np.int64)
 DENSE_LIMIT = 1 << 18  # id spaces up to this size get lookup tables of numbers
 SET_LIMIT = 1 << 23  # id sets up to this size are boolean tables (zeroed lazily, by the OS)
 KEY_LIMIT = 1 << 62
+_TYPE = itemgetter(1)
 
 
 class Objects:
@@ -36,16 +39,25 @@ class Objects:
     """
 
     def __init__(
-        self, pairs: Sequence[tuple[str, str]], type_index: Mapping[str, int], subtype: BoolArray
+        self,
+        pairs: Sequence[tuple[str, str]],
+        type_index: Mapping[str, int],
+        subtype: BoolArray,
+        kernel: Any = None,
     ) -> None:
+        """``kernel``: ``_grounding_kernel``, to make the tables in one call."""
         self.names = [n for n, _ in pairs]
         self.index = dict(zip(self.names, range(len(pairs)), strict=True))
-        kinds = np.array([type_index[t] for _, t in pairs], np.intp)
-        self.is_member = np.ascontiguousarray(subtype[kinds].T)  # [types, objects]
-        pos = np.ones((len(self.is_member) + 1, len(pairs)), np.int64)
-        pos[:-1] = np.cumsum(self.is_member, axis=1) - 1
-        pos[:-1][~self.is_member] = -1
-        self.pos = pos
+        if kernel is not None:
+            kinds = np.fromiter(map(type_index.__getitem__, map(_TYPE, pairs)), np.int64)
+            self.is_member, self.pos = kernel.objects(kinds, subtype)
+        else:
+            kinds = np.array([type_index[t] for _, t in pairs], np.intp)
+            self.is_member = np.ascontiguousarray(subtype[kinds].T)  # [types, objects]
+            pos = np.ones((len(self.is_member) + 1, len(pairs)), np.int64)
+            pos[:-1] = np.cumsum(self.is_member, axis=1) - 1
+            pos[:-1][~self.is_member] = -1
+            self.pos = pos
         self.sizes: list[int] = self.is_member.sum(axis=1).tolist()
         self._members: dict[int, IntArray] = {}
 
@@ -97,30 +109,33 @@ class Space:
         self.total = total
         self.starts = [*self.offset.values(), total]  # relations' ranges are consecutive
         self.arities = [(name, len(types)) for name, types in relations.items()]
-        self._table: tuple[IntArray, IntArray, IntArray] | None = None
+
+    @cached_property
+    def padded(self) -> tuple[IntArray, IntArray, IntArray]:
+        """Per relation: its argument types and strides [relations, widest arity], padded with
+        0, and its offset."""
+        width = max([len(t) for t in self.types.values()], default=0)
+        types, strides = [], []
+        for name, kinds in self.types.items():
+            pad = [0] * (width - len(kinds))
+            types.append([*kinds, *pad])
+            strides.append(self.strides[name] + pad)
+        shape = (len(types), width)
+        return (
+            np.array(types, np.int64).reshape(shape),
+            np.array(strides, np.int64).reshape(shape),
+            np.array(list(self.offset.values()), np.int64),
+        )
 
     def tuples(self, relation: IntArray, args: IntArray) -> IntArray:
         """The ids of tuples given by relation (its index) and object ids [tuples, widest
         arity], padded with 0 — a few numpy calls for any number of relations."""
-        if self._table is None:  # per relation: its types' rows of ``pos``, strides, offset
-            width = args.shape[1]
-            rows, strides, offsets = [], [], []
-            for name, types in self.types.items():
-                pad = [0] * (width - len(types))
-                rows.append([t * len(self.objects.names) for t in types] + pad)
-                strides.append(self.strides[name] + pad)
-                offsets.append(self.offset[name])
-            shape = (len(offsets), width)
-            self._table = (
-                np.array(rows, np.int64).reshape(shape),
-                np.array(strides, np.int64).reshape(shape),
-                np.array(offsets, np.int64),
-            )
-        rows, strides, offsets = self._table
+        types, strides, offsets = self.padded
         ids = offsets.take(relation)
         if not args.size:
             return ids
-        pos = self._pos.take(args + rows.take(relation, axis=0))
+        rows = types.take(relation, axis=0) * len(self.objects.names)  # padding: stride 0
+        pos = self._pos.take(args + rows)
         return (pos * strides.take(relation, axis=0)).sum(axis=1) + ids
 
     @cached_property
@@ -162,9 +177,21 @@ class IdSet:
     The padding id -1 is never in it (the table has one more cell, never set, that -1 reads)."""
 
     def __init__(self, size: int, ids: IntArray = EMPTY) -> None:
-        self.table: BoolArray | None = np.zeros(size + 1, bool) if size <= SET_LIMIT else None
+        self.table: BoolArray | None = np.zeros(size + 1, bool) if self.tabled(size) else None
         self.sorted = EMPTY
         self.add(ids)
+
+    @staticmethod
+    def tabled(size: int) -> bool:
+        """Whether a set of ids below ``size`` is a table (else a sorted array)."""
+        return size <= SET_LIMIT
+
+    @classmethod
+    def of_table(cls, table: BoolArray) -> IdSet:
+        """The set a boolean table over its ids (and one more cell, for -1) holds."""
+        found = cls.__new__(cls)
+        found.table, found.sorted = table, EMPTY
+        return found
 
     def add(self, ids: IntArray) -> None:
         if self.table is not None:
