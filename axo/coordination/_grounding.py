@@ -169,7 +169,8 @@ class Grounder:
             batches = self._fresh()
             if not batches:  # only now can what became possible bind anything new
                 if self.added:
-                    self._grow(np.concatenate(self.added))
+                    added = self.added
+                    self._grow(added[0] if len(added) == 1 else np.concatenate(added))
                 for plan, values in self.binder.rejoin():
                     self._keep(plan, values)
                 if not self.refs:
@@ -249,18 +250,30 @@ class Grounder:
     def _grow(self, ids: IntArray) -> None:
         """Note facts that can hold; new ones of joined predicates wait for ``rejoin``."""
         self.added = []
-        ids = unique(ids.compress(~self.possible.contains(ids)))
-        if len(ids) and ids[0] < 0:  # padding
-            ids = ids[1:]
+        if self.compiled is not None and self.possible.table is not None:
+            ids = self.compiled.grow(ids, self.possible.table)
+        else:
+            ids = unique(ids.compress(~self.possible.contains(ids)))
+            if len(ids) and ids[0] < 0:  # padding
+                ids = ids[1:]
+            self.possible.add(ids)
         if not len(ids):
             return
-        self.possible.add(ids)
         self.possible_ids.append(ids)
         for pred, batches in self.binder.joined.items():
             lo = self.facts.offset[pred]
             start, stop = ids.searchsorted([lo, lo + self.facts.sizes[pred]]).tolist()
             if start < stop:
-                batches.append(self.facts.decode_many(pred, ids[start:stop]))
+                batches.append(self._decode(pred, ids[start:stop]))
+
+    def _decode(self, pred: str, ids: IntArray) -> IntArray:
+        """The objects of facts of ``pred``: [facts, arity]."""
+        ranked = self.objects.ranked
+        if self.compiled is None or ranked is None:
+            return self.facts.decode_many(pred, ids)
+        types, strides, offsets = self.facts.padded
+        i, arity = self.domain.predicate_index[pred], len(self.domain.predicates[pred])
+        return self.compiled.decode(ids, offsets[i], types[i, :arity], strides[i, :arity], ranked)
 
     def _fresh(self) -> list[tuple[str, IntArray, IntArray]]:
         """The compound ground tasks this round referred to that no round had, by task: (name,

@@ -9,6 +9,8 @@ one call each, with the same results as numpy's (``tests/coordination/test_htn.p
   (``_grounding.Grounder._fresh``);
 - ``evaluate``: formulas' ids for rows of bindings (``_binding.Binder.evaluate``), in integers,
   and ``keep``, what the grounder keeps of a method's rows (``_grounding.Grounder._keep``);
+- ``grow``: which facts became possible (``_grounding.Grounder._grow``), and ``decode``, the
+  objects of facts (``_numbering.Space.decode_many``);
 - ``objects`` and ``read``: the problem's objects and atoms numbered
   (``_numbering.Objects``, ``_grounding.Grounder._read_facts``).
 """
@@ -96,23 +98,38 @@ def keep(
 
 
 @_jit
-def objects(kinds: Ints, subtype: Bools) -> tuple[Bools, Ints]:
+def objects(kinds: Ints, subtype: Bools) -> tuple[Bools, Ints, Ints]:
     """``_numbering.Objects``' tables: which objects are of which type (given their kinds,
-    and which kinds are of which type), and each object's rank among its type's (-1 when it is
-    not one; the last row all ones)."""
+    and which kinds are of which type); each object's rank among its type's (-1 when it is not
+    one; the last row all ones); and per type its objects by rank (then -1)."""
     types = subtype.shape[1]
     member = np.empty((types, len(kinds)), np.bool_)
     pos = np.ones((types + 1, len(kinds)), np.int64)
+    ranked = np.full((types, len(kinds)), -1, np.int64)
     for t in range(types):
         rank = 0
         for o in range(len(kinds)):
             member[t, o] = subtype[kinds[o], t]
             if member[t, o]:
                 pos[t, o] = rank
+                ranked[t, rank] = o
                 rank += 1
             else:
                 pos[t, o] = -1
-    return member, pos
+    return member, pos, ranked
+
+
+@_jit
+def decode(ids: Ints, offset: int, types: Ints, strides: Ints, ranked: Ints) -> Ints:
+    """The objects of tuples of one relation (``_numbering.Space.decode_many``), given its
+    offset and its arguments' types and strides, and ``Objects.ranked``."""
+    out = np.empty((len(ids), len(types)), np.int64)
+    for i in range(len(ids)):
+        rest = ids[i] - offset
+        for j in range(len(types)):
+            out[i, j] = ranked[types[j], rest // strides[j]]
+            rest %= strides[j]
+    return out
 
 
 @_jit
@@ -166,3 +183,17 @@ def read(
         order[filled[relation[i]]] = i
         filled[relation[i]] += 1
     return args, ids, held[:count].copy(), possible, static, order, bounds
+
+
+@_jit
+def grow(ids: Ints, possible: Bools) -> Ints:
+    """Which of ``ids`` were not ``possible`` yet (padding -1 aside), each once, sorted; they
+    become possible (``_grounding.Grounder._grow``)."""
+    out = np.empty(len(ids), np.int64)
+    count = 0
+    for i in ids:
+        if i >= 0 and not possible[i]:
+            possible[i] = True
+            out[count] = i
+            count += 1
+    return np.sort(out[:count])

@@ -50,7 +50,7 @@ class Objects:
         self.index = dict(zip(self.names, range(len(pairs)), strict=True))
         if kernel is not None:
             kinds = np.fromiter(map(type_index.__getitem__, map(_TYPE, pairs)), np.int64)
-            self.is_member, self.pos = kernel.objects(kinds, subtype)
+            self.is_member, self.pos, ranked = kernel.objects(kinds, subtype)
         else:
             kinds = np.array([type_index[t] for _, t in pairs], np.intp)
             self.is_member = np.ascontiguousarray(subtype[kinds].T)  # [types, objects]
@@ -59,6 +59,8 @@ class Objects:
             pos[:-1][~self.is_member] = -1
             self.pos = pos
         self.sizes: list[int] = self.is_member.sum(axis=1).tolist()
+        # per type its objects by rank (then -1), when the kernel made it
+        self.ranked: IntArray | None = ranked if kernel is not None else None
         self._members: dict[int, IntArray] = {}
 
     @cached_property
@@ -70,7 +72,10 @@ class Objects:
         """The objects of type ``t`` (and its subtypes), in id order."""
         found = self._members.get(t)
         if found is None:
-            found = self._members[t] = np.flatnonzero(self.is_member[t])
+            if self.ranked is not None:
+                found = self._members[t] = self.ranked[t, : self.sizes[t]]
+            else:
+                found = self._members[t] = np.flatnonzero(self.is_member[t])
         return found
 
     def ids(self, names: Iterable[str]) -> list[int]:
