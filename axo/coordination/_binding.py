@@ -14,6 +14,7 @@ as in Datalog). ``rejoin`` joins the batches not read yet with all those rows.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import ModuleType
 
 import numpy as np
 
@@ -80,6 +81,8 @@ class Binder:
         self.numbers: dict[int, tuple[IntArray, IntArray]] = {}
         self.prepared: dict[tuple[object, ...], _Prepared] = {}
         self.reached: dict[tuple[int, int], _Reached] = {}
+        self.strides: dict[str, IntArray] = {}  # ``_strides``
+        self.compiled = kernels() if kernel else None
 
     def numbers_of(self, formulas: Formulas) -> tuple[IntArray, IntArray]:
         """The W of ``formulas`` (see ``Formulas``) and where its variables' types start in
@@ -97,10 +100,8 @@ class Binder:
         w, offsets = self.numbers_of(formulas)
         if not len(formulas.variables):
             return w.reshape(1, -1).repeat(len(values), axis=0)
-        if self.kernel:
-            from axo.coordination._grounding_kernel import evaluate
-
-            return evaluate(self.pos, values, formulas.variables, offsets, w)
+        if self.compiled is not None:
+            return self.compiled.evaluate(self.pos, values, formulas.variables, offsets, w)
         ids = self.pos.take(values.take(formulas.variables, axis=1) + offsets) @ w
         return ids if ids.dtype == np.int64 else ids.astype(np.int64)
 
@@ -164,6 +165,22 @@ class Binder:
 
     def _prepare(self, step: Join, facts: IntArray) -> _Prepared:
         """The facts a join can use; when it is keyed, their keys sorted and the sort order."""
+        if self.compiled is not None:
+            consts_at, consts, new_at, new_types, _, same, keys_at, key_types, _ = step.arrays
+            facts, keys, order, single = self.compiled.prepare(
+                facts,
+                consts_at,
+                consts,
+                new_at,
+                new_types,
+                self.objects.is_member,
+                same,
+                keys_at,
+                key_types,
+                self._strides(step.predicate).take(keys_at),
+                self.objects.pos,
+            )
+            return _Prepared(facts, keys, order, single) if step.keys else _Prepared(facts)
         keep = None
         for j, c in step.consts:
             keep = _and(keep, facts[:, j] == c)
@@ -181,6 +198,13 @@ class Binder:
         keys = keys.take(order)
         single = len(keys) < 2 or not (keys[1:] == keys[:-1]).any()
         return _Prepared(facts, keys, order, single)
+
+    def _strides(self, predicate: str) -> IntArray:
+        """The strides of a predicate's arguments, as an array (made once per problem)."""
+        found = self.strides.get(predicate)
+        if found is None:
+            found = self.strides[predicate] = np.array(self.facts.strides[predicate], np.int64)
+        return found
 
     def _key(self, step: Join, cols: list[IntArray]) -> IntArray:
         """A number for the bound arguments of a join (part of a fact id: it cannot overflow)."""
@@ -200,6 +224,23 @@ class Binder:
             out = values.repeat(len(facts), axis=0)
             for j, v in step.new:
                 out.reshape(n, len(facts), width)[:, :, v] = facts[:, j]
+            return out
+        if self.compiled is not None:
+            _, _, new_at, _, new_vars, _, keys_at, key_types, key_vars = step.arrays
+            out, total = self.compiled.join(
+                values,
+                self.objects.pos,
+                key_vars,
+                key_types,
+                self._strides(step.predicate).take(keys_at),
+                prepared.keys,
+                prepared.order,
+                prepared.facts,
+                new_at,
+                new_vars,
+                MAX_ROWS,
+            )
+            _guard(total, what)
             return out
         tkeys = self._key(step, [values[:, v] for _, v in step.keys])
         lo = prepared.keys.searchsorted(tkeys, "left")
@@ -226,6 +267,14 @@ class Binder:
         out = values.repeat(m, axis=0)
         out.reshape(n, m, values.shape[1])[:, :, step.var] = members
         return out
+
+
+def kernels() -> ModuleType:
+    """``_grounding_kernel``, imported when a planner that runs it grounds a problem (importing
+    it loads numba)."""
+    from axo.coordination import _grounding_kernel
+
+    return _grounding_kernel
 
 
 def _and(mask: BoolArray | None, more: BoolArray) -> BoolArray:

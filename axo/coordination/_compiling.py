@@ -58,6 +58,24 @@ class Join:
     consts: tuple[tuple[int, int], ...]
     new_types: tuple[int, ...]
     shape: tuple[object, ...]  # what the facts it reads depend on (see ``_Unit._join``)
+    key_types: tuple[int, ...]  # the predicate's types of the arguments in ``keys``
+
+    @cached_property
+    def arrays(self) -> tuple[IntArray, ...]:
+        """As the grounding kernel reads it: the positions and objects of ``consts``; the
+        positions, types and variables of ``new``; ``same`` [pairs, 2]; the positions, types
+        and variables of ``keys``."""
+        return (
+            np.array([j for j, _ in self.consts], np.int64),
+            np.array([c for _, c in self.consts], np.int64),
+            np.array([j for j, _ in self.new], np.int64),
+            np.array(self.new_types, np.int64),
+            np.array([v for _, v in self.new], np.int64),
+            np.array(self.same, np.int64).reshape(-1, 2),
+            np.array([j for j, _ in self.keys], np.int64),
+            np.array(self.key_types, np.int64),
+            np.array([v for _, v in self.keys], np.int64),
+        )
 
 
 @dataclass(frozen=True)
@@ -490,4 +508,5 @@ class _Unit:
             tuple(consts),
             new_types,
             shape,
+            tuple(self.type_index[self.domain.predicates[atom.predicate][j]] for j, _ in keys),
         )

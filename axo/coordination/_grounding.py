@@ -25,12 +25,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from operator import attrgetter
-from types import ModuleType
 
 import numpy as np
 
 from axo.coordination._assembly import Grounding, assemble
-from axo.coordination._binding import Binder
+from axo.coordination._binding import Binder, kernels
 from axo.coordination._compiling import CompiledDomain, MethodPlan, OperatorPlan
 from axo.coordination._numbering import (
     DENSE_LIMIT,
@@ -63,7 +62,7 @@ class Grounder:
         """``kernel``: run the steps ``_grounding_kernel`` and ``_assembly_kernel`` compile
         where they apply (only for a planner that has loaded numba)."""
         self.domain, self.problem, self.kernel = domain, problem, kernel
-        self.compiled = _kernels() if kernel else None
+        self.compiled = kernels() if kernel else None
         self.objects = Objects(
             [*domain.constants, *problem.objects], domain.type_index, domain.subtype, self.compiled
         )
@@ -310,13 +309,6 @@ class Grounder:
             for (name, arity), lo, hi in zip(self.tasks.arities, starts, starts[1:], strict=False)
             if lo < hi and lo >= calls
         ]
-
-
-def _kernels() -> ModuleType:
-    """``_grounding_kernel`` (importing it loads numba)."""
-    from axo.coordination import _grounding_kernel
-
-    return _grounding_kernel
 
 
 def _first_of_each(keys: IntArray, rows: IntArray, scratch: IntArray) -> IntArray:

@@ -11,6 +11,8 @@ one call each, with the same results as numpy's (``tests/coordination/test_htn.p
   and ``keep``, what the grounder keeps of a method's rows (``_grounding.Grounder._keep``);
 - ``grow``: which facts became possible (``_grounding.Grounder._grow``), and ``decode``, the
   objects of facts (``_numbering.Space.decode_many``);
+- ``prepare`` and ``join``: the facts a join reads, filtered and keyed, and the keyed join
+  itself (``_binding.Binder._prepare``, ``_join``);
 - ``objects`` and ``read``: the problem's objects and atoms numbered
   (``_numbering.Objects``, ``_grounding.Grounder._read_facts``).
 """
@@ -197,3 +199,89 @@ def grow(ids: Ints, possible: Bools) -> Ints:
             out[count] = i
             count += 1
     return np.sort(out[:count])
+
+
+@_jit
+def prepare(
+    facts: Ints,
+    const_columns: Ints,
+    consts: Ints,
+    new_columns: Ints,
+    new_types: Ints,
+    is_member: Bools,
+    same: Ints,
+    key_columns: Ints,
+    key_types: Ints,
+    strides: Ints,
+    pos: Ints,
+) -> tuple[Ints, Ints, Ints, bool]:
+    """The facts a join can use, and when it is keyed their keys sorted (stably), the order
+    that sorts them, and whether no key repeats (``_binding.Binder._prepare``)."""
+    kept = np.empty(facts.shape[0], np.int64)
+    count = 0
+    for r in range(facts.shape[0]):
+        ok = True
+        for i in range(len(const_columns)):
+            ok = ok and facts[r, const_columns[i]] == consts[i]
+        for i in range(len(new_columns)):
+            ok = ok and is_member[new_types[i], facts[r, new_columns[i]]]
+        for i in range(same.shape[0]):
+            ok = ok and facts[r, same[i, 0]] == facts[r, same[i, 1]]
+        if ok:
+            kept[count] = r
+            count += 1
+    out = np.empty((count, facts.shape[1]), np.int64)
+    for r in range(count):
+        out[r] = facts[kept[r]]
+    keys = np.zeros(count if len(key_columns) else 0, np.int64)
+    for r in range(len(keys)):
+        for i in range(len(key_columns)):
+            keys[r] += pos[key_types[i], out[r, key_columns[i]]] * strides[i]
+    order = np.argsort(keys, kind="mergesort")
+    keys = keys[order]
+    single = True
+    for r in range(1, len(keys)):
+        single = single and keys[r] != keys[r - 1]
+    return out, keys, order, single
+
+
+@_jit
+def join(
+    values: Ints,
+    pos: Ints,
+    key_vars: Ints,
+    key_types: Ints,
+    key_strides: Ints,
+    keys: Ints,
+    order: Ints,
+    facts: Ints,
+    new_columns: Ints,
+    new_vars: Ints,
+    limit: int,
+) -> tuple[Ints, int]:
+    """A keyed join (``_binding.Binder._join``): each row of ``values`` once per fact whose key
+    (``keys``, sorted; ``order`` sorts the facts) is the row's, in that order, its new variables
+    bound from the fact. Returns the rows and how many there are; none when over ``limit``."""
+    n = values.shape[0]
+    lo = np.empty(n, np.int64)
+    hi = np.empty(n, np.int64)
+    total = 0
+    for r in range(n):
+        key = 0
+        for i in range(len(key_vars)):
+            key += pos[key_types[i], values[r, key_vars[i]]] * key_strides[i]
+        lo[r] = np.searchsorted(keys, key, "left")
+        hi[r] = np.searchsorted(keys, key, "right")
+        total += hi[r] - lo[r]
+    if total > limit:
+        return values[:0].copy(), total
+    out = np.empty((total, values.shape[1]), np.int64)
+    at = 0
+    for r in range(n):
+        for k in range(lo[r], hi[r]):
+            out[at] = values[r]
+            fact = order[k]
+            for i in range(len(new_vars)):
+                out[at, new_vars[i]] = facts[fact, new_columns[i]]
+            at += 1
+    return out, total
