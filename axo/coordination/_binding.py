@@ -74,8 +74,8 @@ class Binder:
         # with ``kernel``, numba's loops (``_grounding_kernel.evaluate``) in int64: one call
         self.kernel = kernel
         dtype = np.float64 if exact and not kernel else np.int64
-        self.weights = self.numbered.astype(dtype)
-        self.pos = objects.pos.ravel().astype(dtype)  # row t at t * objects, ONE last
+        self.weights = self.numbered.astype(dtype, copy=False)
+        self.pos = objects.pos.ravel().astype(dtype, copy=False)  # row t at t * objects, ONE last
         # where each variable's type starts in ``pos``, for every formula of the domain at once
         self.starts = layout.sealed["types"] * len(objects.names)
         self.numbers: dict[int, tuple[IntArray, IntArray]] = {}
