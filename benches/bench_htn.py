@@ -14,10 +14,11 @@ not axo's parser).
   (``compiled=False``), as it does in a process that has not loaded numba;
 - ``axo, g + s, cold caches``: the same, but only the first call of each block, which runs
   right after GTPyhop's block, with the CPU caches full of GTPyhop's data;
-- ``axo, g + compiled search``: grounding as above, and the search compiled by numba
-  (``compiled=True``), as in a process that plans often enough to repay loading it; the load
-  (importing numba, the kernel from its cache) is paid once per process, measured at the start
-  and noted on this row;
+- ``axo, g + compiled search``: the same work — a new planner, a fresh copy of the problem,
+  grounding and search — with ``compiled=True``: grounding's steps and the search run as numba
+  kernels, as in a process that plans often enough to repay loading them; the load (importing
+  numba, the kernels from their cache) is paid once per process, measured at the start and
+  noted on this row;
 - ``axo, grounding cached``: the Python search again on the same problem (how a coordinator
   that replans after adding a method, or plans the same problem shape repeatedly, sees it).
 
