@@ -86,81 +86,73 @@ class Grounder:
     def _read_facts(self) -> Binder:
         """Number the initial facts and the goal's; the binder reads the static ones."""
         domain, init = self.domain, list(self.problem.init)
+        relation, flat = self._numbers([*init, *self.goal])
         if self.compiled is not None and IdSet.tabled(self.facts.total):
-            return self._read_compiled([*init, *self.goal], len(init))
-        relation, args, ids = self.atom_arrays([*init, *self.goal])
-        self.goal_ids = ids[len(init) :]
-        relation, args, ids = relation[: len(init)], args[: len(init)], ids[: len(init)]
-        dynamic = relation < domain.dynamic_predicates  # they are numbered first
-        self.init_ids = ids.compress(dynamic)
-        self.possible = IdSet(self.facts.total, self.init_ids)  # facts that can ever hold ...
-        self.possible_ids = [self.init_ids]  # ... as arrays, none in two
-        of = _by_predicate(relation, args, domain.predicates)
+            args, order, bounds, static = self._read_compiled(relation, flat, len(init))
+        else:
+            args, order, bounds, static = self._read(relation, flat, len(init))
+        of = _by_predicate(args, order, bounds, domain.predicates)
         return Binder(
             self.objects,
             (self.facts, self.tasks, Space(domain.ranks, self.objects, "bindings")),
             domain.layout,
             {p: of(p) for p in domain.static},
-            IdSet(self.facts.total, ids.compress(~dynamic)),
+            static,
             {p: [of(p)] for p in domain.joined},
             self.kernel,
         )
 
-    def _read_compiled(self, atoms: list[Atom], init: int) -> Binder:
-        """``_read_facts`` by one call of ``_grounding_kernel.read``."""
-        domain = self.domain
-        relation = np.fromiter(
-            map(domain.predicate_index.__getitem__, map(_PREDICATE, atoms)), np.int64, len(atoms)
-        )
+    def _numbers(self, atoms: Sequence[Atom]) -> tuple[IntArray, IntArray]:
+        """Ground atoms' predicates (by index), and their arguments' object ids one after the
+        other. C-level maps straight into arrays rather than comprehensions and lists: a
+        problem has hundreds of atoms."""
+        names = map(_PREDICATE, atoms)
+        index = self.domain.predicate_index.__getitem__
+        relation = np.fromiter(map(index, names), np.int64, len(atoms))
         index = self.objects.index.__getitem__
-        flat = np.fromiter(map(index, chain.from_iterable(map(_ARGS, atoms))), np.int64)
+        return relation, np.fromiter(map(index, chain.from_iterable(map(_ARGS, atoms))), np.int64)
+
+    def _read(
+        self, relation: IntArray, flat: IntArray, init: int
+    ) -> tuple[IntArray, IntArray, list[int], IdSet]:
+        """The atoms' arguments [atoms, widest arity] padded with 0, the first ``init`` (the
+        initial facts) in order of predicate and where each predicate's start, and the static
+        facts that hold; notes the goal's fact ids and the initial facts that can hold."""
+        domain = self.domain
+        args = np.zeros((len(relation), domain.predicate_width), np.int64)
+        args[domain.predicate_columns < domain.predicate_arity.take(relation)[:, None]] = flat
+        ids = self.facts.tuples(relation, args)
+        self.goal_ids = ids[init:]
+        relation, ids = relation[:init], ids[:init]
+        dynamic = relation < domain.dynamic_predicates  # they are numbered first
+        self.init_ids = ids.compress(dynamic)
+        self.possible = IdSet(self.facts.total, self.init_ids)  # facts that can ever hold ...
+        self.possible_ids = [self.init_ids]  # ... as arrays, none in two
+        order = relation.argsort(kind="stable")
+        bounds = relation.take(order).searchsorted(np.arange(len(domain.predicates) + 1))
+        return args, order, bounds.tolist(), IdSet(self.facts.total, ids.compress(~dynamic))
+
+    def _read_compiled(
+        self, relation: IntArray, flat: IntArray, init: int
+    ) -> tuple[IntArray, IntArray, list[int], IdSet]:
+        """``_read`` by one call of ``_grounding_kernel.read``."""
         types, strides, offsets = self.facts.padded
         args, ids, held, possible, static, order, bounds = self.compiled.read(
             relation,
             flat,
-            domain.predicate_arity,
+            self.domain.predicate_arity,
             types,
             strides,
             offsets,
             self.objects.pos,
             init,
-            domain.dynamic_predicates,
+            self.domain.dynamic_predicates,
             self.facts.total,
         )
         self.goal_ids, self.init_ids = ids[init:], held
         self.possible = IdSet.of_table(possible)
         self.possible_ids = [held]
-        cuts = bounds.tolist()
-        arity = dict(zip(domain.predicates, domain.predicate_arity.tolist(), strict=True))
-        index_of = domain.predicate_index
-
-        def of(p: str) -> IntArray:
-            i = index_of[p]
-            return args.take(order[cuts[i] : cuts[i + 1]], axis=0)[:, : arity[p]]
-
-        return Binder(
-            self.objects,
-            (self.facts, self.tasks, Space(domain.ranks, self.objects, "bindings")),
-            domain.layout,
-            {p: of(p) for p in domain.static},
-            IdSet.of_table(static),
-            {p: [of(p)] for p in domain.joined},
-            self.kernel,
-        )
-
-    def atom_arrays(self, atoms: Sequence[Atom]) -> tuple[IntArray, IntArray, IntArray]:
-        """Ground atoms as arrays: their predicates (by index), their arguments' object ids
-        [atoms, widest arity] padded with 0, and their fact ids."""
-        domain = self.domain
-        # C-level maps straight into arrays rather than comprehensions and lists: a problem
-        # has hundreds of atoms
-        names = map(_PREDICATE, atoms)
-        relation = np.fromiter(map(domain.predicate_index.__getitem__, names), np.intp, len(atoms))
-        index = self.objects.index.__getitem__
-        flat = np.fromiter(map(index, chain.from_iterable(map(_ARGS, atoms))), np.int64)
-        args = np.zeros((len(atoms), domain.predicate_width), np.int64)
-        args[domain.predicate_columns < domain.predicate_arity.take(relation)[:, None]] = flat
-        return relation, args, self.facts.tuples(relation, args)
+        return args, order, bounds.tolist(), IdSet.of_table(static)
 
     def run(self) -> Grounding:
         roots = self._roots()
@@ -207,7 +199,7 @@ class Grounder:
         the facts the operators they call add."""
         if not len(values):
             return
-        if self.kernel and len(plan.formulas.variables):
+        if self.compiled is not None and len(plan.formulas.variables):
             self._keep_compiled(plan, values)
             return
         ids = self.binder.evaluate(plan.formulas, values)
@@ -325,11 +317,10 @@ def _first_of_each(keys: IntArray, rows: IntArray, scratch: IntArray) -> IntArra
 
 
 def _by_predicate(
-    relation: IntArray, args: IntArray, predicates: Mapping[str, tuple[int, ...]]
+    args: IntArray, order: IntArray, bounds: list[int], predicates: Mapping[str, tuple[int, ...]]
 ) -> Callable[[str], IntArray]:
-    """The arguments of the atoms of one predicate, [atoms, arity], on demand."""
-    order = relation.argsort(kind="stable")
-    bounds = relation.take(order).searchsorted(np.arange(len(predicates) + 1)).tolist()
+    """The arguments of the atoms of one predicate, [atoms, arity], on demand (``order`` puts
+    the atoms in order of predicate, predicate ``i``'s from ``bounds[i]``)."""
     index = {p: i for i, p in enumerate(predicates)}
 
     def of(predicate: str) -> IntArray:
