@@ -175,8 +175,14 @@ def _follow_host_in_child() -> None:
     host = _host_pid
     if host is None or host == os.getpid():
         return
+    _exit_when_gone(host, "axo-host-watch")
+
+
+def _exit_when_gone(pid: int, name: str) -> None:
+    """End this process once process ``pid`` has exited: a daemon thread named ``name`` blocks
+    on a pidfd of it (nothing happens where pidfds are not available)."""
     try:
-        fd = os.pidfd_open(host)
+        fd = os.pidfd_open(pid)
     except (OSError, AttributeError):
         return
 
@@ -184,7 +190,7 @@ def _follow_host_in_child() -> None:
         select.select([fd], [], [])
         os._exit(0)
 
-    threading.Thread(target=watch, name="axo-host-watch", daemon=True).start()
+    threading.Thread(target=watch, name=name, daemon=True).start()
 
 
 _parent_followed: list[int] = []
@@ -197,16 +203,7 @@ def follow_parent() -> None:
     if _host_pid is None or os.getpid() == _host_pid or _parent_followed:
         return
     _parent_followed.append(os.getppid())
-    try:
-        fd = os.pidfd_open(_parent_followed[0])
-    except (OSError, AttributeError):
-        return
-
-    def watch() -> None:
-        select.select([fd], [], [])
-        os._exit(0)
-
-    threading.Thread(target=watch, name="axo-parent-watch", daemon=True).start()
+    _exit_when_gone(_parent_followed[0], "axo-parent-watch")
 
 
 def _watch_host_from_children() -> None:
