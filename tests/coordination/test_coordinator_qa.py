@@ -27,13 +27,17 @@ def tasks(*calls: tuple[str, list[str]]) -> str:
     return json.dumps({"tasks": [{"task": t, "args": a} for t, a in calls]})
 
 
-def coordinated(fake: FakeLLM, tmp_path: Path) -> axo.Workflow:
-    """workflows/coordinated.yaml on the fake server."""
+def coordinated(fake: FakeLLM, tmp_path: Path, *edits: tuple[str, str]) -> axo.Workflow:
+    """workflows/coordinated.yaml on the fake server, with each (text, replacement) of
+    ``edits`` made once, in order."""
     text = (ROOT / "workflows" / "coordinated.yaml").read_text()
     start = text.index("  local: {type: local")
     end = text.index("\n", start)
     text = text[:start] + f"  local: {{type: openai, base_url: '{fake.base_url}'}}" + text[end:]
     text = text.replace("domains/", str(ROOT / "workflows" / "domains") + "/")
+    for old, new in edits:
+        assert old in text, old
+        text = text.replace(old, new, 1)
     path = tmp_path / "coordinated.yaml"
     path.write_text(text)
     return axo.load_workflow(path)
@@ -406,11 +410,8 @@ def test_awards_results_and_steps_number_steps_from_1(tmp_path: Path) -> None:
 def test_an_unassigned_step_is_numbered_from_1(tmp_path: Path) -> None:
     answer = tasks(("deliver", ["parcel", "south_depot"]))
     with FakeLLM(scripts=scripts(answer, steps=0)) as fake:
-        wf = coordinated(fake, tmp_path)
-        Path(wf.file).write_text(
-            Path(wf.file).read_text().replace("capabilities: [air]", "capabilities: [sea]")
-        )
-        result = axo.run(axo.load_workflow(wf.file), GOAL)
+        wf = coordinated(fake, tmp_path, ("capabilities: [air]", "capabilities: [sea]"))
+        result = axo.run(wf, GOAL)
     assert result.plan is not None
     fly = next(s for s in result.plan["steps"] if s["operator"] == "fly")
     assert [u["step"] for u in result.plan["unassigned"]] == [fly["step"]] == [fly["index"] + 1]
@@ -446,11 +447,8 @@ def test_a_coordinator_whose_plan_has_a_step_nobody_can_take_keeps_its_usage(
 ) -> None:
     answer = tasks(("deliver", ["parcel", "south_depot"]))
     with FakeLLM(scripts=scripts(answer, steps=0)) as fake:
-        wf = coordinated(fake, tmp_path)
-        Path(wf.file).write_text(
-            Path(wf.file).read_text().replace("capabilities: [air]", "capabilities: [sea]")
-        )
-        result = axo.run(axo.load_workflow(wf.file), GOAL)
+        wf = coordinated(fake, tmp_path, ("capabilities: [air]", "capabilities: [sea]"))
+        result = axo.run(wf, GOAL)
     dispatcher = result.agent("dispatcher")
     assert dispatcher.status == "failed"
     assert dispatcher.llm_calls == 1 and dispatcher.usage.total_tokens == 77
@@ -566,12 +564,9 @@ def test_a_workers_per_execution_budget_is_checked_against_each_step(
 ) -> None:
     answer = tasks(("deliver", ["parcel", "south_depot"]))
     with FakeLLM(scripts=scripts(answer, steps=20 if ok else 0)) as fake:
-        wf = coordinated(fake, tmp_path)
         budget = f"    token_budget: {{per_execution: {per_execution}}}\n"
-        text = Path(wf.file).read_text()
-        at = text.index("    capabilities: [ground]\n")
-        Path(wf.file).write_text(text[:at] + budget + text[at:])
-        result = axo.run(axo.load_workflow(wf.file), GOAL)
+        ground = "    capabilities: [ground]\n"
+        result = axo.run(coordinated(fake, tmp_path, (ground, budget + ground)), GOAL)
     assert result.plan is not None
     driven = [a for a in result.plan["awards"] if a["worker"] == "driver"]
     if ok:  # every ground step, more than 1500 / 500 of them
@@ -589,16 +584,16 @@ def test_a_coordinator_with_dependencies_plans_from_their_outputs(tmp_path: Path
     answer = tasks(("deliver", ["parcel", "south_depot"]))
     plan = {**scripts(answer), "Researcher": [Reply("FOUND: the parcel goes to south_depot")]}
     with FakeLLM(scripts=plan) as fake:
-        wf = coordinated(fake, tmp_path)
-        text = Path(wf.file).read_text()
-        at = text.index("  - id: dispatcher\n")
+        dispatcher = "  - id: dispatcher\n"
         researcher = "  - {id: researcher, name: Researcher}\n"
-        text = text[:at] + researcher + text[at:]
-        text = text.replace(
-            "    role: coordinator\n", "    role: coordinator\n    depends_on: [researcher]\n", 1
+        role = "    role: coordinator\n"
+        wf = coordinated(
+            fake,
+            tmp_path,
+            (dispatcher, researcher + dispatcher),
+            (role, role + "    depends_on: [researcher]\n"),
         )
-        Path(wf.file).write_text(text)
-        result = axo.run(axo.load_workflow(wf.file), GOAL)
+        result = axo.run(wf, GOAL)
         (asked,) = fake.requests_for("Dispatcher")
     assert result.ok, result.failure
     assert "FOUND: the parcel goes to south_depot" in asked.text and GOAL in asked.text
@@ -613,15 +608,9 @@ def test_a_coordinators_token_budget_is_checked_before_each_call(
 ) -> None:
     answer = tasks(("deliver", ["parcel", "south_depot"]))
     with FakeLLM(scripts=scripts(answer, steps=20 if sent else 0)) as fake:
-        wf = coordinated(fake, tmp_path)
         budget = f"    token_budget: {{per_call: 50, overflow_policy: {policy}}}\n"
-        text = (
-            Path(wf.file)
-            .read_text()
-            .replace("    role: coordinator\n", "    role: coordinator\n" + budget, 1)
-        )
-        Path(wf.file).write_text(text)
-        result = axo.run(axo.load_workflow(wf.file), GOAL)
+        role = "    role: coordinator\n"
+        result = axo.run(coordinated(fake, tmp_path, (role, role + budget)), GOAL)
         asked = len(fake.requests_for("Dispatcher"))
     dispatcher = result.agent("dispatcher")
     assert asked == sent
